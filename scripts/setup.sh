@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Idempotent set-up: system tools (apt-get when root, else the exact command),
+# then .venv with the project installed. Run by `make setup`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+tools=(strace curl gcc make)
+pkgs=(strace curl gcc make)
+missing=()
+for i in "${!tools[@]}"; do
+    command -v "${tools[$i]}" >/dev/null 2>&1 || missing+=("${pkgs[$i]}")
+done
+if ((${#missing[@]})); then
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        echo "[setup] installing ${missing[*]} with apt-get"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    else
+        echo "[setup] missing: ${missing[*]}. Install them with:" >&2
+        echo "    sudo apt-get install -y ${missing[*]}" >&2
+        exit 3
+    fi
+fi
+
+# The real interpreter, not a pyenv shim: a shim is a bash script, and
+# strace would trace bash instead of the server.
+py=${PYTHON:-$(command -v python3)}
+real=$("$py" -c 'import sys; print(sys.executable)')
+if ! "$real" -c 'import sys, venv; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
+    echo "[setup] need Python >= 3.10 with venv; on Debian: sudo apt-get install -y python3 python3-venv" >&2
+    exit 3
+fi
+if [[ ! -x .venv/bin/python ]]; then
+    echo "[setup] creating .venv with $real"
+    if ! "$real" -m venv .venv; then
+        echo "[setup] venv failed; on Debian: sudo apt-get install -y python3-venv" >&2
+        exit 3
+    fi
+fi
+stamp=.venv/.epoll-lab-installed
+if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
+    echo "[setup] installing epoll-lab and its test tools into .venv"
+    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+    touch "$stamp"
+fi

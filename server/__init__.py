@@ -1,0 +1,1 @@
+"""The Sanic demo server: one route per event-loop mechanism."""

@@ -1,0 +1,152 @@
+"""Routes of the Sanic demo server, one event-loop mechanism each.
+
+Every answer is JSON naming the mechanism, so a reader of the trace can match
+the bytes written on the client socket to the route that produced them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import ujson
+from sanic import Sanic
+from sanic.exceptions import SanicException
+from sanic.request import Request
+from sanic.response import HTTPResponse, json
+
+DATA_DIR = (Path(__file__).parent / "data").resolve()
+DEFAULT_FILE = "lab.txt"
+MAX_SLEEP_MS = 10_000
+HOSTS_FILE = Path("/etc/hosts")
+# RFC 1123 labels; the whole name at most 253 characters.
+_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+
+
+class BadInput(SanicException):
+    """A 400 whose message tells the caller what to send instead."""
+
+    status_code = 400
+    quiet = True
+
+
+def _body(mechanism: str, **fields) -> HTTPResponse:
+    return json({"mechanism": mechanism, **fields}, dumps=ujson.dumps)
+
+
+def parse_ms(raw: str | None, default: int) -> int:
+    if raw is None:
+        return default
+    try:
+        ms = int(raw)
+    except ValueError:
+        raise BadInput(f"ms must be a whole number of milliseconds, got {raw!r}")
+    if not 0 <= ms <= MAX_SLEEP_MS:
+        raise BadInput(f"ms must be between 0 and {MAX_SLEEP_MS}, got {ms}")
+    return ms
+
+
+def data_path(name: str) -> Path:
+    """The file `name` inside the lab's data folder, or BadInput."""
+    if not name or "\x00" in name:
+        raise BadInput("name must be a file name inside the lab's data folder")
+    path = (DATA_DIR / name).resolve()
+    if path.parent != DATA_DIR:
+        raise BadInput(f"{name!r} is outside the lab's data folder")
+    if not path.is_file():
+        raise BadInput(f"no file {name!r} in the lab's data folder")
+    return path
+
+
+def local_names() -> set[str]:
+    """Names this machine resolves without asking a DNS server."""
+    names = {"localhost"}
+    try:
+        text = HOSTS_FILE.read_text(errors="replace")
+    except OSError:
+        return names
+    for line in text.splitlines():
+        fields = line.split("#", 1)[0].split()
+        names.update(f.lower() for f in fields[1:])
+    return names
+
+
+def check_host(host: str | None) -> str:
+    if not host:
+        raise BadInput("host is required, e.g. /dns?host=localhost")
+    if len(host) > 253 or not all(_LABEL.match(p) for p in host.rstrip(".").split(".")):
+        raise BadInput(f"{host[:80]!r} is not a valid host name")
+    if host.lower().rstrip(".") not in LOCAL_NAMES:
+        # The lab must never send a query off the machine.
+        raise BadInput(f"{host!r} is not in /etc/hosts; the lab only resolves local names")
+    return host
+
+
+# Read once at import: reading /etc/hosts per request would be a blocking
+# file read on the loop thread, the very thing the lab teaches to avoid.
+LOCAL_NAMES = local_names()
+
+
+def create_app(name: str = "epoll_lab") -> Sanic:
+    app = Sanic(name)
+    app.config.FALLBACK_ERROR_FORMAT = "json"
+
+    @app.before_server_start
+    async def quiet_first_requests(app, loop):
+        # Work Python would otherwise do lazily on the loop thread during the
+        # first /file or /dns (importing the idna codec, counting CPUs for the
+        # executor) is done here, so request traces show only the mechanism.
+        "localhost".encode("idna")
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=4, thread_name_prefix="pool"))
+
+    @app.get("/")
+    async def index(request: Request):
+        return _body("socket", pollable=True, note="socket reads and writes only, driven by epoll")
+
+    @app.get("/json")
+    async def json_route(request: Request):
+        items = [{"n": i, "square": i * i} for i in range(10)]
+        return _body("socket", pollable=True, encoder="ujson", items=items)
+
+    @app.get("/file")
+    async def file_route(request: Request):
+        path = data_path(request.args.get("name", DEFAULT_FILE))
+        loop = asyncio.get_running_loop()
+        # Regular files are always "ready"; epoll cannot wait for them, so the
+        # read runs on the default executor (a thread pool) and the pool wakes
+        # the loop when it is done.
+        data = await loop.run_in_executor(None, path.read_bytes)
+        return _body("thread-pool", pollable=False, file=path.name, bytes=len(data))
+
+    @app.get("/dns")
+    async def dns_route(request: Request):
+        host = check_host(request.args.get("host"))
+        loop = asyncio.get_running_loop()
+        # getaddrinfo is a blocking libc call: the loop hands it to a pool.
+        infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        addresses = sorted({info[4][0] for info in infos})
+        return _body("thread-pool", pollable=False, host=host, addresses=addresses)
+
+    @app.get("/sleep")
+    async def sleep_route(request: Request):
+        ms = parse_ms(request.args.get("ms"), 200)
+        started = time.monotonic()
+        # No thread, no fd: the timer becomes the timeout of the next epoll wait.
+        await asyncio.sleep(ms / 1000)
+        return _body("timer", pollable=True, ms=ms,
+                     elapsed_ms=round((time.monotonic() - started) * 1000, 1))
+
+    @app.get("/subprocess")
+    async def subprocess_route(request: Request):
+        proc = await asyncio.create_subprocess_exec(
+            "/bin/echo", "hello from a child process",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+        out, _ = await proc.communicate()
+        return _body("pipe", pollable=True, child_exit=proc.returncode,
+                     output=out.decode(errors="replace").strip())
+
+    return app

@@ -1,0 +1,131 @@
+"""Shared fixtures: real traces made once per session, real servers, real curl."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tracing import recipes
+from tracing.run import trace
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def curl(port: int, path: str, *extra: str) -> tuple[int, str]:
+    """Real curl; returns (HTTP status, body)."""
+    p = subprocess.run(["curl", "-sS", "--max-time", "15", *extra, "-w", "\n%{http_code}",
+                        f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True)
+    body, _, status = p.stdout.rpartition("\n")
+    assert p.returncode == 0, f"curl {path} failed: {p.stderr}"
+    return int(status), body
+
+
+@dataclass
+class Trace:
+    """A finished recipe run, read back from its files."""
+
+    out: Path
+    records: list[dict]
+    requests: list[dict]
+
+    @classmethod
+    def load(cls, out: Path) -> "Trace":
+        records = [json.loads(l) for l in (out / "events.jsonl").read_text().splitlines()]
+        requests = [json.loads(l) for l in (out / "scenario.jsonl").read_text().splitlines()]
+        return cls(out, records, requests)
+
+    def in_request(self, path: str) -> list[dict]:
+        label = next(f"request {i + 1}: GET {r['path']}" for i, r in enumerate(self.requests)
+                     if r["path"] == path)
+        return [r for r in self.records if r.get("request") == label]
+
+    @property
+    def loop_tid(self) -> int:
+        waits = [r["tid"] for r in self.records if r["syscall"] in WAITS]
+        return max(set(waits), key=waits.count)
+
+
+WAITS = ("epoll_wait", "epoll_pwait", "epoll_pwait2")
+
+
+def show(records, n: int = 25) -> str:
+    """Failure-message form of records: their line numbers, threads and notes."""
+    lines = [f"  line {r['line']:>6} tid {r['tid']} {r['thread']:<5} {r['syscall'] or r['kind']}: "
+             f"{r['note'][:160]}" for r in list(records)[:n]]
+    return "\n".join(lines) or "  (no records)"
+
+
+def fd_roles(rec: dict) -> set[str]:
+    return {f["role"] for f in rec.get("fds", [])}
+
+
+@pytest.fixture(scope="session")
+def tools_present():
+    missing = [t for t in ("strace", "curl") if shutil.which(t) is None]
+    if missing:
+        pytest.fail(f"missing {missing}: run `make setup` (the suite must not skip live traces)")
+
+
+def _run_recipe(tmp_path_factory, loop: str) -> Trace:
+    out = tmp_path_factory.mktemp(f"trace-{loop}")
+    target = recipes.sanic(loop=loop, port=free_port())
+    result = trace(target, out)
+    assert all(r["status"] == 200 for r in result["requests"]), result["requests"]
+    return Trace.load(out)
+
+
+@pytest.fixture(scope="session")
+def uvloop_trace(tools_present, tmp_path_factory) -> Trace:
+    return _run_recipe(tmp_path_factory, "uvloop")
+
+
+@pytest.fixture(scope="session")
+def asyncio_trace(tools_present, tmp_path_factory) -> Trace:
+    return _run_recipe(tmp_path_factory, "asyncio")
+
+
+@pytest.fixture(scope="session", params=["uvloop", "asyncio"])
+def sanic_trace(request) -> Trace:
+    return request.getfixturevalue(f"{request.param}_trace")
+
+
+@pytest.fixture(scope="session")
+def sanic_server(tools_present):
+    """The demo server, untraced, for route tests."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "server", "--port", str(port)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            assert proc.poll() is None, proc.stdout.read().decode()
+            time.sleep(0.05)
+    yield port
+    proc.send_signal(2)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    out = proc.stdout.read().decode(errors="replace")
+    assert "Traceback" not in out, f"the server printed a traceback:\n{out}"
+
+

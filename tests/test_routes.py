@@ -1,0 +1,83 @@
+"""Each route names its mechanism; bad input gets a 400 with a reason, never a 500."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import curl
+
+
+def get_json(port, path):
+    status, body = curl(port, path)
+    return status, json.loads(body)
+
+
+@pytest.mark.parametrize("path, mechanism", [
+    ("/", "socket"),
+    ("/json", "socket"),
+    ("/file", "thread-pool"),
+    ("/dns?host=localhost", "thread-pool"),
+    ("/sleep?ms=10", "timer"),
+    ("/subprocess", "pipe"),
+])
+def test_each_route_answers_json_naming_its_mechanism(sanic_server, path, mechanism):
+    status, body = get_json(sanic_server, path)
+    assert status == 200, body
+    assert body["mechanism"] == mechanism, body
+
+
+def test_file_route_reads_the_lab_data_file(sanic_server):
+    _, body = get_json(sanic_server, "/file")
+    assert body["file"] == "lab.txt" and body["bytes"] > 100, body
+
+
+def test_dns_route_resolves_localhost_to_loopback(sanic_server):
+    _, body = get_json(sanic_server, "/dns?host=localhost")
+    assert "127.0.0.1" in body["addresses"] or "::1" in body["addresses"], body
+
+
+def test_sleep_route_really_sleeps(sanic_server):
+    _, body = get_json(sanic_server, "/sleep?ms=120")
+    assert body["ms"] == 120 and body["elapsed_ms"] >= 115, body
+
+
+def test_subprocess_route_reads_the_child_output(sanic_server):
+    _, body = get_json(sanic_server, "/subprocess")
+    assert body["output"] == "hello from a child process" and body["child_exit"] == 0, body
+
+
+@pytest.mark.parametrize("path, reason", [
+    ("/sleep?ms=abc", "whole number"),
+    ("/sleep?ms=-5", "between 0 and 10000"),
+    ("/sleep?ms=10001", "between 0 and 10000"),
+    ("/sleep?ms=1e3", "whole number"),
+    ("/file?name=../../etc/passwd", "outside the lab's data folder"),
+    ("/file?name=..%2F..%2Fetc%2Fpasswd", "outside the lab's data folder"),
+    ("/file?name=/etc/passwd", "outside the lab's data folder"),
+    ("/file?name=missing.txt", "no file"),
+    ("/file?name=%00x", "inside the lab's data folder"),
+    ("/file?name=.", "outside the lab's data folder"),
+    ("/dns", "host is required"),
+    ("/dns?host=bad_name!", "not a valid host name"),
+    ("/dns?host=-leading.example", "not a valid host name"),
+    ("/dns?host=" + "a" * 300, "not a valid host name"),
+    ("/dns?host=example.invalid", "only resolves local names"),
+])
+def test_bad_input_gets_400_with_a_reason(sanic_server, path, reason):
+    status, raw = curl(sanic_server, path)
+    assert status == 400, f"{path}: {status} {raw}"
+    body = json.loads(raw)
+    assert reason in body["message"], body
+
+
+def test_unknown_path_gets_404_json(sanic_server):
+    status, raw = curl(sanic_server, "/no/such/route")
+    assert status == 404
+    assert json.loads(raw)["status"] == 404
+
+
+def test_wrong_method_gets_405(sanic_server):
+    status, _ = curl(sanic_server, "/file", "-X", "POST")
+    assert status == 405

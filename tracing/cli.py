@@ -1,0 +1,107 @@
+"""python -m tracing {trace,annotate}: the lab's command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tracing import recipes
+from tracing.annotate import Annotator, annotate_file
+from tracing.parse import events
+from tracing.run import EXIT_SETUP, TraceError, report, trace
+from tracing.views import eprint, summary_text, use_color, write_outputs
+
+EPILOG = """\
+recommended strace flags for logs you bring to `annotate`:
+  strace -f -ttt -T -yy -s 128 -o app.strace -- your-server ...
+    -f      follow threads and children (pool threads, subprocesses)
+    -ttt    epoch timestamps (ordering across threads, request windows)
+    -T      time spent in each call (how long a wait slept)
+    -yy     print what each fd is (socket addresses, paths)
+  Logs without some of these still annotate; the fd table then works out
+  what each fd is from the calls that made it.
+
+exit codes:
+  0 ok   2 bad usage   3 set-up problem (strace/curl missing, ptrace refused,
+  port in use)   4 server did not start   5 a scenario request failed
+  130 interrupted
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m tracing",
+        description="epoll-lab: trace an event-loop server with strace and annotate what it does.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("trace", help="run a server under strace with the curl scenario",
+                       description="Start the server under strace, wait for its port, send the "
+                       "scenario with curl, stop it with SIGINT and write traces/<run>/.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    t.add_argument("target", choices=sorted(recipes.TARGETS), help="which server")
+    t.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
+                   help="Sanic's event loop (default uvloop)")
+    t.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (default 8000)")
+    t.add_argument("--out", type=Path, default=None,
+                   help="output folder (default traces/<run>)")
+    t.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    a = sub.add_parser("annotate", help="annotate a strace log (file or - for stdin)",
+                       description="Annotate a strace log: every raw line kept, each with the "
+                       "thread's role, a category and a plain-language note.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    a.add_argument("log", help="strace output file, or - for standard input")
+    a.add_argument("--format", choices=("text", "jsonl"), default="text")
+    a.add_argument("-o", "--output", default="-", help="output file (default standard output)")
+    a.add_argument("--summary", action="store_true", help="print a summary to standard error")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "trace":
+            return cmd_trace(args)
+        return cmd_annotate(args)
+    except TraceError as e:
+        eprint(f"epoll-lab: error: {e}")
+        return e.code
+    except BrokenPipeError:
+        return 0
+
+
+def cmd_trace(args) -> int:
+    target = recipes.TARGETS[args.target](loop=args.loop, port=args.port)
+    out = args.out or Path("traces") / target.name
+    result = trace(target, out)
+    if args.json:
+        print(json.dumps(result["summary"]))
+    else:
+        report(result)
+    return 0
+
+
+def cmd_annotate(args) -> int:
+    if args.log == "-":
+        # One pass: roles are learned as the stream goes.
+        ann = Annotator()
+        records = ann.run(events(sys.stdin))
+    else:
+        if not Path(args.log).is_file():
+            raise TraceError(f"no such file: {args.log}", EXIT_SETUP)
+        records, ann = annotate_file(args.log)
+    out = sys.stdout if args.output == "-" else open(args.output, "w")
+    try:
+        if args.format == "jsonl":
+            write_outputs(records, None, out)
+        else:
+            write_outputs(records, out, None, color=use_color(out))
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    if args.summary:
+        eprint(summary_text(ann.summary.as_dict()))
+    return 0

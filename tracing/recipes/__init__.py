@@ -1,0 +1,72 @@
+"""Recipes: which server to trace, with which strace flags, and which requests to send.
+
+A recipe is data; `tracing.run` carries it out. Adding a server (the C one,
+an ltrace variant) means adding a Target here, not another runner.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# The syscalls that tell the story: the loop's epoll calls, sockets, the
+# thread pool's file and resolver work, the wakeup fds, threads and children.
+STORY_SYSCALLS = (
+    "epoll_create,epoll_create1,epoll_ctl,epoll_wait,epoll_pwait,epoll_pwait2,"
+    "socket,bind,listen,connect,accept,accept4,shutdown,"
+    "read,write,readv,writev,pread64,recvfrom,sendto,recvmsg,sendmsg,"
+    "open,openat,close,dup,dup2,dup3,"
+    "eventfd2,pipe2,socketpair,timerfd_create,timerfd_settime,signalfd4,"
+    "io_uring_setup,io_uring_enter,"
+    "clone,clone3,fork,vfork,execve,exit_group"
+)
+
+
+def strace_flags(syscalls: str = STORY_SYSCALLS) -> list[str]:
+    # -f threads and children; -ttt timestamps on the clock time.time() uses,
+    # so the recipe can mark requests; -T durations (how long a wait slept);
+    # -yy fd decorations (addresses, paths); -s 128 to see request lines.
+    return ["-f", "-ttt", "-T", "-yy", "-s", "128", "-e", f"trace={syscalls}"]
+
+
+@dataclass(frozen=True)
+class Request:
+    path: str
+    lesson: str
+
+
+@dataclass
+class Target:
+    name: str  # the folder under traces/
+    argv: list[str]  # the server command, port appended by `command`
+    port: int
+    requests: list[Request] = field(default_factory=list)
+    extra_strace: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+
+    def command(self) -> list[str]:
+        return [*self.argv, "--port", str(self.port)]
+
+
+SANIC_REQUESTS = [
+    Request("/", "pure socket I/O: accept, read, write, all pollable"),
+    Request("/file", "a file read handed to a thread pool, which wakes the loop"),
+    Request("/dns?host=localhost", "getaddrinfo on a pool thread (reads /etc/hosts), then a wakeup"),
+    Request("/sleep?ms=200", "a timer: no fd, just the timeout of the next epoll wait"),
+    Request("/subprocess", "a child process; its stdout pipe is pollable"),
+    Request("/json", "a ujson body; socket I/O only"),
+]
+
+
+def sanic(loop: str = "uvloop", port: int = 8000) -> Target:
+    name = "sanic" if loop == "uvloop" else f"sanic-{loop}"
+    # sys.executable is the venv's python, a symlink to the real interpreter
+    # (not a pyenv shim script), so strace follows the server, not bash.
+    return Target(name, [sys.executable, "-m", "server", "--loop", loop], port,
+                  list(SANIC_REQUESTS))
+
+
+TARGETS = {"sanic": sanic}

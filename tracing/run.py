@@ -1,0 +1,266 @@
+"""Carry out a recipe: server under strace, curl scenario, clean stop, annotate.
+
+Whatever happens (curl fails, the server dies, Ctrl-C) the server and strace
+are stopped and reaped, by PID, and the port is free again before we return.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tracing.annotate import Step, annotate_file
+from tracing.recipes import Target, strace_flags
+from tracing.views import eprint, summary_text, write_outputs
+
+START_TIMEOUT = 60.0  # a traced Python server imports slowly
+STOP_TIMEOUT = 10.0
+
+
+class TraceError(Exception):
+    """A run that cannot go on; `code` is the process exit code to use."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# Exit codes (also in `python -m tracing --help`).
+EXIT_SETUP, EXIT_START, EXIT_SCENARIO, EXIT_INTERRUPTED = 3, 4, 5, 130
+
+
+def preflight(port: int) -> str:
+    strace = shutil.which("strace")
+    if strace is None:
+        raise TraceError("strace is not installed. Install it with: sudo apt-get install -y strace "
+                         "(or run `make setup` as root)", EXIT_SETUP)
+    probe = subprocess.run([strace, "-f", "-o", os.devnull, "-e", "trace=none", "true"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        detail = probe.stderr.strip().splitlines()[-1] if probe.stderr.strip() else ""
+        if "Operation not permitted" in probe.stderr or "EPERM" in probe.stderr:
+            raise TraceError(
+                "ptrace is not permitted here, so strace cannot trace the server "
+                f"({detail}). In a container, run it with --cap-add SYS_PTRACE; on a host, "
+                "check /proc/sys/kernel/yama/ptrace_scope.", EXIT_SETUP)
+        raise TraceError(f"strace does not work here: {detail}", EXIT_SETUP)
+    if not port_free(port):
+        raise TraceError(f"port {port} on 127.0.0.1 is in use: stop whatever listens there "
+                         f"(ss -ltnp 'sport = :{port}') or pick another with PORT=...", EXIT_SETUP)
+    return strace
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def port_answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def child_pids(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie is dead for our purposes.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@dataclass
+class Traced:
+    """strace and the server it runs."""
+
+    strace: subprocess.Popen
+    log: Path
+
+    def server_pid(self) -> int | None:
+        kids = child_pids(self.strace.pid)
+        return kids[0] if kids else None
+
+    def stop(self, port: int) -> list[str]:
+        """SIGINT the server, then SIGTERM, then SIGKILL; reap strace. Returns what it did."""
+        done = []
+        server = self.server_pid()
+        for sig, wait in ((signal.SIGINT, STOP_TIMEOUT), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+            if server is None or not alive(server):
+                break
+            try:
+                os.kill(server, sig)
+            except ProcessLookupError:
+                break
+            done.append(f"sent {sig.name} to server {server}")
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline and alive(server):
+                time.sleep(0.05)
+        # Children the server left behind (a /subprocess child) go too.
+        try:
+            self.strace.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            for pid in child_pids(self.strace.pid):
+                _kill(pid)
+            self.strace.kill()
+            self.strace.wait()
+            done.append("killed strace")
+        deadline = time.monotonic() + 5
+        while not port_free(port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return done
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def start(target: Target, strace: str, out: Path) -> Traced:
+    out.mkdir(parents=True, exist_ok=True)
+    raw = out / "raw.strace"
+    log = out / "server.log"
+    cmd = [strace, *strace_flags(), *target.extra_strace, "-o", str(raw), "--", *target.command()]
+    eprint(f"[epoll-lab] starting: {' '.join(cmd)}")
+    with open(log, "wb") as logf:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
+                                env={**os.environ, **target.env}, start_new_session=True)
+    return Traced(proc, log)
+
+
+def wait_ready(traced: Traced, port: int) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if traced.strace.poll() is not None:
+            raise TraceError("the server did not start (it exited with "
+                             f"{traced.strace.returncode}). Its output:\n{tail(traced.log)}", EXIT_START)
+        if port_answers(port):
+            return
+        time.sleep(0.05)
+    raise TraceError(f"the server did not answer on port {port} within {START_TIMEOUT:.0f} s. "
+                     f"Its output:\n{tail(traced.log)}", EXIT_START)
+
+
+def tail(path: Path, n: int = 20) -> str:
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no output)"
+    return "\n".join("    " + line for line in lines[-n:]) or "    (no output)"
+
+
+def curl(port: int, path: str, timeout: float = 15.0) -> dict:
+    """One request with real curl; returns status, body and timing."""
+    if shutil.which("curl") is None:
+        raise TraceError("curl is not installed. Install it with: sudo apt-get install -y curl",
+                         EXIT_SETUP)
+    url = f"http://127.0.0.1:{port}{path}"
+    t0 = time.time()
+    p = subprocess.run(["curl", "-sS", "--max-time", str(timeout), "-w", "\n%{http_code}", url],
+                       capture_output=True, text=True)
+    t1 = time.time()
+    body, _, status = p.stdout.rpartition("\n")
+    return {"path": path, "url": url, "start": t0, "end": t1, "curl_exit": p.returncode,
+            "status": int(status) if status.isdigit() else 0, "body": body,
+            "error": p.stderr.strip()}
+
+
+def trace(target: Target, out: Path, annotate: bool = True) -> dict:
+    """Run the whole recipe. Raises TraceError; never leaves a process behind."""
+    strace = preflight(target.port)
+    traced = start(target, strace, out)
+    results: list[dict] = []
+    stopped: list[str] = []
+    try:
+        wait_ready(traced, target.port)
+        eprint(f"[epoll-lab] server {traced.server_pid()} is up on 127.0.0.1:{target.port}; "
+               f"sending {len(target.requests)} requests with curl")
+        for i, req in enumerate(target.requests, 1):
+            r = curl(target.port, req.path)
+            r["lesson"] = req.lesson
+            results.append(r)
+            eprint(f"[epoll-lab]   {i}/{len(target.requests)} GET {req.path} -> "
+                   f"{r['status'] or 'curl failed'} ({(r['end'] - r['start']) * 1000:.0f} ms)")
+            if r["curl_exit"] != 0:
+                raise TraceError(f"curl GET {req.path} failed (exit {r['curl_exit']}): {r['error']}",
+                                 EXIT_SCENARIO)
+    except KeyboardInterrupt:
+        raise TraceError("interrupted; the server and strace were stopped", EXIT_INTERRUPTED)
+    finally:
+        stop_at = time.time()
+        stopped = traced.stop(target.port)
+        write_scenario(out, results, stop_at)
+    eprint(f"[epoll-lab] stopped: {'; '.join(stopped) or 'server had exited'}")
+    summary = annotate_run(out) if annotate else {}
+    return {"out": str(out), "requests": results, "summary": summary}
+
+
+def write_scenario(out: Path, results: list[dict], stop_at: float) -> None:
+    with open(out / "scenario.jsonl", "w") as f:
+        for r in results:
+            f.write(json.dumps(r) + "\n")
+        f.write(json.dumps({"path": "shutdown", "start": stop_at, "end": stop_at + 3600,
+                            "lesson": "SIGINT: the server closes its sockets and exits"}) + "\n")
+
+
+def load_steps(out: Path) -> tuple[list[Step], dict[str, str]]:
+    steps, headers = [], {}
+    path = out / "scenario.jsonl"
+    if not path.exists():
+        return steps, headers
+    results = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    for i, r in enumerate(results):
+        label = "shutdown" if r["path"] == "shutdown" else f"request {i + 1}: GET {r['path']}"
+        # A request's events run from its curl start to the next one's start.
+        end = results[i + 1]["start"] if i + 1 < len(results) else r["end"]
+        steps.append(Step(label, r["start"], end))
+        headers[label] = r.get("lesson", "")
+    return steps, headers
+
+
+def annotate_run(out: Path) -> dict:
+    steps, headers = load_steps(out)
+    records, ann = annotate_file(str(out / "raw.strace"), steps)
+    with open(out / "annotated.log", "w") as text, open(out / "events.jsonl", "w") as jsonl:
+        text.write(f"# epoll-lab annotated trace of {out.name}; raw lines from raw.strace, each "
+                   "followed by '->' [category] note.\n# Columns: line in raw.strace, thread role, "
+                   "raw strace line (pid, time, call, result, duration).\n")
+        write_outputs(records, text, jsonl, headers)
+    summary = ann.summary.as_dict()
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def report(result: dict) -> None:
+    out = Path(result["out"])
+    print(summary_text(result["summary"]))
+    print(f"files: {out / 'raw.strace'}\n       {out / 'annotated.log'}\n       {out / 'events.jsonl'}")

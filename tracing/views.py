@@ -1,0 +1,96 @@
+"""Annotated records to what people and programs read.
+
+`write_text` keeps every raw line, in log order, each followed by its note,
+with a header before each scenario request. `write_jsonl` writes one JSON
+object per record. Both consume the record stream once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import IO, Iterable, Iterator
+
+COLORS = {"pollable": "32", "thread-pooled": "36", "blocking": "31;1", "wakeup": "35;1"}
+JSONL_FIELDS = ("line", "resumed_line", "tid", "kind", "syscall", "args", "ret", "errno",
+                "duration", "ts", "thread", "fds", "ready", "category", "note", "request")
+
+
+def use_color(stream: IO) -> bool:
+    return "NO_COLOR" not in os.environ and hasattr(stream, "isatty") and stream.isatty()
+
+
+def text_lines(records: Iterable[dict], headers: dict[str, str] | None = None,
+               color: bool = False) -> Iterator[str]:
+    """The annotated log, one string per output line."""
+    headers = headers or {}
+    current = None
+    for rec in records:
+        req = rec.get("request")
+        if req and req != current:
+            yield ""
+            yield f"==== {req}: {headers.get(req, '')} ====".replace(":  ====", " ====")
+        elif req is None and current is not None:
+            yield f"---- (after {current}) ----"
+        current = req
+        role = f"{rec.get('thread', ''):<5}"
+        if rec["kind"] == "started":
+            yield f"{rec['line']:>7} {role} {rec['text']}"
+            continue
+        raw = rec.get("resumed_text") if rec.get("resumed_line") else rec.get("text")
+        lineno = rec["resumed_line"] or rec["line"]
+        yield f"{lineno:>7} {role} {raw}"
+        cat = rec.get("category", "")
+        tag = f"[{cat}]"
+        if color and cat in COLORS:
+            tag = f"\x1b[{COLORS[cat]}m{tag}\x1b[0m"
+        if rec.get("note"):
+            yield f"{'':>7} {'':5}   -> {tag} {rec['note']}"
+
+
+def jsonl_line(rec: dict) -> str:
+    out = {k: rec.get(k) for k in JSONL_FIELDS}
+    if rec["kind"] != "syscall":
+        out["text"] = rec.get("text")
+    return json.dumps(out, ensure_ascii=False)
+
+
+def write_outputs(records: Iterable[dict], text_out: IO | None, jsonl_out: IO | None,
+                  headers: dict[str, str] | None = None, color: bool = False) -> None:
+    """Stream records to the text view and/or JSON Lines at once."""
+    headers = headers or {}
+
+    def tee() -> Iterator[dict]:
+        for rec in records:
+            if jsonl_out is not None and rec["kind"] != "started":
+                jsonl_out.write(jsonl_line(rec) + "\n")
+            yield rec
+
+    if text_out is not None:
+        for line in text_lines(tee(), headers, color):
+            text_out.write(line + "\n")
+    else:
+        for _ in tee():
+            pass
+
+
+def summary_text(summary: dict) -> str:
+    cats = ", ".join(f"{k} {v}" for k, v in sorted(summary["categories"].items()))
+    roles: dict[str, list[str]] = {}
+    for tid, role in summary["threads"].items():
+        roles.setdefault(role, []).append(tid)
+    threads = "; ".join(f"{r} {' '.join(ts)}" for r, ts in sorted(roles.items()))
+    top = ", ".join(f"{k} {v}" for k, v in list(summary["syscalls"].items())[:8])
+    lines = [
+        f"lines traced: {summary['lines']} ({summary['records']} records, "
+        f"{summary['unparsed']} not understood)",
+        f"threads: {len(summary['threads'])} ({threads})",
+        f"categories: {cats}",
+        f"busiest syscalls: {top}",
+    ]
+    return "\n".join(lines)
+
+
+def eprint(*a) -> None:
+    print(*a, file=sys.stderr, flush=True)
