@@ -19,7 +19,7 @@ from typing import Iterable, Iterator
 # `[pid  123] ` (strace -f to stderr) or `123  ` (strace -f -o FILE).
 _PID = re.compile(r"^(?:\[pid\s+(\d+)\]\s|(\d+)\s+)")
 # -ttt / -r (seconds), -t / -tt (wall clock).
-_TS = re.compile(r"^(?:(\d+\.\d+)|(\d\d):(\d\d):(\d\d)(?:\.(\d+))?)\s+")
+_TS = re.compile(r"^\s*(?:(\d+\.\d+)|(\d\d):(\d\d):(\d\d)(?:\.(\d+))?)\s+")
 _CALL = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\(")
 _RESUMED = re.compile(r"^<\.\.\.\s+([A-Za-z_][A-Za-z0-9_]*)\s+resumed>\s?")
 _UNFINISHED = re.compile(r"\s*<unfinished \.\.\.>\)?\s*$")

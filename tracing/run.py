@@ -67,14 +67,6 @@ def port_free(port: int) -> bool:
     return True
 
 
-def port_answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
-
-
 def child_pids(pid: int) -> list[int]:
     try:
         text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
@@ -157,14 +149,37 @@ def start(target: Target, strace: str, out: Path) -> Traced:
     return Traced(proc, log)
 
 
-def wait_ready(traced: Traced, port: int) -> None:
+def wait_ready(traced: Traced, port: int) -> dict:
+    """Wait until the server answers HTTP, not just until the port connects.
+
+    Some servers (Sanic) listen() long before they serve, so a bare connect
+    succeeds too early. The probe is a real request, kept in the scenario.
+    """
     deadline = time.monotonic() + START_TIMEOUT
+    t0 = time.time()
     while time.monotonic() < deadline:
         if traced.strace.poll() is not None:
             raise TraceError("the server did not start (it exited with "
                              f"{traced.strace.returncode}). Its output:\n{tail(traced.log)}", EXIT_START)
-        if port_answers(port):
-            return
+        try:
+            conn = socket.create_connection(("127.0.0.1", port), timeout=0.2)
+        except OSError:
+            time.sleep(0.05)
+            continue
+        with conn:
+            conn.sendall(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            while time.monotonic() < deadline:
+                if traced.strace.poll() is not None:
+                    break
+                try:
+                    if conn.recv(1):
+                        return {"path": "readiness probe", "start": t0, "end": time.time(),
+                                "lesson": "the recipe waits until the server answers HTTP"}
+                    break  # closed without an answer: try again
+                except socket.timeout:
+                    continue
+                except OSError:
+                    break
         time.sleep(0.05)
     raise TraceError(f"the server did not answer on port {port} within {START_TIMEOUT:.0f} s. "
                      f"Its output:\n{tail(traced.log)}", EXIT_START)
@@ -200,12 +215,14 @@ def trace(target: Target, out: Path, annotate: bool = True) -> dict:
     traced = start(target, strace, out)
     results: list[dict] = []
     stopped: list[str] = []
+    pids = {"strace": traced.strace.pid, "server": None}
     try:
-        wait_ready(traced, target.port)
+        results.append(wait_ready(traced, target.port))
+        pids["server"] = traced.server_pid()
         eprint(f"[epoll-lab] server {traced.server_pid()} is up on 127.0.0.1:{target.port}; "
                f"sending {len(target.requests)} requests with curl")
         for i, req in enumerate(target.requests, 1):
-            r = curl(target.port, req.path)
+            r = curl(target.port, req.path, req.timeout)
             r["lesson"] = req.lesson
             results.append(r)
             eprint(f"[epoll-lab]   {i}/{len(target.requests)} GET {req.path} -> "
@@ -221,7 +238,7 @@ def trace(target: Target, out: Path, annotate: bool = True) -> dict:
         write_scenario(out, results, stop_at)
     eprint(f"[epoll-lab] stopped: {'; '.join(stopped) or 'server had exited'}")
     summary = annotate_run(out) if annotate else {}
-    return {"out": str(out), "requests": results, "summary": summary}
+    return {"out": str(out), "requests": results, "summary": summary, "pids": pids}
 
 
 def write_scenario(out: Path, results: list[dict], stop_at: float) -> None:
@@ -238,8 +255,13 @@ def load_steps(out: Path) -> tuple[list[Step], dict[str, str]]:
     if not path.exists():
         return steps, headers
     results = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    n = 0
     for i, r in enumerate(results):
-        label = "shutdown" if r["path"] == "shutdown" else f"request {i + 1}: GET {r['path']}"
+        if r["path"].startswith("/"):
+            n += 1
+            label = f"request {n}: GET {r['path']}"
+        else:
+            label = r["path"]
         # A request's events run from its curl start to the next one's start.
         end = results[i + 1]["start"] if i + 1 < len(results) else r["end"]
         steps.append(Step(label, r["start"], end))

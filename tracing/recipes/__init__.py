@@ -36,6 +36,7 @@ def strace_flags(syscalls: str = STORY_SYSCALLS) -> list[str]:
 class Request:
     path: str
     lesson: str
+    timeout: float = 15.0  # seconds curl may take
 
 
 @dataclass
