@@ -95,6 +95,7 @@ class Traced:
 
     strace: subprocess.Popen
     log: Path
+    started: float  # time.time() just before strace was started
 
     def server_pid(self) -> int | None:
         kids = child_pids(self.strace.pid)
@@ -143,10 +144,11 @@ def start(target: Target, strace: str, out: Path) -> Traced:
     log = out / "server.log"
     cmd = [strace, *strace_flags(), *target.extra_strace, "-o", str(raw), "--", *target.command()]
     eprint(f"[epoll-lab] starting: {' '.join(cmd)}")
+    t0 = time.time()
     with open(log, "wb") as logf:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
                                 env={**os.environ, **target.env}, start_new_session=True)
-    return Traced(proc, log)
+    return Traced(proc, log, t0)
 
 
 def wait_ready(traced: Traced, port: int) -> dict:
@@ -156,7 +158,6 @@ def wait_ready(traced: Traced, port: int) -> dict:
     succeeds too early. The probe is a real request, kept in the scenario.
     """
     deadline = time.monotonic() + START_TIMEOUT
-    t0 = time.time()
     while time.monotonic() < deadline:
         if traced.strace.poll() is not None:
             raise TraceError("the server did not start (it exited with "
@@ -173,8 +174,9 @@ def wait_ready(traced: Traced, port: int) -> dict:
                     break
                 try:
                     if conn.recv(1):
-                        return {"path": "readiness probe", "start": t0, "end": time.time(),
-                                "lesson": "the recipe waits until the server answers HTTP"}
+                        return {"path": "start-up", "start": traced.started, "end": time.time(),
+                                "lesson": "imports, listening socket, epoll set-up; the recipe "
+                                          "polls with GET / until the server answers"}
                     break  # closed without an answer: try again
                 except socket.timeout:
                     continue
