@@ -1,26 +1,46 @@
 # epoll-lab: `make trace-sanic` traces the Sanic server, `make test` runs the suite.
-# Options: LOOP=uvloop|asyncio  PORT=8000
+# Options: LOOP=uvloop|asyncio (Sanic)  POOL=1 (C server)  PORT=N
 SHELL := /bin/bash
 PY := .venv/bin/python
 LOOP ?= uvloop
-PORT ?= 8000
+PORT ?=
+CC ?= gcc
+CFLAGS := -O2 -Wall -Wextra -Werror -pthread
+ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all -Wall -Wextra -Werror -pthread
+C_BIN := cdemo/bin/epoll_server
+C_ASAN := cdemo/bin/epoll_server-asan
 
-.PHONY: help setup trace-sanic test clean
+.PHONY: help setup build-c trace-sanic trace-c test clean
 
 help:
 	@echo "make trace-sanic [LOOP=asyncio] [PORT=8000]  trace the Sanic server, write traces/sanic*/"
+	@echo "make trace-c [POOL=1] [PORT=8080]            trace the C epoll server, write traces/c*/"
 	@echo "make test                                     run the whole test suite (real strace, servers, curl)"
 	@echo "make setup                                    install tools and .venv (done by the targets above)"
+	@echo "make build-c                                  build the C server and its sanitizer build"
 	@echo "make clean                                    remove traces/ and build output"
 
 setup:
 	@scripts/setup.sh
 
-trace-sanic: setup
-	$(PY) -m tracing trace sanic --loop $(LOOP) --port $(PORT)
+$(C_BIN): cdemo/epoll_server.c | setup
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -o $@ $<
 
-test: setup
+$(C_ASAN): cdemo/epoll_server.c | setup
+	@mkdir -p $(@D)
+	$(CC) $(ASAN_FLAGS) -o $@ $<
+
+build-c: $(C_BIN) $(C_ASAN)
+
+trace-sanic: setup
+	$(PY) -m tracing trace sanic --loop $(LOOP) $(if $(PORT),--port $(PORT))
+
+trace-c: setup $(C_BIN)
+	$(PY) -m tracing trace c $(if $(POOL),--pool) $(if $(PORT),--port $(PORT))
+
+test: setup build-c
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:
-	rm -rf traces build *.egg-info
+	rm -rf traces build *.egg-info cdemo/bin

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tracing import recipes
+from tracing.parse import split_args
 from tracing.run import trace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,6 +107,26 @@ def sanic_trace(request) -> Trace:
     return request.getfixturevalue(f"{request.param}_trace")
 
 
+def _run_c(tmp_path_factory, pool: bool) -> Trace:
+    out = tmp_path_factory.mktemp("trace-c-pool" if pool else "trace-c")
+    target = recipes.c(pool=pool, port=free_port())
+    assert Path(target.argv[0]).exists(), "run `make build-c` (make test does)"
+    result = trace(target, out)
+    steps = [r for r in result["requests"] if r["path"].startswith("/")]
+    assert steps and all(r["status"] == 200 for r in steps), result["requests"]
+    return Trace.load(out)
+
+
+@pytest.fixture(scope="session")
+def c_trace(tools_present, tmp_path_factory) -> Trace:
+    return _run_c(tmp_path_factory, pool=False)
+
+
+@pytest.fixture(scope="session")
+def c_pool_trace(tools_present, tmp_path_factory) -> Trace:
+    return _run_c(tmp_path_factory, pool=True)
+
+
 @pytest.fixture(scope="session")
 def sanic_server(tools_present):
     """The demo server, untraced, for route tests."""
@@ -131,3 +152,20 @@ def sanic_server(tools_present):
     assert "Traceback" not in out, f"the server printed a traceback:\n{out}"
 
 
+def assert_add_follows_each_accept(trace):
+    """Each accepted client: EPOLL_CTL_ADD first, EPOLL_CTL_DEL last, then close."""
+    loop = trace.loop_tid
+    recs = [r for r in trace.records if r["tid"] == loop]
+    accepts = [(i, int(r["ret"])) for i, r in enumerate(recs)
+               if r["syscall"] == "accept4" and r["errno"] is None]
+    assert accepts, "no accept4 on the loop thread"
+    for i, fd in accepts:
+        rest = recs[i + 1:]
+        close_at = next((j for j, r in enumerate(rest)
+                         if r["syscall"] == "close" and r["fds"] and r["fds"][0]["fd"] == fd), None)
+        assert close_at is not None, f"client fd {fd} never closed"
+        life = rest[:close_at]
+        ops = [split_args(r["args"])[1] for r in life
+               if r["syscall"] == "epoll_ctl" and r["fds"][1]["fd"] == fd]
+        assert ops[:1] == ["EPOLL_CTL_ADD"], f"fd {fd}: {ops}\n{show(life)}"
+        assert ops[-1] == "EPOLL_CTL_DEL", f"fd {fd}: {ops}\n{show(life)}"

@@ -6,7 +6,7 @@ claims that hold for both are checked on both.
 
 from __future__ import annotations
 
-from tests.conftest import WAITS, fd_roles, show
+from tests.conftest import WAITS, assert_add_follows_each_accept, fd_roles, show
 from tracing.parse import split_args
 
 
@@ -143,7 +143,7 @@ def test_uvloop_registers_clients_through_io_uring(uvloop_trace):
     setup = [r for r in uvloop_trace.records if r["syscall"] == "io_uring_setup"]
     if not setup or setup[-1]["errno"]:
         # io_uring refused (a container's seccomp profile): the fallback is plain epoll_ctl.
-        _assert_add_follows_each_accept(uvloop_trace)
+        assert_add_follows_each_accept(uvloop_trace)
         return
     recs = [r for r in uvloop_trace.records if r["tid"] == loop]
     after = [recs[i + 1] for i, r in enumerate(recs[:-1])
@@ -153,22 +153,4 @@ def test_uvloop_registers_clients_through_io_uring(uvloop_trace):
 
 
 def test_stdlib_loop_adds_each_client_after_accept4_and_deletes_it_before_close(asyncio_trace):
-    _assert_add_follows_each_accept(asyncio_trace)
-
-
-def _assert_add_follows_each_accept(trace):
-    loop = trace.loop_tid
-    recs = [r for r in trace.records if r["tid"] == loop]
-    accepts = [(i, int(r["ret"])) for i, r in enumerate(recs)
-               if r["syscall"] == "accept4" and r["errno"] is None]
-    assert accepts, "no accept4 on the loop thread"
-    for i, fd in accepts:
-        rest = recs[i + 1:]
-        close_at = next((j for j, r in enumerate(rest)
-                         if r["syscall"] == "close" and r["fds"] and r["fds"][0]["fd"] == fd), None)
-        assert close_at is not None, f"client fd {fd} never closed"
-        life = rest[:close_at]
-        ops = [split_args(r["args"])[1] for r in life
-               if r["syscall"] == "epoll_ctl" and r["fds"][1]["fd"] == fd]
-        assert ops[:1] == ["EPOLL_CTL_ADD"], f"fd {fd}: {ops}\n{show(life)}"
-        assert ops[-1] == "EPOLL_CTL_DEL", f"fd {fd}: {ops}\n{show(life)}"
+    assert_add_follows_each_accept(asyncio_trace)

@@ -251,7 +251,7 @@ def _timeout_text(c: Ctx) -> tuple[str, float | None]:
     if ms is None:
         return f"timeout {raw}", None
     if ms < 0:
-        return "no timeout: no timer is pending, sleep until an fd is ready", ms
+        return "no timeout: sleep until an fd is ready (no timer due, or timers are timerfds)", ms
     if ms == 0:
         return "timeout 0: work is already queued, just poll", ms
     return f"timeout {ms:g} ms: the nearest timer is due then", ms

@@ -44,7 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("target", choices=sorted(recipes.TARGETS), help="which server")
     t.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
                    help="Sanic's event loop (default uvloop)")
-    t.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (default 8000)")
+    t.add_argument("--pool", action="store_true",
+                   help="C server: run getaddrinfo and the file read on a thread pool")
+    t.add_argument("--port", type=int, default=None,
+                   help="port on 127.0.0.1 (default 8000 for sanic, 8080 for c)")
     t.add_argument("--out", type=Path, default=None,
                    help="output folder (default traces/<run>)")
     t.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -74,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_trace(args) -> int:
-    target = recipes.TARGETS[args.target](loop=args.loop, port=args.port)
+    port = args.port or recipes.DEFAULT_PORTS[args.target]
+    target = recipes.TARGETS[args.target](loop=args.loop, pool=args.pool, port=port)
+    if not Path(target.argv[0]).exists():
+        raise TraceError(f"{target.argv[0]} is not built: run `make build-c`", EXIT_SETUP)
     out = args.out or Path("traces") / target.name
     result = trace(target, out)
     if args.json:

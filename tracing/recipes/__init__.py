@@ -62,7 +62,7 @@ SANIC_REQUESTS = [
 ]
 
 
-def sanic(loop: str = "uvloop", port: int = 8000) -> Target:
+def sanic(loop: str = "uvloop", port: int = 8000, **_ignored) -> Target:
     name = "sanic" if loop == "uvloop" else f"sanic-{loop}"
     # sys.executable is the venv's python, a symlink to the real interpreter
     # (not a pyenv shim script), so strace follows the server, not bash.
@@ -70,4 +70,21 @@ def sanic(loop: str = "uvloop", port: int = 8000) -> Target:
                   list(SANIC_REQUESTS))
 
 
-TARGETS = {"sanic": sanic}
+C_REQUESTS = [
+    Request("/", "the textbook loop: wait, accept4, EPOLL_CTL_ADD, read until EAGAIN, write"),
+    Request("/file", "a blocking open/read INSIDE the loop: nobody else is served meanwhile"),
+    Request("/dns?host=localhost", "getaddrinfo: blocking in the loop, or on the pool with POOL=1"),
+    Request("/sleep?ms=200", "a timerfd registered in the same epoll set: a pollable timer"),
+]
+
+
+def c(pool: bool = False, port: int = 8080, **_ignored) -> Target:
+    argv = [str(ROOT / "cdemo" / "bin" / "epoll_server"),
+            "--data", str(ROOT / "server" / "data" / "lab.txt")]
+    if pool:
+        argv.append("--pool")
+    return Target("c-pool" if pool else "c", argv, port, list(C_REQUESTS))
+
+
+TARGETS = {"sanic": sanic, "c": c}
+DEFAULT_PORTS = {"sanic": 8000, "c": 8080}
