@@ -433,6 +433,9 @@ static void on_accept(void) {
                 fd = accept4(S.listen_fd, NULL, NULL, SOCK_CLOEXEC);
                 if (fd >= 0) close(fd);
                 S.reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+                /* accept4 reports EMFILE even with an empty backlog, so stop
+                 * once the shed attempt finds nobody waiting. */
+                if (fd < 0) return;
                 continue;
             }
             if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ECONNABORTED)

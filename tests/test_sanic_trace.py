@@ -93,17 +93,23 @@ def test_pool_wakes_the_loop_through_a_wakeup_fd_it_watches(sanic_trace):
     loop = sanic_trace.loop_tid
     for path in ("/file", "/dns?host=localhost"):
         recs = sanic_trace.in_request(path)
-        wakeups = [r for r in recs if r["category"] == "wakeup"]
-        assert wakeups, f"{path}: no wakeup write:\n{show(recs)}"
-        w = wakeups[0]
-        assert w["tid"] != loop and w["thread"] == "pool", show([w])
-        wfd = w["fds"][0]
-        # The loop watches the eventfd itself, or the other end of the self-pipe.
+        pokes = [r for r in recs if r["syscall"] in ("write", "sendto") and r["fds"]
+                 and r["fds"][0]["role"] == "wakeup"]
+        assert pokes, f"{path}: nothing wrote a wakeup fd:\n{show(recs)}"
+        w = pokes[0]
+        if w["tid"] == loop:
+            # asyncio's run_in_executor race: the job finished before the loop
+            # chained its future, so the loop queued the callback and woke
+            # itself. Then the pool's work must be over before that write.
+            work = [r for r in recs if r["thread"] == "pool" and r["category"] == "thread-pooled"]
+            assert work and work[-1]["ts"] <= w["ts"], show(work + [w])
+            assert "by the loop itself" in w["note"], show([w])
+        else:
+            assert w["category"] == "wakeup" and w["thread"] == "pool", show([w])
         later = [r for r in recs if r["syscall"] in WAITS and r["tid"] == loop
                  and r["ts"] >= w["ts"] - 0.5
                  and any(x["role"] == "wakeup" for x in r["ready"])]
         assert later, f"{path}: no wait on the loop returned the wakeup fd after\n{show([w])}"
-        assert wfd["role"] == "wakeup", show([w])
 
 
 def test_child_stdout_pipe_is_pollable(sanic_trace):

@@ -516,6 +516,10 @@ def _rw(c: Ctx) -> None:
         text = _first_line(c)
         return c.note(f"{name} {nbytes} bytes {'to' if is_write else 'from'} client fd {fd.num}"
                       f"{': ' + text if text else ''}")
+    if fd.role == F.WAKEUP and is_write and c.role == LOOP:
+        return c.note(f"{name} to wakeup fd {fd.num} ({fd.detail}) by the loop itself: a callback was queued "
+                      "thread-safely from the loop thread (in asyncio, when a pool job finished before the "
+                      "loop chained its future, the loop wakes itself)", POLLABLE)
     if fd.role == F.WAKEUP and not is_write:
         return c.note(f"{name} drains wakeup fd {fd.num} ({fd.detail}): queued callbacks from other "
                       "threads run now", POLLABLE)
