@@ -10,7 +10,7 @@ ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-s
 C_BIN := cdemo/bin/epoll_server
 C_ASAN := cdemo/bin/epoll_server-asan
 
-.PHONY: help setup build-c trace-sanic trace-c test clean
+.PHONY: help setup build-c trace-sanic trace-c test bench-c clean
 
 help:
 	@echo "make trace-sanic [LOOP=asyncio] [PORT=8000]  trace the Sanic server, write traces/sanic*/"
@@ -18,6 +18,7 @@ help:
 	@echo "make test                                     run the whole test suite (real strace, servers, curl)"
 	@echo "make setup                                    install tools and .venv (done by the targets above)"
 	@echo "make build-c                                  build the C server and its sanitizer build"
+	@echo "make bench-c                                  CPU per request: the C server beside nginx (a benchmark)"
 	@echo "make clean                                    remove traces/ and build output"
 
 setup:
@@ -41,6 +42,9 @@ trace-c: setup $(C_BIN)
 
 test: setup build-c
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench-c: setup $(C_BIN)
+	$(PY) bench/c_vs_nginx.py
 
 clean:
 	rm -rf traces build *.egg-info cdemo/bin
