@@ -83,9 +83,10 @@ def tools_present():
         pytest.fail(f"missing {missing}: run `make setup` (the suite must not skip live traces)")
 
 
-def _run_recipe(tmp_path_factory, loop: str) -> Trace:
-    out = tmp_path_factory.mktemp(f"trace-{loop}")
-    target = recipes.sanic(loop=loop, port=free_port())
+def run_recipe(tmp_path_factory, target) -> Trace:
+    """Trace `target` once with the real recipe; every scenario request must answer 200."""
+    assert Path(target.argv[0]).exists(), f"{target.argv[0]} missing: run `make build-c` (make test does)"
+    out = tmp_path_factory.mktemp(f"trace-{target.name}")
     result = trace(target, out)
     steps = [r for r in result["requests"] if r["path"].startswith("/")]
     assert steps and all(r["status"] == 200 for r in steps), result["requests"]
@@ -94,12 +95,12 @@ def _run_recipe(tmp_path_factory, loop: str) -> Trace:
 
 @pytest.fixture(scope="session")
 def uvloop_trace(tools_present, tmp_path_factory) -> Trace:
-    return _run_recipe(tmp_path_factory, "uvloop")
+    return run_recipe(tmp_path_factory, recipes.sanic(loop="uvloop", port=free_port()))
 
 
 @pytest.fixture(scope="session")
 def asyncio_trace(tools_present, tmp_path_factory) -> Trace:
-    return _run_recipe(tmp_path_factory, "asyncio")
+    return run_recipe(tmp_path_factory, recipes.sanic(loop="asyncio", port=free_port()))
 
 
 @pytest.fixture(scope="session", params=["uvloop", "asyncio"])
@@ -107,24 +108,14 @@ def sanic_trace(request) -> Trace:
     return request.getfixturevalue(f"{request.param}_trace")
 
 
-def _run_c(tmp_path_factory, pool: bool) -> Trace:
-    out = tmp_path_factory.mktemp("trace-c-pool" if pool else "trace-c")
-    target = recipes.c(pool=pool, port=free_port())
-    assert Path(target.argv[0]).exists(), "run `make build-c` (make test does)"
-    result = trace(target, out)
-    steps = [r for r in result["requests"] if r["path"].startswith("/")]
-    assert steps and all(r["status"] == 200 for r in steps), result["requests"]
-    return Trace.load(out)
-
-
 @pytest.fixture(scope="session")
 def c_trace(tools_present, tmp_path_factory) -> Trace:
-    return _run_c(tmp_path_factory, pool=False)
+    return run_recipe(tmp_path_factory, recipes.c(pool=False, port=free_port()))
 
 
 @pytest.fixture(scope="session")
 def c_pool_trace(tools_present, tmp_path_factory) -> Trace:
-    return _run_c(tmp_path_factory, pool=True)
+    return run_recipe(tmp_path_factory, recipes.c(pool=True, port=free_port()))
 
 
 @pytest.fixture(scope="session")
