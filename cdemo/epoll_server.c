@@ -55,6 +55,7 @@ struct conn {
     struct timer_tag *timer;    /* its epoll tag */
     int busy;                   /* a pool job is out for this connection */
     int sleeping;               /* waiting for its timerfd */
+    int head;                   /* the request being answered is a HEAD */
     struct conn *dead_next;     /* on S.dead once closed */
     int want_out;               /* registered for EPOLLOUT */
     int close_after;            /* close once the output is flushed */
@@ -184,7 +185,7 @@ static void respond(struct conn *c, int status, const char *reason, const char *
     int n = snprintf(c->out + c->out_len, sizeof c->out - c->out_len,
                      "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
                      "Content-Length: %zu\r\nConnection: %s\r\n\r\n%s",
-                     status, reason, strlen(body), keep ? "keep-alive" : "close", body);
+                     status, reason, strlen(body), keep ? "keep-alive" : "close", c->head ? "" : body);
     if (n < 0 || (size_t)n >= sizeof c->out - c->out_len) {
         c->close_after = 1;     /* no room: drop the connection rather than send half */
         return;
@@ -314,7 +315,8 @@ static void start_sleep(struct conn *c, int ms) {
 static int route(struct conn *c, const char *method, char *target, int keep) {
     char *query = strchr(target, '?');
     if (query) *query++ = '\0';
-    if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0) {
+    c->head = strcmp(method, "HEAD") == 0;
+    if (strcmp(method, "GET") != 0 && !c->head) {
         error_reply(c, 405, "Method Not Allowed", "only GET and HEAD");
         return -1;
     }

@@ -147,6 +147,14 @@ def test_bad_requests_get_a_clear_status_and_the_server_goes_on(server, raw, sta
     assert curl(server.port, "/")[0] == 200
 
 
+def test_head_gets_headers_without_a_body(server):
+    out = exchange(server, b"HEAD /file HTTP/1.1\r\n\r\nGET / HTTP/1.1\r\nConnection: close\r\n\r\n", 2)
+    first, _, rest = out.partition("\r\n\r\n")
+    assert first.startswith("HTTP/1.1 200 ") and "Content-Length: 44" in first, out
+    assert rest.startswith("HTTP/1.1 200 "), f"HEAD sent a body: {rest[:80]!r}"
+    assert server.back_to_baseline()
+
+
 def test_slow_headers_are_cut_off(server):
     with server.connect() as s:
         s.sendall(b"GET / HTTP/1.1\r\nX-Slow: ")
