@@ -77,8 +77,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_trace(args) -> int:
-    port = args.port or recipes.DEFAULT_PORTS[args.target]
-    target = recipes.TARGETS[args.target](loop=args.loop, pool=args.pool, port=port)
+    # Each target's function holds its own default port.
+    chosen = {"port": args.port} if args.port else {}
+    target = recipes.TARGETS[args.target](loop=args.loop, pool=args.pool, **chosen)
     if not Path(target.argv[0]).exists():
         raise TraceError(f"{target.argv[0]} is not built: run `make build-c`", EXIT_SETUP)
     out = args.out or Path("traces") / target.name

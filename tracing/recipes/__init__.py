@@ -87,4 +87,3 @@ def c(pool: bool = False, port: int = 8080, **_ignored) -> Target:
 
 
 TARGETS = {"sanic": sanic, "c": c}
-DEFAULT_PORTS = {"sanic": 8000, "c": 8080}
