@@ -12,10 +12,12 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Callable, Iterable, Iterator
 
 from tracing import fds as F
-from tracing.parse import Event, Started, epoll_items, events, fd_arg, quoted, split_args
+from tracing.parse import (Event, Started, epoll_items, events, fd_arg, first_fd,
+                           numbered_events, peek, quoted, split_args)
 
 LOOP, POOL, OTHER = "loop", "pool", "other"
 POLLABLE, POOLED, BLOCKING, WAKEUP_CAT, OTHER_CAT = (
@@ -131,6 +133,9 @@ class Annotator:
         elif item.kind == "exit":
             rec["note"] = _exit_note(item)
             self.pending_clones.pop(item.tid, None)
+            # Forget the thread's state: memory follows live threads, not the log.
+            self.last.pop(item.tid, None)
+            self.procs.exited(item.tid)
         elif item.kind == "strace":
             rec["note"] = "strace's own message"
         else:
@@ -148,17 +153,24 @@ class Ctx:
 
     def __init__(self, ann: Annotator, ev: Event, table: F.Table, rec: dict) -> None:
         self.ann, self.ev, self.table, self.rec = ann, ev, table, rec
-        self.args = split_args(ev.args)
         self.fds: list[F.Fd] = []
+
+    @cached_property
+    def args(self) -> list[str]:
+        # Split only when a handler asks: buffers make this the costly part.
+        return split_args(self.ev.args)
 
     @property
     def ok(self) -> bool:
         return self.ev.errno is None and self.ev.ret not in (None, "?")
 
     def arg_fd(self, i: int = 0) -> F.Fd | None:
-        if i >= len(self.args):
+        if i == 0 and "args" not in self.__dict__:
+            got = first_fd(self.ev.args)
+        elif i >= len(self.args):
             return None
-        got = fd_arg(self.args[i])
+        else:
+            got = fd_arg(self.args[i])
         if got is None or got[0] < 0:
             return None
         fd = self.table.get(*got)
@@ -529,12 +541,14 @@ def _rw(c: Ctx) -> None:
     c.note(f"{name} {nbytes} bytes {'to' if is_write else 'from'} fd {fd.num} ({fd.describe()})")
 
 
-_REQ_LINE = re.compile(r'^"((?:GET|HEAD|POST|PUT|DELETE|OPTIONS|PATCH) [^ ]+ HTTP/1\.[01]|HTTP/1\.[01] \d{3}[^\\]*)')
+# The buffer (second argument) of a read or write on a client: its HTTP
+# request or status line, found without splitting every argument.
+_REQ_LINE = re.compile(r'^\s*-?\d+(?:<.*?>)?,\s*"((?:GET|HEAD|POST|PUT|DELETE|OPTIONS|PATCH) '
+                       r'[^ ]+ HTTP/1\.[01]|HTTP/1\.[01] \d{3}[^\\"]*)', re.S)
 
 
 def _first_line(c: Ctx) -> str:
-    buf = c.args[1] if len(c.args) > 1 else ""
-    m = _REQ_LINE.match(buf)
+    m = _REQ_LINE.match(c.ev.args)
     return m.group(1) if m else ""
 
 
@@ -681,13 +695,16 @@ class Summary:
         self.categories: Counter = Counter()
         self.kinds: Counter = Counter()
         self.threads: dict = {}
-        self.unparsed: list[int] = []
+        self.unparsed = 0
+        self.unparsed_lines: list[int] = []  # the first few, to look at
 
     def add(self, rec: dict) -> None:
         self.lines += 1 + (1 if rec.get("resumed_line") else 0)
         self.kinds[rec["kind"]] += 1
         if rec["kind"] == "unparsed":
-            self.unparsed.append(rec["line"])
+            self.unparsed += 1
+            if len(self.unparsed_lines) < 20:
+                self.unparsed_lines.append(rec["line"])
         if rec["kind"] == "syscall":
             self.syscalls[rec["syscall"]] += 1
             self.categories[rec["category"]] += 1
@@ -699,13 +716,34 @@ class Summary:
                 "kinds": dict(self.kinds), "syscalls": dict(self.syscalls.most_common()),
                 "categories": dict(self.categories),
                 "threads": {str(t): r for t, r in self.threads.items()},
-                "unparsed": len(self.unparsed), "unparsed_lines": self.unparsed[:20]}
+                "unparsed": self.unparsed, "unparsed_lines": self.unparsed_lines}
+
+
+# The calls that can change what the first pass learns: fd births and deaths
+# (so fd reuse is right), epoll registrations, writes (a wakeup names a pool
+# thread), clones and execs. Reads, opens and the rest cannot; skipping them
+# unparsed makes the first pass a fraction of the second.
+TEACHING = ({"epoll_create", "epoll_create1", "epoll_ctl", "eventfd", "eventfd2", "pipe", "pipe2",
+             "socketpair", "socket", "accept", "accept4", "close", "dup", "dup2", "dup3", "fcntl",
+             "execve", "io_uring_setup"} | WRITES | CLONES)
 
 
 def learn(lines: Iterable[str]) -> Knowledge:
-    """First pass: run the annotator and keep only what it learned."""
+    """First pass: run the annotator on the teaching calls and keep what it learned."""
     ann = Annotator()
-    for _ in ann.run(events(lines)):
+
+    def teaching() -> Iterator[tuple[int, str]]:
+        for lineno, text in enumerate(lines, 1):
+            tid, name = peek(text)
+            if name in WAITS:
+                # A wait only teaches that its thread is a loop. This runs when
+                # the parser asks for the line, after every earlier event.
+                ann.waited.add(tid)
+                ann.learned.loops.add(tid)
+            elif name is None or name in TEACHING:
+                yield lineno, text
+
+    for _ in ann.run(numbered_events(teaching())):
         pass
     return Knowledge(ann.learned.loops, ann.learned.pools, ann.learned.wakeup_births)
 

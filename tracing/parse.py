@@ -31,7 +31,7 @@ _EXIT = re.compile(r"^\+\+\+\s+(exited with (-?\d+)|killed by (SIG\w+)(?: \(core
 _STRACE = re.compile(r"^strace:\s")
 
 
-@dataclass
+@dataclass(slots=True)
 class Event:
     line: int
     text: str
@@ -47,13 +47,14 @@ class Event:
     resumed_line: int | None = None
     resumed_text: str | None = None
     problem: str | None = None  # why a line was odd, though kept
+    source: str | None = None  # "file:line" when several -ff files were merged
 
     @property
     def failed(self) -> bool:
         return self.errno is not None
 
 
-@dataclass
+@dataclass(slots=True)
 class Started:
     """The first half of a call strace printed as `<unfinished ...>`."""
 
@@ -63,6 +64,7 @@ class Started:
     ts: float | None
     syscall: str
     args: str = field(default="")
+    source: str | None = None
 
 
 def split_prefix(text: str) -> tuple[int | None, float | None, str]:
@@ -84,26 +86,28 @@ def split_prefix(text: str) -> tuple[int | None, float | None, str]:
     return tid, ts, text
 
 
+# A quoted string (strace escapes `"` and `\\` inside) or one bracket.
+_STRING = r'"[^"\\]*(?:\\.[^"\\]*)*"?'
+_BRACKETS = re.compile(_STRING + r'|[()\[\]{}]')
+
+
 def close_paren(s: str, depth: int = 1) -> int:
     """Index of the `)` that closes a call whose `(` came before `s`, or -1.
 
-    Quoted strings are skipped (strace escapes `"` inside them), so a `)` in
-    a buffer or a path does not end the arguments early.
+    Quoted strings are skipped, so a `)` in a buffer or a path does not end
+    the arguments early. The regex jumps over strings and plain text, which
+    matters: buffers make up most of a log's bytes.
     """
-    i, n = 0, len(s)
-    while i < n:
-        c = s[i]
-        if c == '"':
-            i += 1
-            while i < n and s[i] != '"':
-                i += 2 if s[i] == "\\" else 1
-        elif c in "([{":
+    for m in _BRACKETS.finditer(s):
+        c = m.group()
+        if c[0] == '"':
+            continue
+        if c in "([{":
             depth += 1
-        elif c in ")]}":
+        else:
             depth -= 1
             if depth == 0:
-                return i
-        i += 1
+                return m.start()
     return -1
 
 
@@ -151,8 +155,36 @@ def _call_parts(body: str) -> tuple[str, str | None] | None:
     return body[:end], body[end + 1:]
 
 
+# The common case in one match: a complete call with -f, -ttt/-r and -T.
+# The greedy `(.*)` finds the last `) = ` whose tail reads as a result, so a
+# `) = ` inside a buffer cannot end the arguments early. Anything else takes
+# the careful path below, which is the reference (tests compare the two).
+_FAST = re.compile(
+    r"(?:\[pid +(\d+)\] |(\d+) +)? *(?:(\d+\.\d+) +)?([a-z_][a-z0-9_]*)\((.*)\) +"
+    r"= (-?\d+|0x[0-9a-f]+|\?)(?:<(.*?)>)?(?: (E[A-Z0-9_]+) \((.*?)\))?(?: (\(.*?\)))?"
+    r"(?: <(\d+\.\d+)>)?$", re.S)
+
+
 def parse_line(lineno: int, text: str) -> Event | Started | tuple[str, Event]:
     """One raw line to an Event, a Started marker, or ("resumed", partial)."""
+    m = _FAST.match(text)
+    if m is not None and not m.group(5).endswith("<unfinished ..."):
+        pid = m.group(1) or m.group(2)
+        ts, dur, errno = m.group(3), m.group(11), m.group(8)
+        detail = m.group(7)
+        if errno is not None:
+            detail = detail or m.group(9)
+        elif m.group(10) is not None:
+            extra = m.group(10)
+            detail = f"{detail} {extra}" if detail else extra
+        return Event(lineno, text, "syscall", int(pid) if pid else None,
+                     float(ts) if ts else None, m.group(4), m.group(5), m.group(6), detail,
+                     errno, float(dur) if dur else None)
+    return parse_line_carefully(lineno, text)
+
+
+def parse_line_carefully(lineno: int, text: str) -> Event | Started | tuple[str, Event]:
+    """The reference parser: every form strace prints, one step at a time."""
     tid, ts, body = split_prefix(text)
     ev = Event(line=lineno, text=text, kind="unparsed", tid=tid, ts=ts)
     if _STRACE.match(body) or _STRACE.match(text):
@@ -212,15 +244,99 @@ def _fill_result(ev: Event, tail: str) -> bool:
     return True
 
 
+# Just the thread and the call's name, for passes that skip most lines.
+_PEEK = re.compile(r"(?:\[pid +(\d+)\] |(\d+) +)? *(?:[\d:.]+ +)?(?:<\.\.\. )?([a-z_][a-z0-9_]*)[( ]")
+
+
+def peek(text: str) -> tuple[int | None, str | None]:
+    """(tid, syscall name) of a call line, cheaply; (None, None) for others."""
+    m = _PEEK.match(text)
+    if m is None:
+        return None, None
+    pid = m.group(1) or m.group(2)
+    return (int(pid) if pid else None), m.group(3)
+
+
 def events(lines: Iterable[str]) -> Iterator[Event | Started]:
     """Fold a stream of raw lines into events, in completion order."""
+    return numbered_events(enumerate(lines, 1))
+
+
+# strace writing to the terminal shares it with the traced program, so a line
+# can be cut by strace's own "Process N attached" or by the program's output:
+#   clone(child_stack=NULL, flags=...|SIGCHLDstrace: Process 12795 attached
+#   , child_tidptr=0x7f6216a25a10) = 12795
+#   write(1, "hello\n", 6hello
+#   ) = 6
+_CUT_BY_STRACE = re.compile(r"strace: (?:Process \d+ (?:attached|detached).*|.*)$")
+_CUT_BY_OUTPUT = re.compile(r"^(.*,\s*\d+)(\D.*)$", re.S)
+_CUTTABLE = ("no closing parenthesis", "no '= result' after the arguments")
+
+
+@dataclass(slots=True)
+class _Held:
+    """A call strace had to leave mid-line, waiting for the rest."""
+
+    line: int
+    text: str
+    call: str  # the text with whatever cut into it taken out
+    source: str | None
+    cut: str  # what cut into it, for the note
+
+
+def _holdable(got, text: str, lineno: int, source: str | None) -> _Held | None:
+    if not isinstance(got, Event) or got.kind != "unparsed" or got.problem not in _CUTTABLE:
+        return None
+    call, cut = text, ""
+    m = _CUT_BY_STRACE.search(text)
+    if m and m.start() > 0:
+        call, cut = text[:m.start()], f"strace's message {m.group().strip()!r}"
+    elif w := _CUT_BY_OUTPUT.match(text):
+        name = split_prefix(text)[2].split("(", 1)[0]
+        if name in _WRITE_NAMES:
+            call, cut = w.group(1), f"the program's own output {w.group(2)!r}"
+    return _Held(lineno, text, call, source, cut or "something")
+
+
+_WRITE_NAMES = {"write", "writev", "pwrite64", "sendto", "sendmsg", "send"}
+
+
+def numbered_events(items: Iterable[tuple]) -> Iterator[Event | Started]:
+    """`events` over (line number, text[, source]) items.
+
+    The learning pass skips lines but must keep their numbers; a merge of
+    `-ff` files numbers the merged stream and names each line's file.
+    """
     pending: dict[int | None, Started] = {}
-    for lineno, raw in enumerate(lines, 1):
+    held: _Held | None = None
+    for item in items:
+        lineno, raw = item[0], item[1]
+        source = item[2] if len(item) > 2 else None
         text = raw.rstrip("\n")
+        if held is not None:
+            joined = parse_line(held.line, held.call + text)
+            if isinstance(joined, Started) or (isinstance(joined, Event) and joined.kind == "syscall"):
+                yield from _fold_stitched(joined, held, lineno, text, pending)
+                held = None
+                continue
         if not text.strip():
-            yield Event(line=lineno, text=text, kind="unparsed", problem="empty line")
+            yield Event(lineno, text, "unparsed", problem="empty line", source=source)
             continue
         got = parse_line(lineno, text)
+        if held is not None:
+            if isinstance(got, Event) and got.kind == "unparsed":
+                got.problem = f"printed by the traced program inside strace's line {held.line}"
+                got.source = source
+                yield got
+                continue
+            yield _cut_off(held, "the rest of this line never came")
+            held = None
+        hold = _holdable(got, text, lineno, source)
+        if hold is not None:
+            held = hold
+            continue
+        if source is not None:
+            (got[1] if isinstance(got, tuple) else got).source = source
         if isinstance(got, Started):
             if got.tid in pending:
                 # strace never starts two calls on one thread; keep both.
@@ -235,7 +351,7 @@ def events(lines: Iterable[str]) -> Iterator[Event | Started]:
                                ts=start.ts, syscall=ev.syscall, args=start.args + ev.args,
                                ret=ev.ret, ret_detail=ev.ret_detail, errno=ev.errno,
                                duration=ev.duration, resumed_line=lineno, resumed_text=text,
-                               problem=ev.problem)
+                               problem=ev.problem, source=start.source)
             else:
                 if start is not None:
                     yield _orphan(start, "resumed as a different call")
@@ -244,23 +360,57 @@ def events(lines: Iterable[str]) -> Iterator[Event | Started]:
             if how == "resumed-unfinished":
                 # The call was interrupted again: wait for a further resume.
                 again = Started(merged.line, merged.text, merged.tid, merged.ts,
-                                merged.syscall or "", merged.args)
+                                merged.syscall or "", merged.args, merged.source)
                 if merged.resumed_line is not None:
                     yield Event(line=lineno, text=text, kind="syscall", tid=merged.tid,
                                 ts=split_prefix(text)[1], syscall=merged.syscall,
-                                problem="resumed and interrupted again")
+                                problem="resumed and interrupted again", source=source)
                 pending[merged.tid] = again
                 continue
             yield merged
         else:
             yield got
+    if held is not None:
+        yield _cut_off(held, "the trace ended in the middle of this line")
     for start in pending.values():
         yield _orphan(start, "never resumed (the trace ended first)")
+
+
+def _fold_stitched(joined, held: _Held, lineno: int, text: str, pending: dict):
+    """The two halves of a cut line as one call (line + resumed_line)."""
+    why = f"stitched with line {lineno}: {held.cut} was printed inside it"
+    if isinstance(joined, Started):
+        # Cut, then unfinished: the start waits for its resume as usual; the
+        # second half of the cut line gets its own record.
+        joined.text = held.text
+        joined.source = held.source
+        if joined.tid in pending:
+            yield _orphan(pending.pop(joined.tid), "a new call began before this one resumed")
+        pending[joined.tid] = joined
+        yield joined
+        yield Event(lineno, text, "syscall", joined.tid, syscall=joined.syscall,
+                    problem=f"second half of line {held.line}, cut by {held.cut}; "
+                            "the call is still unfinished")
+        return
+    # A marker first, so the text view shows the first half too.
+    yield Started(held.line, held.text, joined.tid, joined.ts, joined.syscall or "", "", held.source)
+    joined.text, joined.resumed_line, joined.resumed_text = held.text, lineno, text
+    joined.problem = why
+    joined.source = held.source
+    yield joined
+
+
+def _cut_off(held: _Held, why: str) -> Event:
+    tid, ts, _ = split_prefix(held.text)
+    return Event(held.line, held.text, "unparsed", tid, ts, problem=why, source=held.source)
 
 
 def _orphan(start: Started, why: str) -> Event:
     return Event(line=start.line, text=start.text, kind="syscall", tid=start.tid,
                  ts=start.ts, syscall=start.syscall, args=start.args, problem=why)
+
+
+_ARG_MARKS = re.compile(_STRING + r'|[()\[\]{}<>,]')
 
 
 def split_args(args: str) -> list[str]:
@@ -269,38 +419,46 @@ def split_args(args: str) -> list[str]:
     Respects quotes, (), [], {} and fd decorations `5<...>`; the `>` of
     `->` inside `UNIX-STREAM:[a->b]` sits inside [] and is not a closer.
     """
-    out, stack, cur, i, n = [], [], [], 0, len(args)
-    while i < n:
-        c = args[i]
-        if c == '"':
-            j = i + 1
-            while j < n and args[j] != '"':
-                j += 2 if args[j] == "\\" else 1
-            cur.append(args[i:j + 1])
-            i = j + 1
+    if not args:
+        return []
+    out, stack, start = [], [], 0
+    for m in _ARG_MARKS.finditer(args):
+        c = m.group()
+        if c[0] == '"':
             continue
         if c in "([{":
             stack.append(c)
-        elif c == "<" and i and args[i - 1].isdigit():
-            stack.append(c)
-        elif c in ")]}" and stack and stack[-1] != "<":
+        elif c == "<":
+            i = m.start()
+            if i and args[i - 1].isdigit():
+                stack.append(c)
+        elif c == ">":
+            if stack and stack[-1] == "<":
+                stack.pop()
+        elif c == ",":
+            if not stack:
+                out.append(args[start:m.start()].strip())
+                start = m.end()
+        elif stack and stack[-1] != "<":
             stack.pop()
-        elif c == ">" and stack and stack[-1] == "<":
-            stack.pop()
-        elif c == "," and not stack:
-            out.append("".join(cur).strip())
-            cur = []
-            i += 1
-            continue
-        cur.append(c)
-        i += 1
-    tail = "".join(cur).strip()
+    tail = args[start:].strip()
     if tail or out:
         out.append(tail)
     return out
 
 
 _FD = re.compile(r"^(-?\d+)(?:<(.*)>)?$", re.S)
+
+
+_FIRST_FD = re.compile(r"^\s*(-?\d+)(?:<(.*?)>)?\s*(?:,|$)", re.S)
+
+
+def first_fd(args: str) -> tuple[int, str | None] | None:
+    """fd_arg of the first argument, without splitting all of them."""
+    m = _FIRST_FD.match(args)
+    if not m:
+        return None
+    return int(m.group(1)), m.group(2)
 
 
 def fd_arg(arg: str) -> tuple[int, str | None] | None:

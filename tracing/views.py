@@ -49,11 +49,45 @@ def text_lines(records: Iterable[dict], headers: dict[str, str] | None = None,
             yield f"{'':>7} {'':5}   -> {tag} {rec['note']}"
 
 
+_str = json.encoder.encode_basestring  # the C encoder; keeps non-ASCII as is
+
+
+def _s(value: str | None) -> str:
+    return "null" if value is None else _str(value)
+
+
+def _n(value: int | float | None) -> str:
+    # Numbers here are line numbers, tids, timestamps and durations: finite.
+    return "null" if value is None else repr(value)
+
+
+def _fds(fds: list[dict]) -> str:
+    if not fds:
+        return "[]"
+    return "[" + ", ".join(f'{{"fd": {f["fd"]}, "role": {_str(f["role"])}, "detail": {_s(f["detail"])}}}'
+                           for f in fds) + "]"
+
+
 def jsonl_line(rec: dict) -> str:
-    out = {k: rec.get(k) for k in JSONL_FIELDS}
+    """One record as a JSON object, fields in JSONL_FIELDS order.
+
+    Written by hand: json.dumps cost more than annotating the line, and big
+    logs are written this way, one line at a time.
+    """
+    g = rec.get
+    ready = g("ready")
+    out = (f'{{"line": {_n(g("line"))}, "resumed_line": {_n(g("resumed_line"))}, '
+           f'"tid": {_n(g("tid"))}, "kind": {_s(g("kind"))}, "syscall": {_s(g("syscall"))}, '
+           f'"args": {_s(g("args"))}, "ret": {_s(g("ret"))}, "errno": {_s(g("errno"))}, '
+           f'"duration": {_n(g("duration"))}, "ts": {_n(g("ts"))}, "thread": {_s(g("thread"))}, '
+           f'"fds": {_fds(g("fds"))}, '
+           f'"ready": {json.dumps(ready, ensure_ascii=False) if ready else "[]"}, '
+           f'"category": {_s(g("category"))}, "note": {_s(g("note"))}, "request": {_s(g("request"))}')
     if rec["kind"] != "syscall":
-        out["text"] = rec.get("text")
-    return json.dumps(out, ensure_ascii=False)
+        out += f', "text": {_s(g("text"))}'
+    if g("source") is not None:
+        out += f', "source": {_s(g("source"))}'
+    return out + "}"
 
 
 def write_outputs(records: Iterable[dict], text_out: IO | None, jsonl_out: IO | None,
