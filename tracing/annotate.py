@@ -112,14 +112,14 @@ class Annotator:
                 self.pending_clones[item.tid] = item.args
             return {"kind": "started", "line": item.line, "text": item.text, "tid": item.tid,
                     "ts": item.ts, "syscall": item.syscall, "thread": self.thread_role(item.tid),
-                    "request": self.step_at(item.ts)}
+                    "request": self.step_at(item.ts), "source": item.source}
         rec = {
             "line": item.line, "resumed_line": item.resumed_line, "tid": item.tid,
             "kind": item.kind, "syscall": item.syscall, "args": item.args, "ret": item.ret,
             "errno": item.errno, "duration": item.duration, "ts": item.ts,
             "thread": OTHER, "fds": [], "ready": [], "category": OTHER_CAT, "note": "",
             "request": self.step_at(item.ts),
-            "text": item.text, "resumed_text": item.resumed_text,
+            "text": item.text, "resumed_text": item.resumed_text, "source": item.source,
         }
         table = self.procs.table(item.tid)
         ctx = Ctx(self, item, table, rec)
@@ -193,6 +193,8 @@ class Ctx:
         return fd
 
     def failed_note(self, what: str) -> str:
+        if self.ev.errno is None:
+            return f"{what}: no result seen"
         return f"{what} failed: {self.ev.errno} ({self.ev.ret_detail or ''})".replace(" ()", "")
 
     def note(self, text: str, category: str | None = None) -> None:
@@ -280,6 +282,8 @@ def _epoll_wait(c: Ctx) -> None:
     slept = f", slept {c.ev.duration * 1000:.1f} ms" if c.ev.duration and c.ev.duration >= 0.001 else ""
     epname = f"epoll {ep.num}" if ep else "epoll"
     if not c.ok:
+        if c.ev.errno is None:
+            return c.note(f"{c.ev.syscall} on {epname}: no result seen{slept}")
         return c.note(f"{c.ev.syscall} on {epname} interrupted: {c.ev.errno}{slept}")
     if n == 0:
         if ms and ms > 0:
@@ -521,13 +525,17 @@ def _rw(c: Ctx) -> None:
         if c.ev.errno == "EAGAIN":
             return c.note(f"{name} fd {fd.num} ({fd.describe()}): nothing more for now (EAGAIN), "
                           "back to epoll")
-        return c.note(f"{name} fd {fd.num} ({fd.describe()}) failed: {c.ev.errno}")
+        return c.note(c.failed_note(f"{name} fd {fd.num} ({fd.describe()})"))
     if fd.role == F.CLIENT:
         if not is_write and nbytes == 0:
             return c.note(f"{name} fd {fd.num}: 0 bytes = the client closed its end (EOF)")
         text = _first_line(c)
         return c.note(f"{name} {nbytes} bytes {'to' if is_write else 'from'} client fd {fd.num}"
                       f"{': ' + text if text else ''}")
+    if c.ev.tid in c.ann.in_signal and is_write and fd.role != F.STDIO:
+        return c.note(f"{name} fd {fd.num} ({fd.describe()}) from the signal handler: the signal number "
+                      "goes into the loop's self-pipe, so the signal arrives as readable data "
+                      "(signals are pollable this way)", POLLABLE)
     if fd.role == F.WAKEUP and is_write and c.role == LOOP:
         return c.note(f"{name} to wakeup fd {fd.num} ({fd.detail}) by the loop itself: a callback was queued "
                       "thread-safely from the loop thread (in asyncio, when a pool job finished before the "
@@ -535,9 +543,6 @@ def _rw(c: Ctx) -> None:
     if fd.role == F.WAKEUP and not is_write:
         return c.note(f"{name} drains wakeup fd {fd.num} ({fd.detail}): queued callbacks from other "
                       "threads run now", POLLABLE)
-    if c.ev.tid in c.ann.in_signal and is_write:
-        return c.note(f"{name} fd {fd.num} ({fd.describe()}) from the signal handler: the signal reaches "
-                      "the loop as readable data (signals are pollable this way)", POLLABLE)
     c.note(f"{name} {nbytes} bytes {'to' if is_write else 'from'} fd {fd.num} ({fd.describe()})")
 
 
@@ -728,34 +733,37 @@ TEACHING = ({"epoll_create", "epoll_create1", "epoll_ctl", "eventfd", "eventfd2"
              "execve", "io_uring_setup"} | WRITES | CLONES)
 
 
-def learn(lines: Iterable[str]) -> Knowledge:
-    """First pass: run the annotator on the teaching calls and keep what it learned."""
+def learn(items: Iterable[tuple]) -> Knowledge:
+    """First pass over numbered lines: run the annotator on the teaching calls."""
     ann = Annotator()
 
-    def teaching() -> Iterator[tuple[int, str]]:
-        for lineno, text in enumerate(lines, 1):
-            tid, name = peek(text)
+    def teaching() -> Iterator[tuple]:
+        for item in items:
+            tid, name = peek(item[1])
             if name in WAITS:
                 # A wait only teaches that its thread is a loop. This runs when
                 # the parser asks for the line, after every earlier event.
                 ann.waited.add(tid)
                 ann.learned.loops.add(tid)
             elif name is None or name in TEACHING:
-                yield lineno, text
+                yield item
 
     for _ in ann.run(numbered_events(teaching())):
         pass
     return Knowledge(ann.learned.loops, ann.learned.pools, ann.learned.wakeup_births)
 
 
-def annotate_file(path: str, steps: Iterable[Step] = ()) -> tuple[Iterator[dict], Annotator]:
-    """Two passes over a file: learn roles, then stream records."""
-    with open(path, errors="replace") as f:
-        prior = learn(f)
+def annotate_items(open_items: Callable[[], Iterator[tuple]], steps: Iterable[Step] = ()
+                   ) -> tuple[Iterator[dict], Annotator]:
+    """Two passes over an input that can be opened twice: learn roles, then stream records."""
+    prior = learn(open_items())
     ann = Annotator(prior, steps)
+    return ann.run(numbered_events(open_items())), ann
 
-    def stream() -> Iterator[dict]:
+
+def annotate_file(path: str, steps: Iterable[Step] = ()) -> tuple[Iterator[dict], Annotator]:
+    def numbered() -> Iterator[tuple]:
         with open(path, errors="replace") as f:
-            yield from ann.run(events(f))
+            yield from enumerate(f, 1)
 
-    return stream(), ann
+    return annotate_items(numbered, steps)

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from tracing import recipes
-from tracing.annotate import Annotator, annotate_file
+from tracing import inputs
+from tracing.annotate import Annotator, annotate_items
 from tracing.parse import events
 from tracing.run import EXIT_SETUP, TraceError, report, trace
 from tracing.views import eprint, summary_text, use_color, write_outputs
@@ -56,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Annotate a strace log: every raw line kept, each with the "
                        "thread's role, a category and a plain-language note.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    a.add_argument("log", help="strace output file, or - for standard input")
+    a.add_argument("log", nargs="+",
+                   help="strace output file, or - for standard input; several files (or the NAME "
+                        "given to strace -ff -o NAME) are merged by timestamp")
     a.add_argument("--format", choices=("text", "jsonl"), default="text")
     a.add_argument("-o", "--output", default="-", help="output file (default standard output)")
     a.add_argument("--summary", action="store_true", help="print a summary to standard error")
@@ -92,14 +95,15 @@ def cmd_trace(args) -> int:
 
 
 def cmd_annotate(args) -> int:
-    if args.log == "-":
+    if args.log == ["-"]:
         # One pass: roles are learned as the stream goes.
         ann = Annotator()
         records = ann.run(events(sys.stdin))
     else:
-        if not Path(args.log).is_file():
-            raise TraceError(f"no such file: {args.log}", EXIT_SETUP)
-        records, ann = annotate_file(args.log)
+        try:
+            records, ann = annotate_items(inputs.opener(args.log, warn=lambda m: eprint(f"epoll-lab: {m}")))
+        except inputs.InputError as e:
+            raise TraceError(str(e), EXIT_SETUP) from None
     out = sys.stdout if args.output == "-" else open(args.output, "w")
     try:
         if args.format == "jsonl":

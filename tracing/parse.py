@@ -20,9 +20,12 @@ from typing import Iterable, Iterator
 _PID = re.compile(r"^(?:\[pid\s+(\d+)\]\s|(\d+)\s+)")
 # -ttt / -r (seconds), -t / -tt (wall clock).
 _TS = re.compile(r"^\s*(?:(\d+\.\d+)|(\d\d):(\d\d):(\d\d)(?:\.(\d+))?)\s+")
-_CALL = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\(")
+_CALL = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*|\?\?\?\?)\(")  # ???? = strace could not tell
 _RESUMED = re.compile(r"^<\.\.\.\s+([A-Za-z_][A-Za-z0-9_]*)\s+resumed>\s?")
 _UNFINISHED = re.compile(r"\s*<unfinished \.\.\.>\)?\s*$")
+# strace -p stopped with Ctrl-C while the call was in the kernel.
+_DETACHED = re.compile(r"\s*<detached \.\.\.>\s*$")
+DETACHED_WHY = "strace detached while this call was in the kernel; its result was never seen"
 _DURATION = re.compile(r"\s+<(\d+\.\d+)>\s*$")
 _RET = re.compile(r"^\s*=\s+(-?\d+|0x[0-9a-fA-F]+|\?)")
 _ERRNO = re.compile(r"^\s*(E[A-Z0-9]+|ERESTART[A-Z_]*)\s+\((.*)\)\s*$")
@@ -223,6 +226,9 @@ def parse_line_carefully(lineno: int, text: str) -> Event | Started | tuple[str,
     name, rest = m.group(1), body[m.end():]
     if _UNFINISHED.search(rest):
         return Started(lineno, text, tid, ts, name, _UNFINISHED.sub("", rest))
+    if _DETACHED.search(rest):
+        ev.kind, ev.syscall, ev.args, ev.problem = "syscall", name, _DETACHED.sub("", rest), DETACHED_WHY
+        return ev
     ev.kind, ev.syscall = "syscall", name
     parts = _call_parts(rest)
     if parts is None:
@@ -241,6 +247,8 @@ def _fill_result(ev: Event, tail: str) -> bool:
         ev.problem = "no '= result' after the arguments"
         return False
     ev.ret, ev.ret_detail, ev.errno, ev.duration = res
+    if ev.ret == "?" and ev.ret_detail and "unavailable" in ev.ret_detail:
+        ev.problem = "strace could not read the result (the thread was already gone)"
     return True
 
 
@@ -313,6 +321,12 @@ def numbered_events(items: Iterable[tuple]) -> Iterator[Event | Started]:
         lineno, raw = item[0], item[1]
         source = item[2] if len(item) > 2 else None
         text = raw.rstrip("\n")
+        if held is not None and _DETACHED.match(text):
+            ev = _detached(held, lineno, text)
+            yield Started(held.line, held.text, ev.tid, ev.ts, ev.syscall or "", "", held.source)
+            yield ev
+            held = None
+            continue
         if held is not None:
             joined = parse_line(held.line, held.call + text)
             if isinstance(joined, Started) or (isinstance(joined, Event) and joined.kind == "syscall"):
@@ -398,6 +412,15 @@ def _fold_stitched(joined, held: _Held, lineno: int, text: str, pending: dict):
     joined.problem = why
     joined.source = held.source
     yield joined
+
+
+def _detached(held: _Held, lineno: int, text: str) -> Event:
+    """`wait4(1, ^Cstrace: Process 1 detached` + ` <detached ...>`: one call."""
+    tid, ts, body = split_prefix(held.call)
+    name = body.split("(", 1)[0]
+    return Event(held.line, held.text, "syscall", tid, ts, name if _CALL.match(body) else None,
+                 body[len(name) + 1:], resumed_line=lineno, resumed_text=text,
+                 problem=DETACHED_WHY, source=held.source)
 
 
 def _cut_off(held: _Held, why: str) -> Event:
