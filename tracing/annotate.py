@@ -135,7 +135,11 @@ class Annotator:
             self.pending_clones.pop(item.tid, None)
             # Forget the thread's state: memory follows live threads, not the log.
             self.last.pop(item.tid, None)
-            self.procs.exited(item.tid)
+            by = re.match(r"superseded by execve in pid (\d+)", item.args or "")
+            if by:
+                self.procs.superseded(item.tid, int(by.group(1)))
+            else:
+                self.procs.exited(item.tid)
         elif item.kind == "strace":
             rec["note"] = "strace's own message"
         else:

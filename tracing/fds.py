@@ -180,5 +180,9 @@ class Processes:
         else:
             self.process_of[child] = child
 
+    def superseded(self, leader: int | None, by: int) -> None:
+        """A non-leader thread ran execve: the process goes on under the leader's pid."""
+        self._by_tid[leader] = self.table(by)
+
     def exited(self, tid: int | None) -> None:
         self._by_tid.pop(tid, None)

@@ -23,6 +23,9 @@ _TS = re.compile(r"^\s*(?:(\d+\.\d+)|(\d\d):(\d\d):(\d\d)(?:\.(\d+))?)\s+")
 _CALL = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*|\?\?\?\?)\(")  # ???? = strace could not tell
 _RESUMED = re.compile(r"^<\.\.\.\s+([A-Za-z_][A-Za-z0-9_]*)\s+resumed>\s?")
 _UNFINISHED = re.compile(r"\s*<unfinished \.\.\.>\)?\s*$")
+# A thread's execve replaces the whole process, which keeps the leader's pid:
+# `execve(... <pid changed to 15072 ...>`, resumed later by pid 15072.
+_PID_CHANGED = re.compile(r"\s*<pid changed to (\d+) \.\.\.>\s*$")
 # strace -p stopped with Ctrl-C while the call was in the kernel.
 _DETACHED = re.compile(r"\s*<detached \.\.\.>\s*$")
 DETACHED_WHY = "strace detached while this call was in the kernel; its result was never seen"
@@ -68,6 +71,7 @@ class Started:
     syscall: str
     args: str = field(default="")
     source: str | None = None
+    resumes_as: int | None = None  # the pid the resume will come from, if it changes
 
 
 def split_prefix(text: str) -> tuple[int | None, float | None, str]:
@@ -226,6 +230,10 @@ def parse_line_carefully(lineno: int, text: str) -> Event | Started | tuple[str,
     name, rest = m.group(1), body[m.end():]
     if _UNFINISHED.search(rest):
         return Started(lineno, text, tid, ts, name, _UNFINISHED.sub("", rest))
+    changed = _PID_CHANGED.search(rest)
+    if changed:
+        return Started(lineno, text, tid, ts, name, rest[:changed.start()],
+                       resumes_as=int(changed.group(1)))
     if _DETACHED.search(rest):
         ev.kind, ev.syscall, ev.args, ev.problem = "syscall", name, _DETACHED.sub("", rest), DETACHED_WHY
         return ev
@@ -352,10 +360,11 @@ def numbered_events(items: Iterable[tuple]) -> Iterator[Event | Started]:
         if source is not None:
             (got[1] if isinstance(got, tuple) else got).source = source
         if isinstance(got, Started):
-            if got.tid in pending:
+            key = got.resumes_as or got.tid
+            if key in pending:
                 # strace never starts two calls on one thread; keep both.
-                yield _orphan(pending.pop(got.tid), "a new call began before this one resumed")
-            pending[got.tid] = got
+                yield _orphan(pending.pop(key), "a new call began before this one resumed")
+            pending[key] = got
             yield got
         elif isinstance(got, tuple):
             how, ev = got
@@ -509,7 +518,8 @@ def epoll_items(text: str) -> list[tuple[str, int]]:
         if m.group("u64") is not None:
             data = int(m.group("u64"))
         else:
-            data = int(m.group("hex"), 0)
+            raw = m.group("hex")
+            data = int(raw, 16) if raw.startswith("0x") else int(raw)
         out.append((m.group("events"), data))
     return out
 
