@@ -10,7 +10,7 @@ ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-s
 C_BIN := cdemo/bin/epoll_server
 C_ASAN := cdemo/bin/epoll_server-asan
 
-.PHONY: help setup build-c trace-sanic trace-c test bench-c clean
+.PHONY: help setup build-c trace-sanic trace-c test bench-c bench-annotate clean
 
 help:
 	@echo "make trace-sanic [LOOP=asyncio] [PORT=8000]  trace the Sanic server, write traces/sanic*/"
@@ -19,6 +19,7 @@ help:
 	@echo "make setup                                    install tools and .venv (done by the targets above)"
 	@echo "make build-c                                  build the C server and its sanitizer build"
 	@echo "make bench-c                                  CPU per request: the C server beside nginx (a benchmark)"
+	@echo "make bench-annotate [LINES=1000000]          annotate speed and memory beside strace-process-tree"
 	@echo "make clean                                    remove traces/ and build output"
 
 setup:
@@ -45,6 +46,10 @@ test: setup build-c
 
 bench-c: setup $(C_BIN)
 	$(PY) bench/c_vs_nginx.py
+
+bench-annotate: setup $(C_BIN)
+	@$(PY) -m pip install -q -e '.[bench]'
+	$(PY) bench/annotate_speed.py $(if $(LINES),--lines $(LINES))
 
 clean:
 	rm -rf traces build *.egg-info cdemo/bin

@@ -16,7 +16,7 @@ from functools import cached_property
 from typing import Callable, Iterable, Iterator
 
 from tracing import fds as F
-from tracing.parse import (Event, Started, epoll_items, events, fd_arg, first_fd,
+from tracing.parse import (Event, Started, epoll_items, fd_arg, first_fd,
                            numbered_events, peek, quoted, split_args)
 
 LOOP, POOL, OTHER = "loop", "pool", "other"
@@ -231,10 +231,21 @@ _WHY_WATCH = {
 }
 
 
+# epoll_ctl's four arguments without the general splitter (a hot call in
+# servers that register each connection).
+_CTL_ARGS = re.compile(r"^\s*(-?\d+)(?:<(.*?)>)?,\s*(EPOLL_CTL_\w+|\d+),\s*(-?\d+)(?:<(.*?)>)?,\s*(.*)$", re.S)
+
+
 def _epoll_ctl(c: Ctx) -> None:
-    ep = c.arg_fd(0)
-    op = c.args[1] if len(c.args) > 1 else "?"
-    target = c.arg_fd(2)
+    m = _CTL_ARGS.match(c.ev.args)
+    if m and not m.group(1).startswith("-") and not m.group(4).startswith("-"):
+        ep, target = c.table.get(int(m.group(1)), m.group(2)), c.table.get(int(m.group(4)), m.group(5))
+        c.fds += [ep, target]
+        op, event = m.group(3), m.group(6)
+    else:
+        ep, target = c.arg_fd(0), c.arg_fd(2)
+        op = c.args[1] if len(c.args) > 1 else "?"
+        event = c.args[3] if len(c.args) > 3 else ""
     c.rec["category"] = POLLABLE
     if ep is None or target is None:
         return c.note("epoll_ctl with arguments the lab could not read", POLLABLE)
@@ -248,7 +259,7 @@ def _epoll_ctl(c: Ctx) -> None:
         watched.pop(target.num, None)
         return c.note(f"epoll_ctl DEL fd {target.num} ({target.describe()}) from epoll {ep.num}: "
                       "the loop stops watching it")
-    items = epoll_items(c.args[3] if len(c.args) > 3 else "")
+    items = epoll_items(event)
     events, data = items[0] if items else ("?", target.num)
     watched[target.num] = F.Interest(target.num, events, data)
     why = _WHY_WATCH.get(target.role, "the loop will be told when it is ready")

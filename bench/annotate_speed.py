@@ -1,0 +1,161 @@
+"""How fast `python -m tracing annotate --format jsonl` reads a big real log,
+beside strace-process-tree on the same file, in one run.
+
+Not a test: a benchmark. The log is real: the C server traced with the lab's
+story flags (strace -f -ttt -T -yy) while wrk sends keep-alive requests (a
+wait, a read, a write and the EAGAIN read per request, with accepts and
+registrations as wrk connects), until the log has --lines lines. It is kept in traces/bench-annotate/ and reused
+while it is big enough. Rounds are interleaved; each tool runs as its own
+process, timed on the wall clock, with its peak RSS from wait4().
+
+strace-process-tree (PyPI) only splits each line and builds a process tree;
+the annotator parses every call, keeps the fd and interest tables, and
+writes a JSON record per line. Goals from issue 4: at least 0.5x its lines/s,
+at most 64 MB peak RSS on a 1M-line log.
+Usage: .venv/bin/python bench/annotate_speed.py [--lines 1000000] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from helpers import ROOT, free_port, need, pin, wait_port
+
+sys.path.insert(0, str(ROOT))
+from tracing.recipes import strace_flags  # noqa: E402
+
+OUT = ROOT / "traces" / "bench-annotate"
+PY = ROOT / ".venv" / "bin" / "python"
+
+
+def say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def count_lines(path: Path) -> int:
+    with open(path, "rb") as f:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+
+
+def make_log(path: Path, lines: int) -> int:
+    """Trace the C server under wrk until the log has `lines` lines."""
+    strace, wrk = need("strace", "strace"), need("wrk", "wrk")
+    port = free_port()
+    server = [str(ROOT / "cdemo/bin/epoll_server"), "--port", str(port)]
+    tracer = subprocess.Popen(pin(1) + [strace, *strace_flags(), "-o", str(path), *server],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    load = None
+    try:
+        wait_port(port)
+        load = subprocess.Popen(pin(0) + [wrk, "-t1", "-c16", "-d600s", f"http://127.0.0.1:{port}/"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            time.sleep(2)
+            size = path.stat().st_size
+            say(f"  log: ~{size // 230:,} of {lines:,} lines")
+            if size // 230 >= lines * 1.02 and count_lines(path) >= lines:
+                break
+    finally:
+        if load is not None:
+            load.terminate()
+            load.wait()
+        # SIGINT to the server (a child of strace) lets it exit cleanly; then strace ends.
+        children = Path(f"/proc/{tracer.pid}/task/{tracer.pid}/children")
+        for pid in (children.read_text().split() if children.exists() else []):
+            os.kill(int(pid), signal.SIGINT)
+        try:
+            tracer.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(tracer.pid, signal.SIGKILL)
+            tracer.wait()
+    return count_lines(path)
+
+
+def run(cmd: list[str]) -> tuple[float, int, str]:
+    """(wall seconds, peak RSS in KiB, stderr) of one process.
+
+    The peak comes from GNU time: a child forked from this Python would carry
+    this process's own peak through exec, and wait4() would report that.
+    """
+    timer = need("time", "time")
+    with open(OUT / "rss.txt", "w+") as rss:
+        t0 = time.perf_counter()
+        proc = subprocess.run([timer, "-f", "%M", "-o", rss.name, *cmd], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+        wall = time.perf_counter() - t0
+        peak = int(rss.read().split()[-1])
+    if proc.returncode != 0:
+        raise SystemExit(f"{cmd[0]} failed ({proc.returncode}): {proc.stderr[-500:]}")
+    return wall, peak, proc.stderr
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--lines", type=int, default=1_000_000, help="size of the log to annotate")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--fresh", action="store_true", help="trace a new log even if one is kept")
+    args = ap.parse_args()
+    # SIGTERM unwinds like Ctrl-C, so the traced server and wrk are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if not (ROOT / "cdemo/bin/epoll_server").exists():
+        sys.exit("build the C server first: make build-c")
+    spt = ROOT / ".venv" / "bin" / "strace-process-tree"
+    if not spt.exists():
+        sys.exit("strace-process-tree is missing: .venv/bin/pip install -e '.[bench]'")
+    OUT.mkdir(parents=True, exist_ok=True)
+    log = OUT / "c-under-wrk.strace"
+    have = count_lines(log) if log.exists() and not args.fresh else 0
+    if have < args.lines:
+        say(f"tracing the C server under wrk until the log has {args.lines:,} lines ...")
+        have = make_log(log, args.lines)
+    say(f"log: {log} ({have:,} lines, {log.stat().st_size / 1e6:.0f} MB)")
+
+    tools = {
+        "epoll-lab annotate --format jsonl": [str(PY), "-m", "tracing", "annotate", str(log),
+                                              "--format", "jsonl", "-o", os.devnull, "--summary"],
+        "strace-process-tree": [str(spt), str(log)],
+    }
+    runs: dict[str, list[tuple[float, int]]] = {name: [] for name in tools}
+    unparsed = None
+    for r in range(args.rounds):
+        for name, cmd in tools.items():
+            say(f"round {r + 1}/{args.rounds}: {name} ...")
+            wall, rss, err = run(cmd)
+            runs[name].append((wall, rss))
+            if "not understood" in err:
+                unparsed = err.split("records, ")[1].split(" not understood")[0]
+
+    print(f"log: {have:,} lines of real strace output (the C server under wrk)")
+    print(f"{'tool':<36} {'seconds (median, min-max)':>28} {'lines/s':>10} {'peak RSS MB':>12}")
+    rate = {}
+    rows = []
+    for name, got in runs.items():
+        walls = [w for w, _ in got]
+        med = statistics.median(walls)
+        rate[name] = have / med
+        rss = max(m for _, m in got) / 1024
+        print(f"{name:<36} {med:>12.2f} ({min(walls):.2f}-{max(walls):.2f}) {rate[name]:>14,.0f} {rss:>12.1f}")
+        rows.append({"tool": name, "seconds": walls, "lines_per_s": rate[name], "peak_rss_mb": rss})
+    ours, ref = rate["epoll-lab annotate --format jsonl"], rate["strace-process-tree"]
+    ratio = ours / ref
+    ours_rss = rows[0]["peak_rss_mb"]
+    print(f"ratio annotate / strace-process-tree lines/s: {ratio:.2f} (goal >= 0.50: "
+          f"{'met' if ratio >= 0.5 else 'NOT met'})")
+    print(f"annotate peak RSS: {ours_rss:.1f} MB (goal <= 64 MB on 1M lines: "
+          f"{'met' if ours_rss <= 64 else 'NOT met'}); lines it did not understand: {unparsed}")
+    (OUT / "results.json").write_text(json.dumps({"lines": have, "rows": rows, "ratio": ratio}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
