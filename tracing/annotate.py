@@ -152,6 +152,9 @@ class Annotator:
         return rec
 
 
+_LEADING_FD = re.compile(r"\s*(\d+)(?:[<,]|$)")
+
+
 class Ctx:
     """What a handler needs: the event, its process's fd table, the record."""
 
@@ -170,6 +173,13 @@ class Ctx:
 
     def arg_fd(self, i: int = 0) -> F.Fd | None:
         if i == 0 and "args" not in self.__dict__:
+            # Known fds need only their number; the decoration matters for new ones.
+            m = _LEADING_FD.match(self.ev.args)
+            if m is not None:
+                fd = self.table.fds.get(int(m.group(1)))
+                if fd is not None and fd.role != F.UNKNOWN:
+                    self.fds.append(fd)
+                    return fd
             got = first_fd(self.ev.args)
         elif i >= len(self.args):
             return None
@@ -267,8 +277,18 @@ def _epoll_ctl(c: Ctx) -> None:
     c.note(f"epoll_ctl {verb} fd {target.num} = {target.describe()} to epoll {ep.num} for {events}: {why}")
 
 
+# The timeout, read from the end of the arguments: the ready array before it
+# can be long, and splitting it all costs more than the rest of the line.
+_TIMEOUT_AT_END = {
+    "epoll_wait": re.compile(r",\s*(-?\d+)\s*$"),
+    "epoll_pwait": re.compile(r",\s*(-?\d+),\s*(?:NULL|\[[^\]]*\]|0x[0-9a-f]+),\s*\d+\s*$"),
+    "epoll_pwait2": re.compile(r",\s*(NULL|\{[^{}]*\}),\s*(?:NULL|\[[^\]]*\]|0x[0-9a-f]+),\s*\d+\s*$"),
+}
+
+
 def _timeout_text(c: Ctx) -> tuple[str, float | None]:
-    raw = c.args[3] if len(c.args) > 3 else "?"
+    m = _TIMEOUT_AT_END[c.ev.syscall].search(c.ev.args)
+    raw = m.group(1) if m else (c.args[3] if len(c.args) > 3 else "?")
     if c.ev.syscall == "epoll_pwait2":
         m = re.search(r"tv_sec=(\d+),\s*tv_nsec=(\d+)", raw)
         ms = int(m.group(1)) * 1000 + int(m.group(2)) / 1e6 if m else (-1 if raw == "NULL" else None)
@@ -306,7 +326,8 @@ def _epoll_wait(c: Ctx) -> None:
                           "(an asyncio.sleep or call_later ends now)")
         return c.note(f"{c.ev.syscall} on {epname}: nothing ready ({when})")
     ready = []
-    for events, data in epoll_items(c.args[1] if len(c.args) > 1 else ""):
+    # Only the ready array holds {events, data} items; no need to split it out.
+    for events, data in epoll_items(c.ev.args):
         fd, registered = c.table.resolve(ep.num if ep else -1, data)
         if fd is None:
             ready.append({"fd": None, "role": F.UNKNOWN, "events": events, "data": data})
@@ -719,23 +740,23 @@ class Summary:
         self.unparsed_lines: list[int] = []  # the first few, to look at
 
     def add(self, rec: dict) -> None:
-        self.lines += 1 + (1 if rec.get("resumed_line") else 0)
-        self.kinds[rec["kind"]] += 1
-        if rec["kind"] == "unparsed":
+        kind = rec["kind"]
+        self.lines += 2 if rec["resumed_line"] else 1
+        self.kinds[kind] += 1
+        if kind == "syscall":
+            self.syscalls[rec["syscall"]] += 1
+            self.categories[rec["category"]] += 1
+        elif kind == "unparsed":
             self.unparsed += 1
             if len(self.unparsed_lines) < 20:
                 self.unparsed_lines.append(rec["line"])
-        if rec["kind"] == "syscall":
-            self.syscalls[rec["syscall"]] += 1
-            self.categories[rec["category"]] += 1
-        if rec["tid"] is not None:
-            self.threads[rec["tid"]] = rec["thread"]
+        self.threads[rec["tid"]] = rec["thread"]
 
     def as_dict(self) -> dict:
         return {"lines": self.lines, "records": sum(self.kinds.values()),
                 "kinds": dict(self.kinds), "syscalls": dict(self.syscalls.most_common()),
                 "categories": dict(self.categories),
-                "threads": {str(t): r for t, r in self.threads.items()},
+                "threads": {str(t): r for t, r in self.threads.items() if t is not None},
                 "unparsed": self.unparsed, "unparsed_lines": self.unparsed_lines}
 
 
