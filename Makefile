@@ -10,11 +10,13 @@ ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-s
 C_BIN := cdemo/bin/epoll_server
 C_ASAN := cdemo/bin/epoll_server-asan
 
-.PHONY: help setup build-c trace-sanic trace-c test bench-c bench-annotate clean
+.PHONY: help setup build-c trace-sanic trace-c compare ltrace-sanic ltrace-c test bench-c bench-annotate clean
 
 help:
 	@echo "make trace-sanic [LOOP=asyncio] [PORT=8000]  trace the Sanic server, write traces/sanic*/"
+	@echo "       IO_URING=0: refuse io_uring (strace fault injection), as in a container"
 	@echo "make trace-c [POOL=1] [PORT=8080]            trace the C epoll server, write traces/c*/"
+	@echo "make compare [FRESH=1]                       C vs Sanic/uvloop (with, without io_uring) vs Sanic/asyncio"
 	@echo "make test                                     run the whole test suite (real strace, servers, curl)"
 	@echo "make setup                                    install tools and .venv (done by the targets above)"
 	@echo "make build-c                                  build the C server and its sanitizer build"
@@ -36,10 +38,13 @@ $(C_ASAN): cdemo/epoll_server.c | setup
 build-c: $(C_BIN) $(C_ASAN)
 
 trace-sanic: setup
-	$(PY) -m tracing trace sanic --loop $(LOOP) $(if $(PORT),--port $(PORT))
+	$(PY) -m tracing trace sanic --loop $(LOOP) $(if $(filter 0,$(IO_URING)),--no-io-uring) $(if $(PORT),--port $(PORT))
 
 trace-c: setup $(C_BIN)
 	$(PY) -m tracing trace c $(if $(POOL),--pool) $(if $(PORT),--port $(PORT))
+
+compare: setup $(C_BIN)
+	$(PY) -m tracing compare $(if $(FRESH),--fresh)
 
 test: setup build-c
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from tracing import recipes
-from tracing import inputs
+from tracing import compare, inputs
 from tracing.annotate import Annotator, annotate_items
 from tracing.parse import events
 from tracing.run import EXIT_SETUP, TraceError, report, trace
@@ -47,11 +47,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Sanic's event loop (default uvloop)")
     t.add_argument("--pool", action="store_true",
                    help="C server: run getaddrinfo and the file read on a thread pool")
+    t.add_argument("--no-io-uring", dest="io_uring", action="store_false",
+                   help="Sanic: refuse io_uring_setup (strace fault injection), as a container "
+                        "would; uvloop then registers fds with plain epoll_ctl")
     t.add_argument("--port", type=int, default=None,
                    help="port on 127.0.0.1 (default 8000 for sanic, 8080 for c)")
     t.add_argument("--out", type=Path, default=None,
                    help="output folder (default traces/<run>)")
     t.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    c = sub.add_parser("compare", help="the loops side by side: traces/compare.md and .json",
+                       description="Trace (or reuse fresh traces of) the C server, the C server "
+                       "with its pool, Sanic on uvloop with and without io_uring, and Sanic on the "
+                       "stdlib loop, all with the same curl scenario; then write traces/compare.md "
+                       "(printed) and traces/compare.json.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("--fresh", action="store_true", help="trace every run again, even if fresh")
+    c.add_argument("--traces", type=Path, default=Path("traces"), help="folder of the runs")
 
     a = sub.add_parser("annotate", help="annotate a strace log (file or - for stdin)",
                        description="Annotate a strace log: every raw line kept, each with the "
@@ -71,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "trace":
             return cmd_trace(args)
+        if args.command == "compare":
+            return cmd_compare(args)
         return cmd_annotate(args)
     except TraceError as e:
         eprint(f"epoll-lab: error: {e}")
@@ -82,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_trace(args) -> int:
     # Each target's function holds its own default port.
     chosen = {"port": args.port} if args.port else {}
-    target = recipes.TARGETS[args.target](loop=args.loop, pool=args.pool, **chosen)
+    target = recipes.TARGETS[args.target](loop=args.loop, pool=args.pool, io_uring=args.io_uring,
+                                          **chosen)
     if not Path(target.argv[0]).exists():
         raise TraceError(f"{target.argv[0]} is not built: run `make build-c`", EXIT_SETUP)
     out = args.out or Path("traces") / target.name
@@ -91,6 +106,41 @@ def cmd_trace(args) -> int:
         print(json.dumps(result["summary"]))
     else:
         report(result)
+    return 0
+
+
+# The runs `compare` puts side by side, as trace-target options.
+COMPARED = [("c", {"pool": False}), ("c", {"pool": True}), ("sanic", {"loop": "uvloop"}),
+            ("sanic", {"loop": "uvloop", "io_uring": False}), ("sanic", {"loop": "asyncio"})]
+SOURCES = ("server", "cdemo", "tracing")
+
+
+def _fresh(out: Path) -> bool:
+    """A kept run is reused while it is newer than every source file it came from."""
+    done = out / "events.jsonl"
+    if not (done.exists() and (out / "scenario.jsonl").exists()):
+        return False
+    newest = max(p.stat().st_mtime for d in SOURCES for p in Path(d).rglob("*") if p.is_file())
+    return done.stat().st_mtime > newest
+
+
+def cmd_compare(args) -> int:
+    runs = {}
+    for i, (kind, opts) in enumerate(COMPARED, 1):
+        target = recipes.TARGETS[kind](**opts)
+        out = args.traces / target.name
+        if not args.fresh and _fresh(out):
+            eprint(f"[epoll-lab] {i}/{len(COMPARED)} {target.name}: reusing {out} (newer than the sources)")
+        else:
+            eprint(f"[epoll-lab] {i}/{len(COMPARED)} {target.name}: tracing ...")
+            if not Path(target.argv[0]).exists():
+                raise TraceError(f"{target.argv[0]} is not built: run `make build-c`", EXIT_SETUP)
+            trace(target, out)
+        runs[target.name] = out
+    result = compare.build(runs)
+    md, js = compare.write(result, args.traces)
+    print(md.read_text(), end="")
+    eprint(f"[epoll-lab] wrote {md} and {js}")
     return 0
 
 

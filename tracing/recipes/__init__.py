@@ -62,12 +62,20 @@ SANIC_REQUESTS = [
 ]
 
 
-def sanic(loop: str = "uvloop", port: int = 8000, **_ignored) -> Target:
+# strace's fault injection makes io_uring_setup fail as on a kernel (or a
+# container's seccomp profile) without io_uring: libuv then registers every
+# fd with plain epoll_ctl, which strace shows.
+NO_IO_URING = ["-e", "inject=io_uring_setup:error=ENOSYS"]
+
+
+def sanic(loop: str = "uvloop", port: int = 8000, io_uring: bool = True, **_ignored) -> Target:
     name = "sanic" if loop == "uvloop" else f"sanic-{loop}"
+    if not io_uring:
+        name += "-no-io_uring"
     # sys.executable is the venv's python, a symlink to the real interpreter
     # (not a pyenv shim script), so strace follows the server, not bash.
     return Target(name, [sys.executable, "-m", "server", "--loop", loop], port,
-                  list(SANIC_REQUESTS))
+                  list(SANIC_REQUESTS), extra_strace=[] if io_uring else list(NO_IO_URING))
 
 
 C_REQUESTS = [
