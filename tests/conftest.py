@@ -102,6 +102,11 @@ def asyncio_trace(tools_present, tmp_path_factory) -> Trace:
     return run_recipe(tmp_path_factory, recipes.sanic(loop="asyncio", port=free_port()))
 
 
+@pytest.fixture(scope="session")
+def uvloop_no_io_uring_trace(tools_present, tmp_path_factory) -> Trace:
+    return run_recipe(tmp_path_factory, recipes.sanic(loop="uvloop", io_uring=False, port=free_port()))
+
+
 @pytest.fixture(scope="session", params=["uvloop", "asyncio"])
 def sanic_trace(request) -> Trace:
     return request.getfixturevalue(f"{request.param}_trace")

@@ -177,23 +177,32 @@ def differences(data: dict) -> list[str]:
         adds = _count(ph.get("register client", {}), "epoll_ctl ADD")
         ring = _count(ph.get("register client", {}), "io_uring_enter")
         dels = _count(ph.get("deregister", {}), "epoll_ctl DEL")
+        listener = ph.get("register listener", {})
         if accepts and ring and not adds:
-            out.append(f"{name}: {accepts} accepts but no EPOLL_CTL_ADD for a client; {ring} io_uring_enter "
-                       "calls instead: libuv 1.45+ submits its epoll_ctl through io_uring, which strace "
-                       "does not decode.")
+            out.append(f"{name}: {accepts} accepts but no EPOLL_CTL_ADD for a client"
+                       + ("" if listener else " (nor for the listening socket)")
+                       + f"; {ring} io_uring_enter calls instead: libuv 1.45+ submits its epoll_ctl "
+                       "through io_uring, which strace does not decode"
+                       + (f"; its {dels} EPOLL_CTL_DEL still go through plain epoll_ctl." if dels else "."))
         elif accepts and adds:
             out.append(f"{name}: {adds} EPOLL_CTL_ADD for {accepts} accepts"
                        + (f" and {dels} EPOLL_CTL_DEL" if dels else ", no EPOLL_CTL_DEL (close() "
                           "removes an fd from every epoll set)") + ".")
     mech = {n: r["wakeup_mechanism"] for n, r in data.items() if r["wakeup_mechanism"] != "none seen"}
     if len(set(mech.values())) > 1:
+        groups: dict[str, list[str]] = defaultdict(list)
+        for n, m in mech.items():
+            groups[m].append(n)
         out.append("Pools wake their loop differently: " + "; ".join(
-            f"{n} through a {m}" for n, m in mech.items()) + ". An eventfd is one fd holding a "
-            "counter; the stdlib loop's self-pipe is a socketpair, one end written, the other watched.")
+            f"{m} in {', '.join(ns)}" for m, ns in groups.items()) + ". An eventfd is one fd holding "
+            "a counter; the stdlib loop's self-pipe is a socketpair, one end written, the other watched.")
     for path in ("/file", "/dns"):
         served = {n: r["requests"][path]["served"] for n, r in data.items() if path in r["requests"]}
         if len(set(served.values())) > 1:
-            out.append(f"GET {path} is " + "; ".join(f"{s} in {n}" for n, s in served.items())
+            how: dict[str, list[str]] = defaultdict(list)
+            for n, s in served.items():
+                how[s].append(n)
+            out.append(f"GET {path} is " + "; ".join(f"{s} in {', '.join(ns)}" for s, ns in how.items())
                        + ": a regular file (or /etc/hosts) is always 'ready', so epoll cannot help; "
                        "only a thread keeps the loop free.")
     return out
