@@ -16,6 +16,7 @@ help:
 	@echo "make trace-sanic [LOOP=asyncio] [PORT=8000]  trace the Sanic server, write traces/sanic*/"
 	@echo "       IO_URING=0: refuse io_uring (strace fault injection), as in a container"
 	@echo "make trace-c [POOL=1] [PORT=8080]            trace the C epoll server, write traces/c*/"
+	@echo "make ltrace-sanic [LOOP=asyncio], ltrace-c [POOL=1]  library calls (getaddrinfo, epoll wrappers) with ltrace"
 	@echo "make compare [FRESH=1]                       C vs Sanic/uvloop (with, without io_uring) vs Sanic/asyncio"
 	@echo "make test                                     run the whole test suite (real strace, servers, curl)"
 	@echo "make setup                                    install tools and .venv (done by the targets above)"
@@ -42,6 +43,12 @@ trace-sanic: setup
 
 trace-c: setup $(C_BIN)
 	$(PY) -m tracing trace c $(if $(POOL),--pool) $(if $(PORT),--port $(PORT))
+
+ltrace-sanic: setup
+	$(PY) -m tracing trace sanic --tool ltrace --loop $(LOOP) $(if $(PORT),--port $(PORT))
+
+ltrace-c: setup $(C_BIN)
+	$(PY) -m tracing trace c --tool ltrace $(if $(POOL),--pool) $(if $(PORT),--port $(PORT))
 
 compare: setup $(C_BIN)
 	$(PY) -m tracing compare $(if $(FRESH),--fresh)

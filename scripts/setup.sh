@@ -4,8 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-tools=(strace curl gcc make)
-pkgs=(strace curl gcc make)
+tools=(strace ltrace curl gcc make)
+pkgs=(strace ltrace curl gcc make)
 missing=()
 for i in "${!tools[@]}"; do
     command -v "${tools[$i]}" >/dev/null 2>&1 || missing+=("${pkgs[$i]}")

@@ -123,6 +123,27 @@ def c_pool_trace(tools_present, tmp_path_factory) -> Trace:
 
 
 @pytest.fixture(scope="session")
+def ltrace_present():
+    if shutil.which("ltrace") is None:
+        pytest.fail("ltrace is missing: run `make setup` (the suite must not skip live traces)")
+
+
+@pytest.fixture(scope="session")
+def sanic_ltrace(tools_present, ltrace_present, tmp_path_factory) -> Trace:
+    return run_recipe(tmp_path_factory, recipes.sanic(loop="uvloop", tool="ltrace", port=free_port()))
+
+
+@pytest.fixture(scope="session")
+def c_pool_ltrace(tools_present, ltrace_present, tmp_path_factory) -> Trace:
+    return run_recipe(tmp_path_factory, recipes.c(pool=True, tool="ltrace", port=free_port()))
+
+
+@pytest.fixture(scope="session")
+def c_ltrace(tools_present, ltrace_present, tmp_path_factory) -> Trace:
+    return run_recipe(tmp_path_factory, recipes.c(pool=False, tool="ltrace", port=free_port()))
+
+
+@pytest.fixture(scope="session")
 def sanic_server(tools_present):
     """The demo server, untraced, for route tests."""
     port = free_port()

@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Sanic's event loop (default uvloop)")
     t.add_argument("--pool", action="store_true",
                    help="C server: run getaddrinfo and the file read on a thread pool")
+    t.add_argument("--tool", choices=("strace", "ltrace"), default="strace",
+                   help="strace (syscalls, the default) or ltrace (library calls: getaddrinfo, "
+                        "the epoll wrappers)")
     t.add_argument("--no-io-uring", dest="io_uring", action="store_false",
                    help="Sanic: refuse io_uring_setup (strace fault injection), as a container "
                         "would; uvloop then registers fds with plain epoll_ctl")
@@ -97,7 +100,7 @@ def cmd_trace(args) -> int:
     # Each target's function holds its own default port.
     chosen = {"port": args.port} if args.port else {}
     target = recipes.TARGETS[args.target](loop=args.loop, pool=args.pool, io_uring=args.io_uring,
-                                          **chosen)
+                                          tool=args.tool, **chosen)
     if not Path(target.argv[0]).exists():
         raise TraceError(f"{target.argv[0]} is not built: run `make build-c`", EXIT_SETUP)
     out = args.out or Path("traces") / target.name

@@ -30,7 +30,7 @@ _PID_CHANGED = re.compile(r"\s*<pid changed to (\d+) \.\.\.>\s*$")
 _DETACHED = re.compile(r"\s*<detached \.\.\.>\s*$")
 DETACHED_WHY = "strace detached while this call was in the kernel; its result was never seen"
 _DURATION = re.compile(r"\s+<(\d+\.\d+)>\s*$")
-_RET = re.compile(r"^\s*=\s+(-?\d+|0x[0-9a-fA-F]+|\?)")
+_RET = re.compile(r"^\s*=\s+(0x[0-9a-fA-F]+|-?\d+|\?)")
 _ERRNO = re.compile(r"^\s*(E[A-Z0-9]+|ERESTART[A-Z_]*)\s+\((.*)\)\s*$")
 _SIGNAL = re.compile(r"^---\s+(SIG[A-Z0-9+-]+|SIGRT\w*)\s?(.*?)\s*---\s*$")
 _EXIT = re.compile(r"^\+\+\+\s+(exited with (-?\d+)|killed by (SIG\w+)(?: \(core dumped\))?|superseded by execve.*?)\s*\+\+\+\s*$")
@@ -168,7 +168,7 @@ def _call_parts(body: str) -> tuple[str, str | None] | None:
 # the careful path below, which is the reference (tests compare the two).
 _FAST = re.compile(
     r"(?:\[pid +(\d+)\] |(\d+) +)? *(?:(\d+\.\d+) +)?([a-z_][a-z0-9_]*)\((.*)\) +"
-    r"= (-?\d+|0x[0-9a-f]+|\?)(?:<(.*?)>)?(?: (E[A-Z0-9_]+) \((.*?)\))?(?: (\(.*?\)))?"
+    r"= (0x[0-9a-f]+|-?\d+|\?)(?:<(.*?)>)?(?: (E[A-Z0-9_]+) \((.*?)\))?(?: (\(.*?\)))?"
     r"(?: <(\d+\.\d+)>)?$", re.S)
 
 

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from tracing import ltrace
 from tracing.annotate import Step, annotate_file
 from tracing.recipes import Target, strace_flags
 from tracing.views import eprint, summary_text, write_outputs
@@ -36,25 +37,26 @@ class TraceError(Exception):
 EXIT_SETUP, EXIT_START, EXIT_SCENARIO, EXIT_INTERRUPTED = 3, 4, 5, 130
 
 
-def preflight(port: int) -> str:
-    strace = shutil.which("strace")
-    if strace is None:
-        raise TraceError("strace is not installed. Install it with: sudo apt-get install -y strace "
+def preflight(port: int, tool: str = "strace") -> str:
+    path = shutil.which(tool)
+    if path is None:
+        raise TraceError(f"{tool} is not installed. Install it with: sudo apt-get install -y {tool} "
                          "(or run `make setup` as root)", EXIT_SETUP)
-    probe = subprocess.run([strace, "-f", "-o", os.devnull, "-e", "trace=none", "true"],
-                           capture_output=True, text=True)
-    if probe.returncode != 0:
+    probe_args = (["-f", "-o", os.devnull, "-e", "trace=none", "true"] if tool == "strace"
+                  else ["-o", os.devnull, "-e", "getpid", "true"])
+    probe = subprocess.run([path, *probe_args], capture_output=True, text=True)
+    if probe.returncode != 0 or (tool == "ltrace" and "Operation not permitted" in probe.stderr):
         detail = probe.stderr.strip().splitlines()[-1] if probe.stderr.strip() else ""
         if "Operation not permitted" in probe.stderr or "EPERM" in probe.stderr:
             raise TraceError(
-                "ptrace is not permitted here, so strace cannot trace the server "
+                f"ptrace is not permitted here, so {tool} cannot trace the server "
                 f"({detail}). In a container, run it with --cap-add SYS_PTRACE; on a host, "
                 "check /proc/sys/kernel/yama/ptrace_scope.", EXIT_SETUP)
-        raise TraceError(f"strace does not work here: {detail}", EXIT_SETUP)
+        raise TraceError(f"{tool} does not work here: {detail}", EXIT_SETUP)
     if not port_free(port):
         raise TraceError(f"port {port} on 127.0.0.1 is in use: stop whatever listens there "
                          f"(ss -ltnp 'sport = :{port}') or pick another with PORT=...", EXIT_SETUP)
-    return strace
+    return path
 
 
 def port_free(port: int) -> bool:
@@ -138,11 +140,12 @@ def _kill(pid: int) -> None:
         pass
 
 
-def start(target: Target, strace: str, out: Path) -> Traced:
+def start(target: Target, tracer: str, out: Path) -> Traced:
     out.mkdir(parents=True, exist_ok=True)
-    raw = out / "raw.strace"
+    raw = out / target.raw_name
     log = out / "server.log"
-    cmd = [strace, *strace_flags(), *target.extra_strace, "-o", str(raw), "--", *target.command()]
+    flags = target.tracer_flags if target.tracer == "ltrace" else [*strace_flags(), *target.extra_strace]
+    cmd = [tracer, *flags, "-o", str(raw), "--", *target.command()]
     eprint(f"[epoll-lab] starting: {' '.join(cmd)}")
     t0 = time.time()
     with open(log, "wb") as logf:
@@ -213,8 +216,8 @@ def curl(port: int, path: str, timeout: float = 15.0) -> dict:
 
 def trace(target: Target, out: Path, annotate: bool = True) -> dict:
     """Run the whole recipe. Raises TraceError; never leaves a process behind."""
-    strace = preflight(target.port)
-    traced = start(target, strace, out)
+    tracer = preflight(target.port, target.tracer)
+    traced = start(target, tracer, out)
     results: list[dict] = []
     stopped: list[str] = []
     pids = {"strace": traced.strace.pid, "server": None}
@@ -239,7 +242,7 @@ def trace(target: Target, out: Path, annotate: bool = True) -> dict:
         stopped = traced.stop(target.port)
         write_scenario(out, results, stop_at)
     eprint(f"[epoll-lab] stopped: {'; '.join(stopped) or 'server had exited'}")
-    summary = annotate_run(out) if annotate else {}
+    summary = (ltrace_run(out) if target.tracer == "ltrace" else annotate_run(out)) if annotate else {}
     return {"out": str(out), "requests": results, "summary": summary, "pids": pids}
 
 
@@ -284,7 +287,32 @@ def annotate_run(out: Path) -> dict:
     return summary
 
 
+def ltrace_run(out: Path) -> dict:
+    steps, headers = load_steps(out)
+    records, ann = ltrace.annotate_file(str(out / "raw.ltrace"), steps)
+    with open(out / "annotated.log", "w") as text, open(out / "events.jsonl", "w") as jsonl:
+        text.write(f"# epoll-lab annotated ltrace of {out.name}: library calls (not syscalls), "
+                   "each followed by '->' [category] note.\n")
+        write_outputs(records, text, jsonl, headers)
+    summary = ltrace.summary(ann)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if not summary["calls"]:
+        raise TraceError(f"ltrace recorded no library calls (see {out / 'raw.ltrace'}): it may not "
+                         "have attached to the server's threads", EXIT_SCENARIO)
+    return summary
+
+
 def report(result: dict) -> None:
     out = Path(result["out"])
-    print(summary_text(result["summary"]))
-    print(f"files: {out / 'raw.strace'}\n       {out / 'annotated.log'}\n       {out / 'events.jsonl'}")
+    summary = result["summary"]
+    raw = "raw.strace"
+    if summary.get("tool") == "ltrace":
+        raw = "raw.ltrace"
+        roles: dict[str, list[str]] = {}
+        for tid, role in summary["threads"].items():
+            roles.setdefault(role, []).append(tid)
+        print("library calls: " + ", ".join(f"{k} {v}" for k, v in summary["calls"].items()))
+        print("threads: " + "; ".join(f"{r} {' '.join(t)}" for r, t in sorted(roles.items())))
+    else:
+        print(summary_text(summary))
+    print(f"files: {out / raw}\n       {out / 'annotated.log'}\n       {out / 'events.jsonl'}")

@@ -32,6 +32,19 @@ def strace_flags(syscalls: str = STORY_SYSCALLS) -> list[str]:
     return ["-f", "-ttt", "-T", "-yy", "-s", "128", "-e", f"trace={syscalls}"]
 
 
+# ltrace: library calls. `@*` takes calls made from any library (Python's
+# epoll calls come from its select module, uvloop's from libuv inside uvloop's
+# own .so); the C server makes them from its own binary.
+LTRACE_C = "epoll_create1+epoll_ctl+epoll_wait+accept4+getaddrinfo+read+write"
+LTRACE_PY = ("epoll_create1@*+epoll_ctl@*+epoll_wait@*+epoll_pwait@*+accept4@*+getaddrinfo@*"
+             "+write@loop.cpython*")
+
+
+def ltrace_flags(calls: str) -> list[str]:
+    # -f threads; -ttt epoch times (the request windows); -T time in each call.
+    return ["-f", "-ttt", "-T", "-s", "48", "-e", calls]
+
+
 @dataclass(frozen=True)
 class Request:
     path: str
@@ -47,6 +60,12 @@ class Target:
     requests: list[Request] = field(default_factory=list)
     extra_strace: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    tracer: str = "strace"  # or "ltrace"
+    tracer_flags: list[str] = field(default_factory=list)  # ltrace's, when tracer is ltrace
+
+    @property
+    def raw_name(self) -> str:
+        return f"raw.{self.tracer}"
 
     def command(self) -> list[str]:
         return [*self.argv, "--port", str(self.port)]
@@ -68,14 +87,22 @@ SANIC_REQUESTS = [
 NO_IO_URING = ["-e", "inject=io_uring_setup:error=ENOSYS"]
 
 
-def sanic(loop: str = "uvloop", port: int = 8000, io_uring: bool = True, **_ignored) -> Target:
+def sanic(loop: str = "uvloop", port: int = 8000, io_uring: bool = True, tool: str = "strace",
+          **_ignored) -> Target:
     name = "sanic" if loop == "uvloop" else f"sanic-{loop}"
     if not io_uring:
         name += "-no-io_uring"
     # sys.executable is the venv's python, a symlink to the real interpreter
     # (not a pyenv shim script), so strace follows the server, not bash.
-    return Target(name, [sys.executable, "-m", "server", "--loop", loop], port,
-                  list(SANIC_REQUESTS), extra_strace=[] if io_uring else list(NO_IO_URING))
+    target = Target(name, [sys.executable, "-m", "server", "--loop", loop], port,
+                    list(SANIC_REQUESTS), extra_strace=[] if io_uring else list(NO_IO_URING))
+    return with_ltrace(target, LTRACE_PY) if tool == "ltrace" else target
+
+
+def with_ltrace(target: Target, calls: str) -> Target:
+    target.name += "-ltrace"
+    target.tracer, target.tracer_flags = "ltrace", ltrace_flags(calls)
+    return target
 
 
 C_REQUESTS = [
@@ -86,12 +113,13 @@ C_REQUESTS = [
 ]
 
 
-def c(pool: bool = False, port: int = 8080, **_ignored) -> Target:
+def c(pool: bool = False, port: int = 8080, tool: str = "strace", **_ignored) -> Target:
     argv = [str(ROOT / "cdemo" / "bin" / "epoll_server"),
             "--data", str(ROOT / "server" / "data" / "lab.txt")]
     if pool:
         argv.append("--pool")
-    return Target("c-pool" if pool else "c", argv, port, list(C_REQUESTS))
+    target = Target("c-pool" if pool else "c", argv, port, list(C_REQUESTS))
+    return with_ltrace(target, LTRACE_C) if tool == "ltrace" else target
 
 
 TARGETS = {"sanic": sanic, "c": c}
