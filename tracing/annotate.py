@@ -551,6 +551,13 @@ def _rw(c: Ctx) -> None:
         return c.note(_file_note(f"{verb} {amount} from {fd.detail or 'a file'}" if not is_write
                                  else f"{verb} {amount} to {fd.detail or 'a file'}",
                                  fd.detail, cat, resolver), cat)
+    if is_write and c.ev.tid in c.ann.in_signal and fd.role not in (F.STDIO, F.CLIENT):
+        # The kernel runs a signal handler on any thread; CPython's writes the
+        # signal number to the loop's self-pipe (signal.set_wakeup_fd).
+        c.ann.in_signal.discard(c.ev.tid)
+        return c.note(f"{name} fd {fd.num} ({fd.describe()}) from the signal handler: the signal number "
+                      "goes into the loop's self-pipe, so the signal arrives as readable data "
+                      "(signals are pollable this way)", POLLABLE)
     if is_write and _is_wakeup_write(c, fd):
         return
     cat = POLLABLE if fd.role in POLLABLE_ROLES else OTHER_CAT
@@ -568,10 +575,6 @@ def _rw(c: Ctx) -> None:
         text = _first_line(c)
         return c.note(f"{name} {nbytes} bytes {'to' if is_write else 'from'} client fd {fd.num}"
                       f"{': ' + text if text else ''}")
-    if c.ev.tid in c.ann.in_signal and is_write and fd.role != F.STDIO:
-        return c.note(f"{name} fd {fd.num} ({fd.describe()}) from the signal handler: the signal number "
-                      "goes into the loop's self-pipe, so the signal arrives as readable data "
-                      "(signals are pollable this way)", POLLABLE)
     if fd.role == F.WAKEUP and is_write and c.role == LOOP:
         return c.note(f"{name} to wakeup fd {fd.num} ({fd.detail}) by the loop itself: a callback was queued "
                       "thread-safely from the loop thread (in asyncio, when a pool job finished before the "

@@ -202,9 +202,10 @@ def differences(data: dict) -> list[str]:
             how: dict[str, list[str]] = defaultdict(list)
             for n, s in served.items():
                 how[s].append(n)
+            why = ("a regular file is always 'ready', so epoll cannot help" if path == "/file" else
+                   "getaddrinfo is a blocking libc call with no fd to poll")
             out.append(f"GET {path} is " + "; ".join(f"{s} in {', '.join(ns)}" for s, ns in how.items())
-                       + ": a regular file (or /etc/hosts) is always 'ready', so epoll cannot help; "
-                       "only a thread keeps the loop free.")
+                       + f": {why}; only a thread keeps the loop free.")
     return out
 
 
