@@ -10,7 +10,7 @@ ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-s
 C_BIN := cdemo/bin/epoll_server
 C_ASAN := cdemo/bin/epoll_server-asan
 
-.PHONY: help setup build-c trace-sanic trace-c compare ltrace-sanic ltrace-c test bench-c bench-annotate clean
+.PHONY: help setup build-c trace-sanic trace-c compare ltrace-sanic ltrace-c test container-smoke bench-c bench-annotate clean
 
 help:
 	@echo "make trace-sanic [LOOP=asyncio] [PORT=8000]  trace the Sanic server, write traces/sanic*/"
@@ -19,6 +19,7 @@ help:
 	@echo "make ltrace-sanic [LOOP=asyncio], ltrace-c [POOL=1]  library calls (getaddrinfo, epoll wrappers) with ltrace"
 	@echo "make compare [FRESH=1]                       C vs Sanic/uvloop (with, without io_uring) vs Sanic/asyncio"
 	@echo "make test                                     run the whole test suite (real strace, servers, curl)"
+	@echo "make container-smoke                          build the image, run trace-c and trace-sanic inside it"
 	@echo "make setup                                    install tools and .venv (done by the targets above)"
 	@echo "make build-c                                  build the C server and its sanitizer build"
 	@echo "make bench-c                                  CPU per request: the C server beside nginx (a benchmark)"
@@ -55,6 +56,9 @@ compare: setup $(C_BIN)
 
 test: setup build-c
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+container-smoke:
+	scripts/container-smoke.sh
 
 bench-c: setup $(C_BIN)
 	$(PY) bench/c_vs_nginx.py
