@@ -10,18 +10,20 @@ ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-s
 C_BIN := cdemo/bin/epoll_server
 C_ASAN := cdemo/bin/epoll_server-asan
 
-.PHONY: help setup build-c trace-sanic trace-c compare ltrace-sanic ltrace-c test container-smoke bench-c bench-annotate clean
+.PHONY: help setup build-c trace-sanic trace-c compare ltrace-sanic ltrace-c test container-smoke bench bench-c bench-annotate clean
 
 help:
 	@echo "make trace-sanic [LOOP=asyncio] [PORT=8000]  trace the Sanic server, write traces/sanic*/"
 	@echo "       IO_URING=0: refuse io_uring (strace fault injection), as in a container"
 	@echo "make trace-c [POOL=1] [PORT=8080]            trace the C epoll server, write traces/c*/"
+	@echo "       RECIPE=load (both): epoll/accept only, --seccomp-bpf, under wrk load"
 	@echo "make ltrace-sanic [LOOP=asyncio], ltrace-c [POOL=1]  library calls (getaddrinfo, epoll wrappers) with ltrace"
 	@echo "make compare [FRESH=1]                       C vs Sanic/uvloop (with, without io_uring) vs Sanic/asyncio"
 	@echo "make test                                     run the whole test suite (real strace, servers, curl)"
 	@echo "make container-smoke                          build the image, run trace-c and trace-sanic inside it"
 	@echo "make setup                                    install tools and .venv (done by the targets above)"
 	@echo "make build-c                                  build the C server and its sanitizer build"
+	@echo "make bench                                    req/s, latency, CPU/request, tracing overhead: C, nginx, Sanic (a benchmark)"
 	@echo "make bench-c                                  CPU per request: the C server beside nginx (a benchmark)"
 	@echo "make bench-annotate [LINES=1000000]          annotate speed and memory beside strace-process-tree"
 	@echo "make clean                                    remove traces/ and build output"
@@ -40,10 +42,10 @@ $(C_ASAN): cdemo/epoll_server.c | setup
 build-c: $(C_BIN) $(C_ASAN)
 
 trace-sanic: setup
-	$(PY) -m tracing trace sanic --loop $(LOOP) $(if $(filter 0,$(IO_URING)),--no-io-uring) $(if $(PORT),--port $(PORT))
+	$(PY) -m tracing trace sanic --loop $(LOOP) $(if $(RECIPE),--recipe $(RECIPE)) $(if $(filter 0,$(IO_URING)),--no-io-uring) $(if $(PORT),--port $(PORT))
 
 trace-c: setup $(C_BIN)
-	$(PY) -m tracing trace c $(if $(POOL),--pool) $(if $(PORT),--port $(PORT))
+	$(PY) -m tracing trace c $(if $(RECIPE),--recipe $(RECIPE)) $(if $(POOL),--pool) $(if $(PORT),--port $(PORT))
 
 ltrace-sanic: setup
 	$(PY) -m tracing trace sanic --tool ltrace --loop $(LOOP) $(if $(PORT),--port $(PORT))
@@ -59,6 +61,10 @@ test: setup build-c
 
 container-smoke:
 	scripts/container-smoke.sh
+
+bench: setup $(C_BIN)
+	@$(PY) -m pip install -q -e '.[bench]'
+	$(PY) bench/bench.py $(if $(ROUNDS),--rounds $(ROUNDS)) $(if $(SECONDS),--seconds $(SECONDS))
 
 bench-c: setup $(C_BIN)
 	$(PY) bench/c_vs_nginx.py

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Idempotent set-up: system tools (apt-get when root, else the exact command),
-# then .venv with the project installed. Run by `make setup`.
+# then .venv with the project installed. Run by `make setup`. wrk is for the
+# load recipe (RECIPE=load) and its tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-tools=(strace ltrace curl gcc make)
-pkgs=(strace ltrace curl gcc make)
+tools=(strace ltrace curl gcc make wrk)
+pkgs=(strace ltrace curl gcc make wrk)
 missing=()
 for i in "${!tools[@]}"; do
     command -v "${tools[$i]}" >/dev/null 2>&1 || missing+=("${pkgs[$i]}")

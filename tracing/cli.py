@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--tool", choices=("strace", "ltrace"), default="strace",
                    help="strace (syscalls, the default) or ltrace (library calls: getaddrinfo, "
                         "the epoll wrappers)")
+    t.add_argument("--recipe", choices=("story", "load"), default="story",
+                   help="story: the full syscall set and the curl scenario (default); load: only "
+                        "epoll and accept calls (--seccomp-bpf, cheap) while wrk loads the server")
     t.add_argument("--no-io-uring", dest="io_uring", action="store_false",
                    help="Sanic: refuse io_uring_setup (strace fault injection), as a container "
                         "would; uvloop then registers fds with plain epoll_ctl")
@@ -100,7 +103,7 @@ def cmd_trace(args) -> int:
     # Each target's function holds its own default port.
     chosen = {"port": args.port} if args.port else {}
     target = recipes.TARGETS[args.target](loop=args.loop, pool=args.pool, io_uring=args.io_uring,
-                                          tool=args.tool, **chosen)
+                                          tool=args.tool, recipe=args.recipe, **chosen)
     if not Path(target.argv[0]).exists():
         raise TraceError(f"{target.argv[0]} is not built: run `make build-c`", EXIT_SETUP)
     out = args.out or Path("traces") / target.name

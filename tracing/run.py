@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from tracing import ltrace
 from tracing.annotate import Step, annotate_file
-from tracing.recipes import Target, strace_flags
+from tracing.recipes import Target, load_flags, strace_flags
 from tracing.views import eprint, summary_text, write_outputs
 
 START_TIMEOUT = 60.0  # a traced Python server imports slowly
@@ -144,7 +145,10 @@ def start(target: Target, tracer: str, out: Path) -> Traced:
     out.mkdir(parents=True, exist_ok=True)
     raw = out / target.raw_name
     log = out / "server.log"
-    flags = target.tracer_flags if target.tracer == "ltrace" else [*strace_flags(), *target.extra_strace]
+    if target.tracer == "ltrace":
+        flags = target.tracer_flags
+    else:
+        flags = [*(load_flags() if target.recipe == "load" else strace_flags()), *target.extra_strace]
     cmd = [tracer, *flags, "-o", str(raw), "--", *target.command()]
     eprint(f"[epoll-lab] starting: {' '.join(cmd)}")
     t0 = time.time()
@@ -226,6 +230,8 @@ def trace(target: Target, out: Path, annotate: bool = True) -> dict:
         pids["server"] = traced.server_pid()
         eprint(f"[epoll-lab] server {traced.server_pid()} is up on 127.0.0.1:{target.port}; "
                f"sending {len(target.requests)} requests with curl")
+        if target.recipe == "load":
+            results.append(load(target.port))
         for i, req in enumerate(target.requests, 1):
             r = curl(target.port, req.path, req.timeout)
             r["lesson"] = req.lesson
@@ -244,6 +250,30 @@ def trace(target: Target, out: Path, annotate: bool = True) -> dict:
     eprint(f"[epoll-lab] stopped: {'; '.join(stopped) or 'server had exited'}")
     summary = (ltrace_run(out) if target.tracer == "ltrace" else annotate_run(out)) if annotate else {}
     return {"out": str(out), "requests": results, "summary": summary, "pids": pids}
+
+
+LOAD_SECONDS = 3
+
+
+def load(port: int) -> dict:
+    """The load recipe's scenario: wrk, 16 connections, a few seconds."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise TraceError("wrk is not installed (the load recipe needs it). Install it with: "
+                         "sudo apt-get install -y wrk (or `make setup` as root)", EXIT_SETUP)
+    eprint(f"[epoll-lab] load recipe: wrk -c16 for {LOAD_SECONDS} s against 127.0.0.1:{port}")
+    t0 = time.time()
+    p = subprocess.run([wrk, "-t1", "-c16", f"-d{LOAD_SECONDS}s", f"http://127.0.0.1:{port}/"],
+                       capture_output=True, text=True)
+    t1 = time.time()
+    m = re.search(r"(\d+) requests in", p.stdout)
+    if p.returncode != 0 or m is None:
+        raise TraceError(f"wrk failed (exit {p.returncode}): {p.stderr.strip() or p.stdout[-300:]}",
+                         EXIT_SCENARIO)
+    eprint(f"[epoll-lab]   {m.group(1)} requests under strace")
+    return {"path": "load", "start": t0, "end": t1, "requests": int(m.group(1)), "status": 200,
+            "lesson": f"wrk: 16 keep-alive connections for {LOAD_SECONDS} s; only the loop's epoll "
+                      "and accept calls are traced, filtered in the kernel (--seccomp-bpf)"}
 
 
 def write_scenario(out: Path, results: list[dict], stop_at: float) -> None:

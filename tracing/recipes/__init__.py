@@ -45,6 +45,16 @@ def ltrace_flags(calls: str) -> list[str]:
     return ["-f", "-ttt", "-T", "-s", "48", "-e", calls]
 
 
+# The load recipe: only the loop's own calls, filtered in the kernel by a
+# seccomp-bpf program, so untraced syscalls never stop the server. Cheap
+# enough to trace a server under wrk (see `make bench`).
+LOAD_SYSCALLS = "epoll_wait,epoll_pwait,epoll_pwait2,epoll_ctl,accept,accept4"
+
+
+def load_flags() -> list[str]:
+    return ["-f", "-ttt", "--seccomp-bpf", "-e", f"trace={LOAD_SYSCALLS}"]
+
+
 @dataclass(frozen=True)
 class Request:
     path: str
@@ -61,6 +71,7 @@ class Target:
     extra_strace: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     tracer: str = "strace"  # or "ltrace"
+    recipe: str = "story"  # or "load": the cheap filter, under wrk instead of curl
     tracer_flags: list[str] = field(default_factory=list)  # ltrace's, when tracer is ltrace
 
     @property
@@ -88,7 +99,7 @@ NO_IO_URING = ["-e", "inject=io_uring_setup:error=ENOSYS"]
 
 
 def sanic(loop: str = "uvloop", port: int = 8000, io_uring: bool = True, tool: str = "strace",
-          **_ignored) -> Target:
+          recipe: str = "story", **_ignored) -> Target:
     name = "sanic" if loop == "uvloop" else f"sanic-{loop}"
     if not io_uring:
         name += "-no-io_uring"
@@ -96,7 +107,15 @@ def sanic(loop: str = "uvloop", port: int = 8000, io_uring: bool = True, tool: s
     # (not a pyenv shim script), so strace follows the server, not bash.
     target = Target(name, [sys.executable, "-m", "server", "--loop", loop], port,
                     list(SANIC_REQUESTS), extra_strace=[] if io_uring else list(NO_IO_URING))
+    target = with_recipe(target, recipe)
     return with_ltrace(target, LTRACE_PY) if tool == "ltrace" else target
+
+
+def with_recipe(target: Target, recipe: str) -> Target:
+    if recipe == "load":
+        target.name += "-load"
+        target.recipe, target.requests = "load", []
+    return target
 
 
 def with_ltrace(target: Target, calls: str) -> Target:
@@ -113,12 +132,13 @@ C_REQUESTS = [
 ]
 
 
-def c(pool: bool = False, port: int = 8080, tool: str = "strace", **_ignored) -> Target:
+def c(pool: bool = False, port: int = 8080, tool: str = "strace", recipe: str = "story",
+      **_ignored) -> Target:
     argv = [str(ROOT / "cdemo" / "bin" / "epoll_server"),
             "--data", str(ROOT / "server" / "data" / "lab.txt")]
     if pool:
         argv.append("--pool")
-    target = Target("c-pool" if pool else "c", argv, port, list(C_REQUESTS))
+    target = with_recipe(Target("c-pool" if pool else "c", argv, port, list(C_REQUESTS)), recipe)
     return with_ltrace(target, LTRACE_C) if tool == "ltrace" else target
 
 

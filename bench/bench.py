@@ -1,0 +1,231 @@
+"""make bench: throughput, latency, CPU per request and tracing overhead of
+the C server, nginx, Sanic on uvloop and Sanic on the stdlib loop, each
+untraced, under the lab's story recipe (the trace targets' full syscall set)
+and under the load recipe (epoll/accept only, --seccomp-bpf), in one run.
+
+Not a test: a benchmark. Rounds are interleaved (every server and condition
+once per round). wrk runs on CPU 0, the server (and strace) on CPU 1 when
+there are two. CPU time comes from /proc: the server's whole process tree,
+and strace's own, separately; wrk saturates near the C server's speed, so
+CPU per request is the honest figure there.
+
+Writes bench/results.json, bench/results.md and bench/results.png.
+Usage: .venv/bin/python bench/bench.py [--rounds 3] [--seconds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from helpers import ROOT, cpu_seconds, descendants, free_port, need, pin, wait_http
+
+sys.path.insert(0, str(ROOT))
+from tracing.recipes import load_flags, strace_flags  # noqa: E402
+
+SERVERS = ["c", "nginx", "sanic-uvloop", "sanic-asyncio"]
+CONDITIONS = ["untraced", "story-recipe", "load-recipe"]
+PY = ROOT / ".venv" / "bin" / "python"
+
+
+def say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def server_cmd(name: str, port: int, tmp: Path) -> list[str]:
+    if name == "c":
+        return [str(ROOT / "cdemo/bin/epoll_server"), "--port", str(port)]
+    if name == "nginx":
+        conf = tmp / f"nginx-{port}.conf"
+        conf.write_text((ROOT / "bench/nginx.conf.in").read_text()
+                        .replace("@PORT@", str(port)).replace("@PREFIX@", str(tmp)))
+        return [need("nginx", "nginx"), "-c", str(conf), "-p", str(tmp)]
+    loop = name.split("-", 1)[1]
+    return [str(PY), "-m", "server", "--loop", loop, "--port", str(port)]
+
+
+def tracer(condition: str, out: Path) -> list[str]:
+    if condition == "untraced":
+        return []
+    flags = strace_flags() if condition == "story-recipe" else load_flags()
+    return [need("strace", "strace"), *flags, "-o", str(out)]
+
+
+def parse_wrk(text: str) -> dict:
+    def ms(value: str, unit: str) -> float:
+        return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
+
+    lat = dict((p, ms(v, u)) for p, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", text, re.M))
+    return {"requests": int(re.search(r"(\d+) requests in", text).group(1)),
+            "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1)),
+            "p50_ms": lat.get("50"), "p99_ms": lat.get("99"),
+            "errors": int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", text)) else 0}
+
+
+def one(name: str, condition: str, seconds: int, tmp: Path) -> dict:
+    port = free_port()
+    log = tmp / f"{name}-{condition}.strace"
+    top = subprocess.Popen(pin(1) + tracer(condition, log) + server_cmd(name, port, tmp), cwd=ROOT,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    traced = condition != "untraced"
+    try:
+        wait_http(port)
+        server = descendants(top.pid) if traced else [top.pid, *descendants(top.pid)]
+
+        def cpu() -> tuple[float, float]:
+            procs = [p for p in (descendants(top.pid) if traced else [top.pid, *descendants(top.pid)])]
+            own = sum(_cpu(p) for p in procs)
+            return own, (_cpu(top.pid) if traced else 0.0)
+
+        s0, t0 = cpu()
+        out = subprocess.run(pin(0) + [need("wrk", "wrk"), "-t1", "-c32", f"-d{seconds}s", "--latency",
+                                       f"http://127.0.0.1:{port}/"], capture_output=True, text=True,
+                             check=True).stdout
+        s1, t1 = cpu()
+    finally:
+        _stop(top, traced)
+        log.unlink(missing_ok=True)
+    got = parse_wrk(out)
+    n = max(got["requests"], 1)
+    return {**got, "cpu_us_per_req": (s1 - s0) / n * 1e6, "tracer_cpu_us_per_req": (t1 - t0) / n * 1e6,
+            "server_pids": len(server)}
+
+
+def _cpu(pid: int) -> float:
+    try:
+        return cpu_seconds(pid)
+    except OSError:
+        return 0.0
+
+
+def _stop(top: subprocess.Popen, traced: bool) -> None:
+    """SIGINT the server (under strace: strace's child), then make sure, by PID."""
+    targets = descendants(top.pid)[:1] if traced else [top.pid]
+    for sig, wait in ((signal.SIGINT, 10), (signal.SIGTERM, 5), (signal.SIGKILL, 5)):
+        for pid in targets:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        try:
+            top.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            targets = [top.pid, *descendants(top.pid)]
+
+
+def summarize(runs: dict) -> list[dict]:
+    rows = []
+    for name in SERVERS:
+        base = statistics.median(r["rps"] for r in runs[(name, "untraced")])
+        for cond in CONDITIONS:
+            got = runs[(name, cond)]
+            med = lambda k: statistics.median(r[k] for r in got if r[k] is not None)  # noqa: E731
+            rows.append({"server": name, "condition": cond, "rps": med("rps"), "p50_ms": med("p50_ms"),
+                         "p99_ms": med("p99_ms"), "cpu_us_per_req": med("cpu_us_per_req"),
+                         "tracer_cpu_us_per_req": med("tracer_cpu_us_per_req"),
+                         "ratio_vs_untraced": med("rps") / base, "runs": got})
+    return rows
+
+
+def spread(row: dict, key: str, fmt: str) -> str:
+    vals = [r[key] for r in row["runs"] if r[key] is not None]
+    return f"{format(row[key], fmt)} ({format(min(vals), fmt)}–{format(max(vals), fmt)})"
+
+
+def markdown(rows: list[dict], machine: dict) -> str:
+    lines = [f"# make bench: {machine['cpus']} CPUs, {machine['rounds']} rounds of {machine['seconds']} s, "
+             f"wrk -t1 -c32 on CPU 0, server on CPU 1", "",
+             "Medians, with min–max over the rounds. CPU µs/req is the server's own; the tracer's is "
+             "beside it. ratio = traced req/s ÷ untraced req/s of the same server.", "",
+             "| server | condition | req/s | p50 ms | p99 ms | CPU µs/req | strace µs/req | ratio |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['server']} | {r['condition']} | {spread(r, 'rps', '.0f')} | {r['p50_ms']:.2f} | "
+                     f"{r['p99_ms']:.2f} | {spread(r, 'cpu_us_per_req', '.1f')} | "
+                     f"{r['tracer_cpu_us_per_req']:.1f} | {r['ratio_vs_untraced']:.2f} |")
+    c = {(r["server"], r["condition"]): r for r in rows}
+    lines += ["", f"C server / nginx CPU per request (untraced): "
+              f"{c[('c', 'untraced')]['cpu_us_per_req'] / c[('nginx', 'untraced')]['cpu_us_per_req']:.2f}; "
+              f"Sanic uvloop / stdlib req/s: "
+              f"{c[('sanic-uvloop', 'untraced')]['rps'] / c[('sanic-asyncio', 'untraced')]['rps']:.2f}"]
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
+    width = 0.27
+    for i, cond in enumerate(CONDITIONS):
+        got = [next(r for r in rows if r["server"] == s and r["condition"] == cond) for s in SERVERS]
+        a.bar([j + (i - 1) * width for j in range(len(SERVERS))], [r["cpu_us_per_req"] for r in got],
+              width, label=cond)
+        if cond != "untraced":
+            b.bar([j + (i - 1.5) * width for j in range(len(SERVERS))],
+                  [r["ratio_vs_untraced"] for r in got], width, label=cond)
+    for ax in (a, b):
+        ax.set_xticks(range(len(SERVERS)), SERVERS)
+        ax.legend()
+    a.set_ylabel("server CPU µs per request (lower is better)")
+    a.set_title("CPU per request")
+    b.set_ylabel("traced req/s ÷ untraced req/s")
+    b.set_title("what tracing keeps of the throughput")
+    b.axhline(1.0, color="grey", lw=0.8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=int, default=3)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench")
+    ap.add_argument("--replot", action="store_true", help="redraw results.png from results.json")
+    args = ap.parse_args()
+    if args.replot:
+        plot(json.loads((args.out / "results.json").read_text())["rows"], args.out / "results.png")
+        return 0
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if not (ROOT / "cdemo/bin/epoll_server").exists():
+        sys.exit("build the C server first: make build-c")
+    need("wrk", "wrk"), need("nginx", "nginx"), need("strace", "strace")
+    runs: dict = {(s, c): [] for s in SERVERS for c in CONDITIONS}
+    total, done = len(runs) * args.rounds, 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.rounds):
+            for name in SERVERS:
+                for cond in CONDITIONS:
+                    done += 1
+                    say(f"[bench] {done}/{total} round {r + 1}: {name} {cond} ...")
+                    got = one(name, cond, args.seconds, Path(tmp))
+                    runs[(name, cond)].append(got)
+                    say(f"[bench]     {got['rps']:.0f} req/s, {got['cpu_us_per_req']:.1f} µs CPU/req"
+                        + (f" (+{got['tracer_cpu_us_per_req']:.1f} strace)" if cond != "untraced" else ""))
+    rows = summarize(runs)
+    machine = {"cpus": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version(),
+               "rounds": args.rounds, "seconds": args.seconds, "date": time.strftime("%Y-%m-%d")}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "results.json").write_text(json.dumps({"machine": machine, "rows": rows}, indent=1) + "\n")
+    md = markdown(rows, machine)
+    (args.out / "results.md").write_text(md)
+    plot(rows, args.out / "results.png")
+    print(md, end="")
+    say(f"[bench] wrote {args.out / 'results.json'}, results.md, results.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
