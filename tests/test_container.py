@@ -35,5 +35,5 @@ def test_the_readme_gives_the_commands_the_smoke_test_runs():
     assert f"docker build -t {image} ." in readme
     run = re.search(r'run (--rm --cap-add SYS_PTRACE) "\$image" bash -c', smoke).group(1)
     for target in ("c", "sanic"):
-        assert f"make trace-$target" in smoke
+        assert "make trace-$target" in smoke
         assert f"docker run {run} {image} make trace-{target}" in readme
