@@ -10,7 +10,7 @@ ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-s
 C_BIN := cdemo/bin/epoll_server
 C_ASAN := cdemo/bin/epoll_server-asan
 
-.PHONY: help setup build-c trace-sanic trace-c compare ltrace-sanic ltrace-c test container-smoke bench bench-c bench-annotate clean
+.PHONY: help setup build-c trace-sanic trace-c compare ltrace-sanic ltrace-c test screenshot container-smoke bench bench-c bench-annotate clean
 
 help:
 	@echo "make trace-sanic [LOOP=asyncio] [PORT=8000]  trace the Sanic server, write traces/sanic*/"
@@ -18,6 +18,7 @@ help:
 	@echo "make trace-c [POOL=1] [PORT=8080]            trace the C epoll server, write traces/c*/"
 	@echo "       RECIPE=load (both): epoll/accept only, --seccomp-bpf, under wrk load"
 	@echo "make ltrace-sanic [LOOP=asyncio], ltrace-c [POOL=1]  library calls (getaddrinfo, epoll wrappers) with ltrace"
+	@echo "make screenshot                               render traces/sanic/timeline.html to a PNG with headless Chromium"
 	@echo "make compare [FRESH=1]                       C vs Sanic/uvloop (with, without io_uring) vs Sanic/asyncio"
 	@echo "make test                                     run the whole test suite (real strace, servers, curl)"
 	@echo "make container-smoke                          build the image, run trace-c and trace-sanic inside it"
@@ -57,7 +58,13 @@ compare: setup $(C_BIN)
 	$(PY) -m tracing compare $(if $(FRESH),--fresh)
 
 test: setup build-c
+	@scripts/setup.sh --for-tests
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+screenshot: setup
+	@scripts/setup.sh --for-tests
+	@test -f traces/sanic/timeline.html || $(PY) -m tracing trace sanic
+	$(PY) -m tracing screenshot traces/sanic/timeline.html -o traces/sanic/timeline.png
 
 container-smoke:
 	scripts/container-smoke.sh

@@ -7,6 +7,11 @@ cd "$(dirname "$0")/.."
 
 tools=(strace ltrace curl gcc make wrk)
 pkgs=(strace ltrace curl gcc make wrk)
+if [[ ${1:-} == --for-tests ]]; then
+    # The timeline's real-browser check and `make screenshot`.
+    tools+=(chromium)
+    pkgs+=(chromium)
+fi
 missing=()
 for i in "${!tools[@]}"; do
     command -v "${tools[$i]}" >/dev/null 2>&1 || missing+=("${pkgs[$i]}")

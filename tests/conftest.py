@@ -123,6 +123,13 @@ def c_pool_trace(tools_present, tmp_path_factory) -> Trace:
 
 
 @pytest.fixture(scope="session")
+def c_load(tools_present, tmp_path_factory) -> Trace:
+    if shutil.which("wrk") is None:
+        pytest.fail("wrk is missing: run `make setup` (it installs wrk)")
+    return run_recipe(tmp_path_factory, recipes.c(recipe="load", port=free_port()))
+
+
+@pytest.fixture(scope="session")
 def ltrace_present():
     if shutil.which("ltrace") is None:
         pytest.fail("ltrace is missing: run `make setup` (the suite must not skip live traces)")

@@ -3,19 +3,8 @@ filtered in the kernel, while wrk loads the server; the annotator reads it."""
 
 from __future__ import annotations
 
-import shutil
-
-import pytest
-
-from tests.conftest import free_port, run_recipe, show
+from tests.conftest import show
 from tracing import recipes
-
-
-@pytest.fixture(scope="module")
-def c_load(tools_present, tmp_path_factory):
-    if shutil.which("wrk") is None:
-        pytest.fail("wrk is missing: run `scripts/setup.sh wrk` (make setup installs it)")
-    return run_recipe(tmp_path_factory, recipes.c(recipe="load", port=free_port()))
 
 
 def test_the_load_recipe_traces_only_the_loops_epoll_and_accept_calls(c_load):

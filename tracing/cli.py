@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from tracing import recipes
-from tracing import compare, inputs
+from tracing import browser, compare, inputs, timeline
 from tracing.annotate import Annotator, annotate_items
 from tracing.parse import events
 from tracing.run import EXIT_SETUP, TraceError, report, trace
@@ -71,6 +71,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--fresh", action="store_true", help="trace every run again, even if fresh")
     c.add_argument("--traces", type=Path, default=Path("traces"), help="folder of the runs")
 
+    tl = sub.add_parser("timeline", help="draw events.jsonl as a per-thread timeline page",
+                        description="One self-contained HTML page (inline SVG, no network): a lane "
+                        "per thread, waits as spans, calls coloured by category, wakeup arrows, "
+                        "requests shaded. Trace runs write traces/<run>/timeline.html themselves.")
+    tl.add_argument("events", type=Path, help="events.jsonl from a trace run or `annotate --format jsonl`")
+    tl.add_argument("-o", "--output", type=Path, default=None, help="page (default: beside the events)")
+    tl.add_argument("--title", default=None)
+
+    sh = sub.add_parser("screenshot", help="render a page to PNG with headless Chromium")
+    sh.add_argument("page", type=Path)
+    sh.add_argument("-o", "--output", type=Path, required=True)
+    sh.add_argument("--size", default="1600x420", help="window WIDTHxHEIGHT (default 1600x420)")
+
     a = sub.add_parser("annotate", help="annotate a strace log (file or - for stdin)",
                        description="Annotate a strace log: every raw line kept, each with the "
                        "thread's role, a category and a plain-language note.",
@@ -91,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_trace(args)
         if args.command == "compare":
             return cmd_compare(args)
+        if args.command == "timeline":
+            return cmd_timeline(args)
+        if args.command == "screenshot":
+            return cmd_screenshot(args)
         return cmd_annotate(args)
     except TraceError as e:
         eprint(f"epoll-lab: error: {e}")
@@ -148,6 +165,29 @@ def cmd_compare(args) -> int:
     print(md.read_text(), end="")
     eprint(f"[epoll-lab] wrote {md} and {js}")
     return 0
+
+
+def cmd_timeline(args) -> int:
+    if not args.events.is_file():
+        raise TraceError(f"no such file: {args.events}", EXIT_SETUP)
+    out = args.output or args.events.with_name("timeline.html")
+    timeline.write(timeline.from_jsonl(args.events), out, args.title or f"epoll-lab timeline: {args.events}")
+    eprint(f"[epoll-lab] wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+def cmd_screenshot(args) -> int:
+    if not args.page.is_file():
+        raise TraceError(f"no such file: {args.page}", EXIT_SETUP)
+    width, _, height = args.size.partition("x")
+    try:
+        console = browser.screenshot(args.page, args.output, int(width), int(height))
+    except browser.BrowserError as e:
+        raise TraceError(str(e), EXIT_SETUP) from None
+    for line in console:
+        eprint(f"[chromium console] {line}")
+    eprint(f"[epoll-lab] wrote {args.output}")
+    return 1 if console else 0
 
 
 def cmd_annotate(args) -> int:

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tracing import ltrace
+from tracing import ltrace, timeline
 from tracing.annotate import Step, annotate_file
 from tracing.recipes import Target, load_flags, strace_flags
 from tracing.views import eprint, summary_text, write_outputs
@@ -312,6 +312,8 @@ def annotate_run(out: Path) -> dict:
                    "followed by '->' [category] note.\n# Columns: line in raw.strace, thread role, "
                    "raw strace line (pid, time, call, result, duration).\n")
         write_outputs(records, text, jsonl, headers)
+    timeline.write(timeline.from_jsonl(out / "events.jsonl"), out / "timeline.html",
+                   f"epoll-lab timeline: {out.name}")
     summary = ann.summary.as_dict()
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
@@ -324,6 +326,8 @@ def ltrace_run(out: Path) -> dict:
         text.write(f"# epoll-lab annotated ltrace of {out.name}: library calls (not syscalls), "
                    "each followed by '->' [category] note.\n")
         write_outputs(records, text, jsonl, headers)
+    timeline.write(timeline.from_jsonl(out / "events.jsonl"), out / "timeline.html",
+                   f"epoll-lab timeline: {out.name} (ltrace: library calls)")
     summary = ltrace.summary(ann)
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if not summary["calls"]:
@@ -345,4 +349,5 @@ def report(result: dict) -> None:
         print("threads: " + "; ".join(f"{r} {' '.join(t)}" for r, t in sorted(roles.items())))
     else:
         print(summary_text(summary))
-    print(f"files: {out / raw}\n       {out / 'annotated.log'}\n       {out / 'events.jsonl'}")
+    print(f"files: {out / raw}\n       {out / 'annotated.log'}\n       {out / 'events.jsonl'}\n"
+          f"       {out / 'timeline.html'}")

@@ -1,0 +1,262 @@
+"""Annotated records to one self-contained HTML page: a lane per thread, time
+across, waits as spans, calls as marks coloured by category, the pool's
+wakeup writes as arrows to the loop's next wait return, requests shaded.
+
+The SVG is drawn here, so the page shows without JavaScript; a little plain
+JS adds zoom (wheel), pan (drag) and jump-to-request. Runs of identical short
+calls fold into one mark, and past MAX_MARKS marks per lane nearby marks share
+one, so a 100k-line trace stays a few MB.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+WAITS = {"epoll_wait", "epoll_pwait", "epoll_pwait2"}
+COLORS = {"pollable": "#2e8b57", "thread-pooled": "#1f77b4", "blocking": "#d62728",
+          "wakeup": "#9467bd", "other": "#9a9a9a"}
+WAIT_COLOR = "#cfe8d6"
+LANE_H, TOP, LEFT, WIDTH = 34, 30, 150, 1400
+MAX_MARKS = 3000  # per lane and kind (calls, waits), after folding repeats; ~2 per pixel
+FOLD_GAP = 0.0005  # seconds: identical calls closer than this fold together
+
+
+@dataclass
+class Mark:
+    start: float
+    end: float
+    name: str
+    category: str
+    note: str
+    count: int = 1
+
+
+@dataclass
+class Lane:
+    tid: int
+    role: str = "other"
+    marks: list[Mark] = field(default_factory=list)
+    waits: list[Mark] = field(default_factory=list)
+
+
+def _add_mark(lane: Lane, mark: Mark) -> None:
+    last = lane.marks[-1] if lane.marks else None
+    if (last and last.name == mark.name and last.category == mark.category
+            and mark.start - last.end < FOLD_GAP):
+        last.end, last.count = max(last.end, mark.end), last.count + 1
+        return
+    lane.marks.append(mark)
+
+
+def collect(records: Iterable[dict]) -> dict:
+    """One pass over the records: lanes, wakeups, request windows."""
+    lanes: dict[int, Lane] = {}
+    wakeups: list[tuple[float, int]] = []
+    requests: dict[str, list[float]] = {}
+    t0 = t1 = None
+    for rec in records:
+        ts, tid = rec.get("ts"), rec.get("tid")
+        if ts is None or tid is None or rec.get("kind") != "syscall":
+            continue
+        end = ts + (rec.get("duration") or 0.0)
+        t0 = ts if t0 is None else min(t0, ts)
+        t1 = end if t1 is None else max(t1, end)
+        lane = lanes.setdefault(tid, Lane(tid))
+        if rec.get("thread") in ("loop", "pool"):
+            lane.role = rec["thread"]
+        name = rec.get("syscall") or "?"
+        note = rec.get("note") or ""
+        if name in WAITS:
+            lane.waits.append(Mark(ts, end, name, rec.get("category", "pollable"), note))
+        else:
+            _add_mark(lane, Mark(ts, end, name, rec.get("category") or "other", note))
+        if rec.get("category") == "wakeup":
+            wakeups.append((ts, tid))
+        label = rec.get("request")
+        if label:
+            win = requests.setdefault(label, [ts, end])
+            win[0], win[1] = min(win[0], ts), max(win[1], end)
+    return {"lanes": lanes, "wakeups": wakeups, "requests": requests, "t0": t0 or 0.0, "t1": t1 or 1.0}
+
+
+def _thin(marks: list[Mark], t0: float, t1: float) -> list[Mark]:
+    """At most MAX_MARKS marks: neighbours in one time bucket share a mark."""
+    if len(marks) <= MAX_MARKS:
+        return marks
+    size = (t1 - t0) / MAX_MARKS or 1e-9
+    buckets: dict[int, list[Mark]] = defaultdict(list)
+    for m in marks:
+        buckets[int((m.start - t0) / size)].append(m)
+    out = []
+    for group in buckets.values():
+        count = sum(m.count for m in group)
+        cats = defaultdict(int)
+        for m in group:
+            cats[m.category] += m.count
+        cat = max(cats, key=lambda c: (c != "other", cats[c]))
+        names = sorted({m.name for m in group})
+        out.append(Mark(group[0].start, max(m.end for m in group), "+".join(names[:3]), cat,
+                        f"{count} calls folded (a long trace)", count))
+    return out
+
+
+def _loop_wait_end_after(loops: list[Lane], t: float) -> tuple[int, float] | None:
+    """The loop lane and the time its wait in progress at t (or the next) returns."""
+    best = None
+    for lane in loops:
+        for w in lane.waits:  # waits are in time order
+            if w.end >= t:
+                if best is None or w.end < best[1]:
+                    best = (lane.tid, w.end)
+                break
+    return best
+
+
+def _tip(text: str, most: int = 200) -> str:
+    """A hover title: the note, cut short (a wait's list of ready fds can be long)."""
+    return html.escape(text if len(text) <= most else text[:most - 1] + "…")
+
+
+def render(data: dict, title: str) -> str:
+    t0, t1 = data["t0"], data["t1"]
+    span = max(t1 - t0, 1e-6)
+    order = {"loop": 0, "pool": 1, "other": 2}
+    lanes = sorted(data["lanes"].values(), key=lambda l: (order.get(l.role, 3), l.tid))
+    y = {lane.tid: TOP + i * LANE_H for i, lane in enumerate(lanes)}
+    height = TOP + len(lanes) * LANE_H + 10
+
+    def x(t: float) -> float:
+        return round((t - t0) / span * WIDTH, 3)
+
+    def w(a: float, b: float, least: float = 0.6) -> float:
+        return round(max((b - a) / span * WIDTH, least), 3)
+
+    parts = []
+    shaded = [(label, a, b) for label, (a, b) in data["requests"].items() if label.startswith("request")]
+    for i, (label, a, b) in enumerate(shaded):
+        parts.append(f'<rect class="req r{i % 2}" x="{x(a)}" y="0" width="{w(a, b)}" height="{height}">'
+                     f'<title>{html.escape(label)}</title></rect>')
+    # Open on the requests (start-up imports dwarf them); "whole trace" shows all.
+    view = (x(shaded[0][1]) - 10, x(shaded[-1][2]) - x(shaded[0][1]) + 20) if shaded else (0, WIDTH)
+    for lane in lanes:
+        ly = y[lane.tid]
+        parts.append(f'<line class="lane" x1="0" x2="{WIDTH}" y1="{ly + LANE_H / 2}" y2="{ly + LANE_H / 2}"/>')
+        for m in _thin(lane.waits, t0, t1):
+            parts.append(f'<rect class="wait" x="{x(m.start)}" y="{ly + 6}" width="{w(m.start, m.end)}" '
+                         f'height="{LANE_H - 12}"><title>{_tip(m.note)}</title></rect>')
+        for m in _thin(lane.marks, t0, t1):
+            count = f" ×{m.count}" if m.count > 1 else ""
+            parts.append(f'<rect class="mark {m.category}" x="{x(m.start)}" y="{ly + 9}" '
+                         f'width="{w(m.start, m.end, 1.2)}" height="{LANE_H - 18}">'
+                         f'<title>{_tip(m.name + count + ": " + m.note)}</title></rect>')
+    loops = [lane for lane in lanes if lane.role == "loop"]
+    for ts, tid in data["wakeups"]:
+        got = _loop_wait_end_after(loops, ts)
+        if got is None or tid not in y:
+            continue
+        loop_tid, back = got
+        parts.append(f'<line class="arrow" x1="{x(ts)}" y1="{y[tid] + LANE_H / 2}" x2="{x(back)}" '
+                     f'y2="{y[loop_tid] + LANE_H / 2}" marker-end="url(#head)">'
+                     f'<title>wakeup: thread {tid} wakes loop {loop_tid}</title></line>')
+    labels = "".join(f'<div class="lab {lane.role}" style="top:{y[lane.tid]}px">{lane.role} {lane.tid}</div>'
+                     for lane in lanes)
+    buttons = "".join(f'<button data-a="{x(a)}" data-b="{x(b)}">{html.escape(label)}</button>'
+                      for label, (a, b) in data["requests"].items())
+    tags = "".join(f'<div class="tag" data-a="{x(a)}">{html.escape(label.split(": ", 1)[-1])}</div>'
+                   for label, a, b in shaded)
+    legend = "".join(f'<span><i style="background:{c}"></i>{k}</span>' for k, c in COLORS.items())
+    svg = (f'<svg id="tl" xmlns="http://www.w3.org/2000/svg" viewBox="{view[0]} 0 {view[1]} {height}" '
+           f'preserveAspectRatio="none" width="{WIDTH}" height="{height}">'
+           '<defs><marker id="head" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
+           'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#9467bd"/>'
+           '</marker></defs>' + "".join(parts) + "</svg>")
+    meta = json.dumps({"span_s": span, "width": WIDTH})
+    return PAGE.format(title=html.escape(title), labels=labels, svg=svg, buttons=buttons, legend=legend,
+                       tags=tags,
+                       height=height, left=LEFT, width=WIDTH, wait=WAIT_COLOR, meta=meta,
+                       span=f"{span * 1000:.1f} ms", css_colors="".join(
+                           f".{k}{{fill:{c}}}" for k, c in COLORS.items()))
+
+
+def write(records: Iterable[dict], out: Path, title: str) -> Path:
+    out.write_text(render(collect(records), title))
+    return out
+
+
+def from_jsonl(path: Path) -> Iterable[dict]:
+    with open(path) as f:
+        for line in f:
+            if line.strip():
+                yield json.loads(line)
+
+
+PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body{{font:13px system-ui,sans-serif;margin:12px;color:#222}}
+h1{{font-size:16px;margin:0 0 6px}}
+#bar button{{margin:2px;font-size:12px}} #legend span{{margin-right:14px}}
+#legend i{{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:middle}}
+#wrap{{position:relative;padding-left:{left}px;overflow:hidden;border:1px solid #ddd}}
+.lab{{position:absolute;left:6px;font-size:12px;line-height:34px;font-weight:600}}
+.lab.loop{{color:#2e8b57}} .lab.pool{{color:#1f77b4}} .lab.other{{color:#777}}
+svg{{display:block;cursor:grab;background:#fff}}
+.req.r0{{fill:#fff3c4}} .req.r1{{fill:#e8f0fb}}
+#tags{{position:relative;height:18px;margin-left:{left}px;overflow:hidden}}
+.tag{{position:absolute;font-size:11px;white-space:nowrap;color:#555}} .lane{{stroke:#eee}} .wait{{fill:{wait}}}
+.arrow{{stroke:#9467bd;stroke-width:1.5;vector-effect:non-scaling-stroke}}
+{css_colors}
+</style></head><body>
+<h1>{title}</h1>
+<div id="legend">{legend}<span><i style="background:{wait}"></i>waiting in epoll (blocked)</span>
+<span>arrow: a pool thread's wakeup write, to the loop's next wait return</span></div>
+<div id="bar">trace: {span}; wheel to zoom, drag to pan, or pick a request:
+<button id="reset">whole trace</button>{buttons}</div>
+<div id="tags">{tags}</div>
+<div id="wrap" style="height:{height}px">{labels}{svg}</div>
+<script>
+(function () {{
+  var meta = {meta}, svg = document.getElementById("tl"), vb = svg.viewBox.baseVal;
+  var full = {{x: 0, w: meta.width}};
+  function place() {{
+    document.querySelectorAll(".tag").forEach(function (t) {{
+      var px = (+t.dataset.a - vb.x) / vb.width * svg.clientWidth;
+      t.style.left = px + "px"; t.style.display = px < 0 || px > svg.clientWidth ? "none" : "";
+    }});
+  }}
+  function show(x, w) {{
+    w = Math.min(Math.max(w, full.w / 100000), full.w);
+    x = Math.max(full.x, Math.min(x, full.x + full.w - w));
+    vb.x = x; vb.width = w; place();
+  }}
+  place();
+  svg.addEventListener("wheel", function (e) {{
+    e.preventDefault();
+    var r = svg.getBoundingClientRect(), at = vb.x + (e.clientX - r.left) / r.width * vb.width;
+    var k = e.deltaY < 0 ? 0.8 : 1.25, w = Math.min(full.w, vb.width * k);
+    show(at - (at - vb.x) * w / vb.width, w);
+  }}, {{passive: false}});
+  var drag = null;
+  svg.addEventListener("mousedown", function (e) {{ drag = {{x: e.clientX, vx: vb.x}}; }});
+  window.addEventListener("mouseup", function () {{ drag = null; }});
+  window.addEventListener("mousemove", function (e) {{
+    if (!drag) return;
+    var r = svg.getBoundingClientRect();
+    show(drag.vx - (e.clientX - drag.x) / r.width * vb.width, vb.width);
+  }});
+  document.getElementById("reset").onclick = function () {{ show(full.x, full.w); }};
+  document.querySelectorAll("#bar button[data-a]").forEach(function (b) {{
+    b.onclick = function () {{
+      var a = +b.dataset.a, z = +b.dataset.b, pad = (z - a) * 0.1 + 1;
+      show(a - pad, z - a + 2 * pad);
+    }};
+  }});
+}})();
+</script>
+</body></html>
+"""
