@@ -15,6 +15,7 @@ C_ASAN := cdemo/bin/epoll_server-asan
 help:
 	@echo "make trace-sanic [LOOP=asyncio] [PORT=8000]  trace the Sanic server, write traces/sanic*/"
 	@echo "       IO_URING=0: refuse io_uring (strace fault injection), as in a container"
+	@echo "       SCENARIO=lessons: blocking vs awaiting, gather, CPU loops, timeouts, each with a probe"
 	@echo "make trace-c [POOL=1] [PORT=8080]            trace the C epoll server, write traces/c*/"
 	@echo "       RECIPE=load (both): epoll/accept only, --seccomp-bpf, under wrk load"
 	@echo "make ltrace-sanic [LOOP=asyncio], ltrace-c [POOL=1]  library calls (getaddrinfo, epoll wrappers) with ltrace"
@@ -43,7 +44,7 @@ $(C_ASAN): cdemo/epoll_server.c | setup
 build-c: $(C_BIN) $(C_ASAN)
 
 trace-sanic: setup
-	$(PY) -m tracing trace sanic --loop $(LOOP) $(if $(RECIPE),--recipe $(RECIPE)) $(if $(filter 0,$(IO_URING)),--no-io-uring) $(if $(PORT),--port $(PORT))
+	$(PY) -m tracing trace sanic --loop $(LOOP) $(if $(SCENARIO),--scenario $(SCENARIO)) $(if $(RECIPE),--recipe $(RECIPE)) $(if $(filter 0,$(IO_URING)),--no-io-uring) $(if $(PORT),--port $(PORT))
 
 trace-c: setup $(C_BIN)
 	$(PY) -m tracing trace c $(if $(RECIPE),--recipe $(RECIPE)) $(if $(POOL),--pool) $(if $(PORT),--port $(PORT))

@@ -50,6 +50,27 @@ def parse_ms(raw: str | None, default: int) -> int:
     return ms
 
 
+MAX_BLOCK_MS = 5_000  # a blocked loop serves nobody: keep the lesson short
+MAX_TIMERS = 10
+
+
+def parse_ms_list(raw: str | None) -> list[int]:
+    if not raw:
+        raise BadInput("ms is required, e.g. /gather?ms=100,200,300")
+    parts = raw.split(",")
+    if len(parts) > MAX_TIMERS:
+        raise BadInput(f"at most {MAX_TIMERS} timers, got {len(parts)}")
+    return [parse_ms(p.strip(), 0) for p in parts]
+
+
+def parse_flag(raw: str | None, name: str) -> bool:
+    if raw in (None, "0"):
+        return False
+    if raw == "1":
+        return True
+    raise BadInput(f"{name} must be 0 or 1, got {raw!r}")
+
+
 def data_path(name: str) -> Path:
     """The file `name` inside the lab's data folder, or BadInput."""
     if not name or "\x00" in name:
@@ -138,6 +159,63 @@ def create_app(name: str = "epoll_lab") -> Sanic:
         # No thread, no fd: the timer becomes the timeout of the next epoll wait.
         await asyncio.sleep(ms / 1000)
         return _body("timer", pollable=True, ms=ms,
+                     elapsed_ms=round((time.monotonic() - started) * 1000, 1))
+
+    @app.get("/block")
+    async def block_route(request: Request):
+        ms = parse_ms(request.args.get("ms"), 300)
+        if ms > MAX_BLOCK_MS:
+            raise BadInput(f"ms must be at most {MAX_BLOCK_MS} for /block, got {ms}")
+        started = time.monotonic()
+        # The lesson's mistake, on purpose: time.sleep blocks the loop thread,
+        # so no epoll wait happens and every other client waits too.
+        time.sleep(ms / 1000)
+        return _body("blocking", pollable=False, ms=ms,
+                     elapsed_ms=round((time.monotonic() - started) * 1000, 1))
+
+    @app.get("/cpu")
+    async def cpu_route(request: Request):
+        ms = parse_ms(request.args.get("ms"), 300)
+        if ms > MAX_BLOCK_MS:
+            raise BadInput(f"ms must be at most {MAX_BLOCK_MS} for /cpu, got {ms}")
+        give_way = parse_flag(request.args.get("yield"), "yield")
+        started = time.monotonic()
+        deadline, last_yield = started + ms / 1000, started
+        spins = yields = 0
+        while time.monotonic() < deadline:
+            spins += 1
+            if give_way and time.monotonic() - last_yield >= 0.005:
+                # sleep(0) hands control back to the loop: it polls (a
+                # zero-timeout epoll wait) and serves whoever is ready.
+                await asyncio.sleep(0)
+                last_yield, yields = time.monotonic(), yields + 1
+        return _body("cpu", pollable=False, ms=ms, yielded=give_way, yields=yields, spins=spins,
+                     elapsed_ms=round((time.monotonic() - started) * 1000, 1))
+
+    @app.get("/gather")
+    async def gather_route(request: Request):
+        timers = parse_ms_list(request.args.get("ms"))
+        started = time.monotonic()
+        # Concurrent timers: the total is the longest, not the sum.
+        await asyncio.gather(*(asyncio.sleep(ms / 1000) for ms in timers))
+        return _body("timers", pollable=True, ms=timers, sum_ms=sum(timers),
+                     elapsed_ms=round((time.monotonic() - started) * 1000, 1))
+
+    @app.get("/timeout")
+    async def timeout_route(request: Request):
+        ms = parse_ms(request.args.get("ms"), 500)
+        limit = parse_ms(request.args.get("limit"), 100)
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(limit / 1000):
+                await asyncio.sleep(ms / 1000)
+        except TimeoutError:
+            return json({"mechanism": "timeout", "error": "the work overran its limit",
+                         "reason": f"the work needed {ms} ms; asyncio.timeout cancelled it after "
+                                   f"{limit} ms", "limit_ms": limit,
+                         "elapsed_ms": round((time.monotonic() - started) * 1000, 1)},
+                        status=504, dumps=ujson.dumps)
+        return _body("timeout", pollable=True, ms=ms, limit_ms=limit,
                      elapsed_ms=round((time.monotonic() - started) * 1000, 1))
 
     @app.get("/subprocess")

@@ -50,7 +50,7 @@ class Trace:
         return cls(out, records, requests)
 
     def in_request(self, path: str) -> list[dict]:
-        steps = [r for r in self.requests if r["path"].startswith("/")]
+        steps = [r for r in self.requests if r["path"].startswith("/") and not r.get("probe")]
         label = next(f"request {i + 1}: GET {r['path']}" for i, r in enumerate(steps)
                      if r["path"] == path)
         return [r for r in self.records if r.get("request") == label]
@@ -88,7 +88,9 @@ def run_recipe(tmp_path_factory, target) -> Trace:
     out = tmp_path_factory.mktemp(f"trace-{target.name}")
     result = trace(target, out)
     steps = [r for r in result["requests"] if r["path"] != "start-up"]
-    assert steps and all(r["status"] == 200 for r in steps), result["requests"]
+    # /timeout's lesson is a 504; every other request must succeed.
+    assert steps and all(r["status"] == (504 if r["path"].startswith("/timeout") else 200)
+                         for r in steps), result["requests"]
     return Trace.load(out)
 
 
@@ -120,6 +122,11 @@ def c_trace(tools_present, tmp_path_factory) -> Trace:
 @pytest.fixture(scope="session")
 def c_pool_trace(tools_present, tmp_path_factory) -> Trace:
     return run_recipe(tmp_path_factory, recipes.c(pool=True, port=free_port()))
+
+
+@pytest.fixture(scope="session")
+def lessons_trace(tools_present, tmp_path_factory) -> Trace:
+    return run_recipe(tmp_path_factory, recipes.sanic(scenario="lessons", port=free_port()))
 
 
 @pytest.fixture(scope="session")

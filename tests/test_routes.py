@@ -21,6 +21,10 @@ def get_json(port, path):
     ("/dns?host=localhost", "thread-pool"),
     ("/sleep?ms=10", "timer"),
     ("/subprocess", "pipe"),
+    ("/block?ms=10", "blocking"),
+    ("/cpu?ms=10", "cpu"),
+    ("/gather?ms=10,20", "timers"),
+    ("/timeout?ms=10&limit=100", "timeout"),
 ])
 def test_each_route_answers_json_naming_its_mechanism(sanic_server, path, mechanism):
     status, body = get_json(sanic_server, path)
@@ -64,12 +68,38 @@ def test_subprocess_route_reads_the_child_output(sanic_server):
     ("/dns?host=-leading.example", "not a valid host name"),
     ("/dns?host=" + "a" * 300, "not a valid host name"),
     ("/dns?host=example.invalid", "only resolves local names"),
+    ("/block?ms=5001", "at most 5000"),
+    ("/block?ms=x", "whole number"),
+    ("/cpu?ms=100&yield=2", "yield must be 0 or 1"),
+    ("/cpu?ms=6000", "at most 5000"),
+    ("/gather", "ms is required"),
+    ("/gather?ms=1,2,3,4,5,6,7,8,9,10,11", "at most 10 timers"),
+    ("/gather?ms=100,,200", "whole number"),
+    ("/timeout?ms=100&limit=-1", "between 0 and 10000"),
 ])
 def test_bad_input_gets_400_with_a_reason(sanic_server, path, reason):
     status, raw = curl(sanic_server, path)
     assert status == 400, f"{path}: {status} {raw}"
     body = json.loads(raw)
     assert reason in body["message"], body
+
+
+def test_gather_waits_for_the_longest_timer_not_the_sum(sanic_server):
+    _, body = get_json(sanic_server, "/gather?ms=100,200,300")
+    assert body["sum_ms"] == 600 and 295 <= body["elapsed_ms"] < 450, body
+
+
+def test_cpu_with_yield_gives_way_to_the_loop(sanic_server):
+    _, busy = get_json(sanic_server, "/cpu?ms=60")
+    _, polite = get_json(sanic_server, "/cpu?ms=60&yield=1")
+    assert busy["yields"] == 0 and polite["yields"] >= 5, (busy, polite)
+
+
+def test_work_that_overruns_its_timeout_gets_504_with_a_reason(sanic_server):
+    status, raw = curl(sanic_server, "/timeout?ms=500&limit=50")
+    body = json.loads(raw)
+    assert status == 504 and "cancelled it after 50 ms" in body["reason"], body
+    assert body["elapsed_ms"] < 400, body
 
 
 def test_unknown_path_gets_404_json(sanic_server):

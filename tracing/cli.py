@@ -50,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--tool", choices=("strace", "ltrace"), default="strace",
                    help="strace (syscalls, the default) or ltrace (library calls: getaddrinfo, "
                         "the epoll wrappers)")
+    t.add_argument("--scenario", choices=("requests", "lessons"), default="requests",
+                   help="Sanic: the route tour (default), or the asyncio lessons (blocking vs "
+                        "awaiting, gather, CPU with and without yielding, timeouts), each with a "
+                        "GET / fired while it runs")
     t.add_argument("--recipe", choices=("story", "load"), default="story",
                    help="story: the full syscall set and the curl scenario (default); load: only "
                         "epoll and accept calls (--seccomp-bpf, cheap) while wrk loads the server")
@@ -120,7 +124,8 @@ def cmd_trace(args) -> int:
     # Each target's function holds its own default port.
     chosen = {"port": args.port} if args.port else {}
     target = recipes.TARGETS[args.target](loop=args.loop, pool=args.pool, io_uring=args.io_uring,
-                                          tool=args.tool, recipe=args.recipe, **chosen)
+                                          tool=args.tool, recipe=args.recipe, scenario=args.scenario,
+                                          **chosen)
     if not Path(target.argv[0]).exists():
         raise TraceError(f"{target.argv[0]} is not built: run `make build-c`", EXIT_SETUP)
     out = args.out or Path("traces") / target.name

@@ -202,20 +202,45 @@ def tail(path: Path, n: int = 20) -> str:
     return "\n".join("    " + line for line in lines[-n:]) or "    (no output)"
 
 
-def curl(port: int, path: str, timeout: float = 15.0) -> dict:
-    """One request with real curl; returns status, body and timing."""
+def _curl_start(port: int, path: str, timeout: float) -> tuple[subprocess.Popen, dict]:
     if shutil.which("curl") is None:
         raise TraceError("curl is not installed. Install it with: sudo apt-get install -y curl",
                          EXIT_SETUP)
     url = f"http://127.0.0.1:{port}{path}"
-    t0 = time.time()
-    p = subprocess.run(["curl", "-sS", "--max-time", str(timeout), "-w", "\n%{http_code}", url],
-                       capture_output=True, text=True)
-    t1 = time.time()
-    body, _, status = p.stdout.rpartition("\n")
-    return {"path": path, "url": url, "start": t0, "end": t1, "curl_exit": p.returncode,
-            "status": int(status) if status.isdigit() else 0, "body": body,
-            "error": p.stderr.strip()}
+    rec = {"path": path, "url": url, "start": time.time()}
+    proc = subprocess.Popen(["curl", "-sS", "--max-time", str(timeout), "-w", "\n%{http_code}", url],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return proc, rec
+
+
+def _curl_finish(proc: subprocess.Popen, rec: dict) -> dict:
+    out, err = proc.communicate()
+    rec["end"] = time.time()
+    body, _, status = out.rpartition("\n")
+    rec.update(curl_exit=proc.returncode, status=int(status) if status.isdigit() else 0, body=body,
+               error=err.strip())
+    return rec
+
+
+def curl(port: int, path: str, timeout: float = 15.0) -> dict:
+    """One request with real curl; returns status, body and timing."""
+    return _curl_finish(*_curl_start(port, path, timeout))
+
+
+def send(port: int, reqs: list) -> list[dict]:
+    """One request, or a request and its probe sent `probe_after` s later while it runs."""
+    first = _curl_start(port, reqs[0].path, reqs[0].timeout)
+    out = []
+    if len(reqs) > 1:
+        time.sleep(reqs[1].probe_after)
+        probe = _curl_finish(*_curl_start(port, reqs[1].path, reqs[1].timeout))
+        probe.update(lesson=reqs[1].lesson, probe=True)
+        out.append(_curl_finish(*first))
+        out.append(probe)
+    else:
+        out.append(_curl_finish(*first))
+    out[0]["lesson"] = reqs[0].lesson
+    return out
 
 
 def trace(target: Target, out: Path, annotate: bool = True) -> dict:
@@ -232,15 +257,19 @@ def trace(target: Target, out: Path, annotate: bool = True) -> dict:
                f"sending {len(target.requests)} requests with curl")
         if target.recipe == "load":
             results.append(load(target.port))
-        for i, req in enumerate(target.requests, 1):
-            r = curl(target.port, req.path, req.timeout)
-            r["lesson"] = req.lesson
-            results.append(r)
-            eprint(f"[epoll-lab]   {i}/{len(target.requests)} GET {req.path} -> "
-                   f"{r['status'] or 'curl failed'} ({(r['end'] - r['start']) * 1000:.0f} ms)")
-            if r["curl_exit"] != 0:
-                raise TraceError(f"curl GET {req.path} failed (exit {r['curl_exit']}): {r['error']}",
-                                 EXIT_SCENARIO)
+        reqs = target.requests
+        i = 0
+        while i < len(reqs):
+            pair = reqs[i:i + 2] if i + 1 < len(reqs) and reqs[i + 1].probe_after is not None else reqs[i:i + 1]
+            for r in send(target.port, pair):
+                results.append(r)
+                i += 1
+                eprint(f"[epoll-lab]   {i}/{len(reqs)} GET {r['path']} -> "
+                       f"{r['status'] or 'curl failed'} ({(r['end'] - r['start']) * 1000:.0f} ms)"
+                       + (" [sent while the one before ran]" if r.get("probe") else ""))
+                if r["curl_exit"] != 0:
+                    raise TraceError(f"curl GET {r['path']} failed (exit {r['curl_exit']}): {r['error']}",
+                                     EXIT_SCENARIO)
     except KeyboardInterrupt:
         raise TraceError("interrupted; the server and strace were stopped", EXIT_INTERRUPTED)
     finally:
@@ -291,16 +320,22 @@ def load_steps(out: Path) -> tuple[list[Step], dict[str, str]]:
         return steps, headers
     results = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     n = 0
-    for i, r in enumerate(results):
+    # A probe (sent while the request before it ran) shares that request's window.
+    mains = [r for r in results if not r.get("probe")]
+    for i, r in enumerate(mains):
         if r["path"].startswith("/"):
             n += 1
             label = f"request {n}: GET {r['path']}"
         else:
             label = r["path"]
         # A request's events run from its curl start to the next one's start.
-        end = results[i + 1]["start"] if i + 1 < len(results) else r["end"]
+        end = mains[i + 1]["start"] if i + 1 < len(mains) else r["end"]
         steps.append(Step(label, r["start"], end))
-        headers[label] = r.get("lesson", "")
+        probes = [p for p in results if p.get("probe") and r["start"] <= p["start"] <= end]
+        extra = "".join(f" [+ GET {p['path']} sent {(p['start'] - r['start']) * 1000:.0f} ms later, "
+                        f"answered {(p['end'] - r['start']) * 1000:.0f} ms after the start; this request "
+                        f"answered at {(r['end'] - r['start']) * 1000:.0f} ms]" for p in probes)
+        headers[label] = r.get("lesson", "") + extra
     return steps, headers
 
 

@@ -60,6 +60,9 @@ class Request:
     path: str
     lesson: str
     timeout: float = 15.0  # seconds curl may take
+    # Sent this many seconds after the request before it started, while that
+    # one is still running: the probe of an overlapping pair.
+    probe_after: float | None = None
 
 
 @dataclass
@@ -98,15 +101,40 @@ SANIC_REQUESTS = [
 NO_IO_URING = ["-e", "inject=io_uring_setup:error=ENOSYS"]
 
 
+PROBE = 0.05  # seconds after the lesson's request: it is surely running by then
+
+# The asyncio lessons: each request with a probe GET / fired while it runs.
+LESSONS = [
+    Request("/block?ms=300", "time.sleep in a handler blocks the loop: no epoll wait for 300 ms, "
+            "and the GET / sent 50 ms later is answered only after it"),
+    Request("/", "the probe: waits for the blocked loop", probe_after=PROBE),
+    Request("/sleep?ms=300", "await asyncio.sleep does not block: the loop waits in epoll with a "
+            "300 ms timeout and serves the GET / sent 50 ms later at once"),
+    Request("/", "the probe: served while the sleeper sleeps", probe_after=PROBE),
+    Request("/gather?ms=100,200,300", "gather of 100, 200 and 300 ms sleeps takes ~300 ms, not 600: "
+            "one wait per timer, each timeout the time to the next one"),
+    Request("/cpu?ms=300", "a CPU loop without await holds the loop: the GET / sent 50 ms later waits"),
+    Request("/", "the probe: waits for the CPU loop", probe_after=PROBE),
+    Request("/cpu?ms=300&yield=1", "a CPU loop that awaits asyncio.sleep(0) every 5 ms lets the loop "
+            "poll (zero-timeout waits) and serve the GET / sent 50 ms later"),
+    Request("/", "the probe: served between slices of the CPU loop", probe_after=PROBE),
+    Request("/timeout?ms=500&limit=100", "asyncio.timeout cancels work that overruns: the wait "
+            "times out at 100 ms and a 504 goes out instead of the 500 ms answer"),
+]
+
+
 def sanic(loop: str = "uvloop", port: int = 8000, io_uring: bool = True, tool: str = "strace",
-          recipe: str = "story", **_ignored) -> Target:
+          recipe: str = "story", scenario: str = "requests", **_ignored) -> Target:
     name = "sanic" if loop == "uvloop" else f"sanic-{loop}"
+    if scenario == "lessons":
+        name += "-lessons"
     if not io_uring:
         name += "-no-io_uring"
     # sys.executable is the venv's python, a symlink to the real interpreter
     # (not a pyenv shim script), so strace follows the server, not bash.
     target = Target(name, [sys.executable, "-m", "server", "--loop", loop], port,
-                    list(SANIC_REQUESTS), extra_strace=[] if io_uring else list(NO_IO_URING))
+                    list(LESSONS if scenario == "lessons" else SANIC_REQUESTS),
+                    extra_strace=[] if io_uring else list(NO_IO_URING))
     target = with_recipe(target, recipe)
     return with_ltrace(target, LTRACE_PY) if tool == "ltrace" else target
 

@@ -1,0 +1,95 @@
+"""The asyncio lessons, read from a live trace of `make trace-sanic
+SCENARIO=lessons`: each lesson's request with a GET / fired 50 ms into it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import WAITS, show
+
+
+def pair(trace, path):
+    """(the lesson's request, its probe) as curl timed them."""
+    i = next(i for i, r in enumerate(trace.requests) if r["path"] == path)
+    return trace.requests[i], trace.requests[i + 1]
+
+
+def loop_records(trace, path):
+    loop = trace.loop_tid
+    return [r for r in trace.in_request(path) if r["tid"] == loop and r["kind"] == "syscall"]
+
+
+def longest_gap(recs) -> tuple[float, dict, dict]:
+    """The longest time the loop thread made no traced call at all."""
+    best = (0.0, None, None)
+    for a, b in zip(recs, recs[1:]):
+        gap = b["ts"] - (a["ts"] + (a["duration"] or 0))
+        if gap > best[0]:
+            best = (gap, a, b)
+    return best
+
+
+def timeout_ms(rec) -> int:
+    # epoll_wait(epfd, events, maxevents, timeout); epoll_pwait has sigmask, size after it.
+    args = [a.strip() for a in rec["args"].rsplit("]", 1)[-1].split(",") if a.strip()]
+    return int(args[1])
+
+
+def test_time_sleep_in_a_handler_blocks_the_loop_and_the_concurrent_request_waits(lessons_trace):
+    main, probe = pair(lessons_trace, "/block?ms=300")
+    assert probe["end"] - main["start"] >= 0.28, "the probe could not be answered before the block ended"
+    gap, before, after = longest_gap(loop_records(lessons_trace, "/block?ms=300"))
+    assert gap >= 0.25, f"the loop made calls every {gap * 1000:.0f} ms at most"
+    # A gap between two calls is time spent outside epoll: no wait covers it.
+    assert before["syscall"] not in WAITS or before["duration"] < 0.05, show([before, after])
+    accepts = [r for r in loop_records(lessons_trace, "/block?ms=300") if r["syscall"] == "accept4"
+               and r["errno"] is None]
+    assert accepts[-1]["ts"] >= after["ts"], "the probe was accepted only after the block"
+
+
+def test_asyncio_sleep_keeps_the_loop_serving(lessons_trace):
+    main, probe = pair(lessons_trace, "/sleep?ms=300")
+    assert probe["end"] - main["start"] < 0.2 and main["end"] - main["start"] >= 0.29, (main, probe)
+    waits = [r for r in loop_records(lessons_trace, "/sleep?ms=300") if r["syscall"] in WAITS]
+    early = [r for r in waits if 200 <= timeout_ms(r) <= 300 and r["ret"] != "0"
+             and any(x["role"] == "listening-socket" for x in r["ready"])]
+    assert early, "a wait with the sleeper's timeout returned early for the probe's connection:\n" + show(waits)
+
+
+def test_gather_takes_the_longest_timer_and_the_waits_step_through_the_timers(lessons_trace):
+    main = next(r for r in lessons_trace.requests if r["path"].startswith("/gather"))
+    body = json.loads(main["body"])
+    assert main["end"] - main["start"] < 0.45 and body["elapsed_ms"] < 400, body
+    waits = [r for r in loop_records(lessons_trace, main["path"]) if r["syscall"] in WAITS]
+    timers = [r for r in waits if r["ret"] == "0" and timeout_ms(r) > 0]
+    assert len(timers) >= 3, show(waits)
+    ends = [r["ts"] + r["duration"] for r in timers[-3:]]
+    steps = [b - a for a, b in zip(ends, ends[1:])]
+    assert all(0.07 <= s <= 0.13 for s in steps), f"timer waits ended {steps} s apart\n{show(timers)}"
+
+
+@pytest.mark.parametrize("path,served_during", [("/cpu?ms=300", False), ("/cpu?ms=300&yield=1", True)])
+def test_a_cpu_loop_lets_others_through_only_if_it_yields(lessons_trace, path, served_during):
+    main, probe = pair(lessons_trace, path)
+    recs = loop_records(lessons_trace, path)
+    polls = [r for r in recs if r["syscall"] in WAITS and timeout_ms(r) == 0]
+    if served_during:
+        assert probe["end"] < main["end"] - 0.1, (main, probe)
+        assert len(polls) >= 10, f"only {len(polls)} zero-timeout polls while the CPU loop yielded"
+    else:
+        assert probe["end"] - main["start"] >= 0.28, (main, probe)
+        assert longest_gap(recs)[0] >= 0.25
+
+
+def test_asyncio_timeout_cancels_the_work_and_answers_504(lessons_trace):
+    main = next(r for r in lessons_trace.requests if r["path"].startswith("/timeout"))
+    body = json.loads(main["body"])
+    assert main["status"] == 504 and "cancelled it after 100 ms" in body["reason"], body
+    assert main["end"] - main["start"] < 0.3
+    recs = loop_records(lessons_trace, main["path"])
+    timed_out = [r for r in recs if r["syscall"] in WAITS and r["ret"] == "0" and 50 <= timeout_ms(r) <= 100]
+    assert timed_out, show(recs)
+    answer = [r for r in recs if r["note"].find("HTTP/1.1 504") >= 0]
+    assert answer and answer[0]["ts"] > timed_out[-1]["ts"], show(recs)
