@@ -93,3 +93,10 @@ def test_asyncio_timeout_cancels_the_work_and_answers_504(lessons_trace):
     assert timed_out, show(recs)
     answer = [r for r in recs if r["note"].find("HTTP/1.1 504") >= 0]
     assert answer and answer[0]["ts"] > timed_out[-1]["ts"], show(recs)
+
+
+def test_the_annotated_log_says_when_the_loop_served_nobody(lessons_trace):
+    stalled = [r for r in lessons_trace.in_request("/block?ms=300") if "serving nobody" in r["note"]]
+    assert stalled and stalled[0]["thread"] == "loop", show(lessons_trace.in_request("/block?ms=300"))
+    calm = [r for r in lessons_trace.in_request("/sleep?ms=300") if "serving nobody" in r["note"]]
+    assert not calm, show(calm)

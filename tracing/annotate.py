@@ -24,6 +24,7 @@ POLLABLE, POOLED, BLOCKING, WAKEUP_CAT, OTHER_CAT = (
     "pollable", "thread-pooled", "blocking", "wakeup", "other")
 
 WAITS = {"epoll_wait", "epoll_pwait", "epoll_pwait2"}
+STALL = 0.05  # seconds a loop thread may spend outside epoll and syscalls before we say so
 READS = {"read", "readv", "pread64", "preadv", "preadv2", "recvfrom", "recvmsg", "recv"}
 WRITES = {"write", "writev", "pwrite64", "pwritev", "pwritev2", "sendto", "sendmsg", "send"}
 CLONES = {"clone", "clone3", "fork", "vfork"}
@@ -147,6 +148,15 @@ class Annotator:
         rec["thread"] = self.thread_role(item.tid)
         if item.kind == "syscall":
             rec["fds"] = [{"fd": f.num, "role": f.role, "detail": f.detail} for f in ctx.fds]
+        prev = self.last.get(item.tid)
+        if (rec["thread"] == LOOP and item.ts is not None and prev is not None and prev.ts is not None
+                and item.kind == "syscall"):
+            idle = item.ts - (prev.ts + (prev.duration or 0.0))
+            if idle >= STALL:
+                # Outside epoll and making no call: the loop is busy in Python or C
+                # (time.sleep, a CPU loop), and every other client waits.
+                rec["note"] += (f" [before this the loop thread made no traced call for {idle * 1000:.0f} ms "
+                                "outside any wait: it was blocked or computing, serving nobody]")
         self.last[item.tid] = item
         self.summary.add(rec)
         return rec
