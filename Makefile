@@ -10,7 +10,7 @@ ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-s
 C_BIN := cdemo/bin/epoll_server
 C_ASAN := cdemo/bin/epoll_server-asan
 
-.PHONY: help setup build-c trace-sanic trace-c compare ltrace-sanic ltrace-c test screenshot container-smoke bench bench-c bench-annotate clean
+.PHONY: help setup build-c trace-sanic trace-c compare ltrace-sanic ltrace-c live-sanic live-c serve-sanic serve-c test screenshot container-smoke bench bench-c bench-annotate clean
 
 help:
 	@echo "make trace-sanic [LOOP=asyncio] [PORT=8000]  trace the Sanic server, write traces/sanic*/"
@@ -20,6 +20,8 @@ help:
 	@echo "       RECIPE=load (both): epoll/accept only, --seccomp-bpf, under wrk load"
 	@echo "make ltrace-sanic [LOOP=asyncio], ltrace-c [POOL=1]  library calls (getaddrinfo, epoll wrappers) with ltrace"
 	@echo "make screenshot                               render traces/sanic/timeline.html to a PNG with headless Chromium"
+	@echo "make live-sanic, live-c [FILTER=epoll|loop]  trace and stream annotated lines while you curl"
+	@echo "make serve-sanic, serve-c                     the servers without tracing, for plain curl"
 	@echo "make compare [FRESH=1]                       C vs Sanic/uvloop (with, without io_uring) vs Sanic/asyncio"
 	@echo "make test                                     run the whole test suite (real strace, servers, curl)"
 	@echo "make container-smoke                          build the image, run trace-c and trace-sanic inside it"
@@ -54,6 +56,18 @@ ltrace-sanic: setup
 
 ltrace-c: setup $(C_BIN)
 	$(PY) -m tracing trace c --tool ltrace $(if $(POOL),--pool) $(if $(PORT),--port $(PORT))
+
+live-sanic: setup
+	$(PY) -m tracing live sanic --loop $(LOOP) $(if $(RECIPE),--recipe $(RECIPE)) $(if $(PORT),--port $(PORT)) $(if $(FILTER),--filter $(FILTER))
+
+live-c: setup $(C_BIN)
+	$(PY) -m tracing live c $(if $(POOL),--pool) $(if $(RECIPE),--recipe $(RECIPE)) $(if $(PORT),--port $(PORT)) $(if $(FILTER),--filter $(FILTER))
+
+serve-sanic: setup
+	$(PY) -m server --loop $(LOOP) --port $(or $(PORT),8000)
+
+serve-c: setup $(C_BIN)
+	$(C_BIN) --data server/data/lab.txt --port $(or $(PORT),8080) $(if $(POOL),--pool)
 
 compare: setup $(C_BIN)
 	$(PY) -m tracing compare $(if $(FRESH),--fresh)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from tracing import recipes
-from tracing import browser, compare, inputs, timeline
+from tracing import browser, compare, inputs, live, timeline
 from tracing.annotate import Annotator, annotate_items
 from tracing.parse import events
 from tracing.run import EXIT_SETUP, TraceError, report, trace
@@ -75,6 +75,22 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--fresh", action="store_true", help="trace every run again, even if fresh")
     c.add_argument("--traces", type=Path, default=Path("traces"), help="folder of the runs")
 
+    lv = sub.add_parser("live", help="trace a server and stream annotated lines as they happen",
+                        description="Start the server under strace and print each annotated call as "
+                        "it happens while you curl it from another terminal; also writes "
+                        "traces/<run>-live/. Ctrl-C stops it all and prints the summary.",
+                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    lv.add_argument("target", choices=sorted(recipes.TARGETS))
+    lv.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
+    lv.add_argument("--pool", action="store_true")
+    lv.add_argument("--recipe", choices=("story", "load"), default="story")
+    lv.add_argument("--port", type=int, default=None)
+    lv.add_argument("--filter", default="",
+                    help="comma-separated: a thread role (loop, pool, other), a category (pollable, "
+                         "thread-pooled, blocking, wakeup) or the start of a call's name (epoll, "
+                         "accept); shows the events matching any of them")
+    lv.add_argument("--out", type=Path, default=None)
+
     tl = sub.add_parser("timeline", help="draw events.jsonl as a per-thread timeline page",
                         description="One self-contained HTML page (inline SVG, no network): a lane "
                         "per thread, waits as spans, calls coloured by category, wakeup arrows, "
@@ -108,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_trace(args)
         if args.command == "compare":
             return cmd_compare(args)
+        if args.command == "live":
+            return cmd_live(args)
         if args.command == "timeline":
             return cmd_timeline(args)
         if args.command == "screenshot":
@@ -170,6 +188,16 @@ def cmd_compare(args) -> int:
     print(md.read_text(), end="")
     eprint(f"[epoll-lab] wrote {md} and {js}")
     return 0
+
+
+def cmd_live(args) -> int:
+    chosen = {"port": args.port} if args.port else {}
+    target = recipes.TARGETS[args.target](loop=args.loop, pool=args.pool, recipe=args.recipe, **chosen)
+    target.name += "-live"
+    if not Path(target.argv[0]).exists():
+        raise TraceError(f"{target.argv[0]} is not built: run `make build-c`", EXIT_SETUP)
+    wanted = [w.strip() for w in args.filter.split(",") if w.strip()]
+    return live.main_live(target, args.out or Path("traces") / target.name, wanted)
 
 
 def cmd_timeline(args) -> int:

@@ -1,0 +1,132 @@
+"""Live mode as a person uses it: the server under strace, curl typed while
+it runs, annotated lines streaming out; then Ctrl-C (SIGINT)."""
+
+from __future__ import annotations
+
+import os
+import pty
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from tests.conftest import ROOT, curl, free_port
+from tracing.run import alive
+
+
+class Live:
+    """`python -m tracing live c` with its output read line by line, with deadlines."""
+
+    def __init__(self, tmp_path, *extra: str, tty: bool = False, env: dict | None = None) -> None:
+        self.port = free_port()
+        self.out = tmp_path / "live"
+        cmd = [sys.executable, "-m", "tracing", "live", "c", "--port", str(self.port),
+               "--out", str(self.out), *extra]
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        full_env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+        full_env.update(env or {})
+        if tty:
+            master, slave = pty.openpty()
+            self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=slave, stderr=slave, env=full_env)
+            os.close(slave)
+            stream = os.fdopen(master, "r", errors="replace")
+        else:
+            self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                         text=True, env=full_env)
+            stream = self.proc.stdout
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream) -> None:
+        try:
+            for line in stream:
+                self.lines.put(line)
+        except OSError:  # the pty closes when the process ends
+            pass
+
+    def wait_for(self, pattern: str, seconds: float = 30) -> str:
+        deadline = time.monotonic() + seconds
+        for line in self.seen:
+            if re.search(pattern, line):
+                return line
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            self.seen.append(line)
+            if re.search(pattern, line):
+                return line
+        pytest.fail(f"no line matching {pattern!r} within {seconds} s; got:\n" + "".join(self.seen[-30:]))
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGINT)
+        rc = self.proc.wait(timeout=60)
+        time.sleep(0.2)
+        while not self.lines.empty():
+            self.seen.append(self.lines.get())
+        return rc
+
+    def pids(self) -> tuple[int, int]:
+        line = self.wait_for(r"live: strace \d+, server \d+")
+        strace, server = map(int, re.search(r"strace (\d+), server (\d+)", line).groups())
+        return strace, server
+
+
+def test_accept_and_read_stream_out_while_the_server_runs(tmp_path):
+    live = Live(tmp_path)
+    try:
+        strace, server = live.pids()
+        curl(live.port, "/file")
+        live.wait_for(r"accept4\(.*client connection", 15)
+        live.wait_for(r"read\(.*GET /file HTTP/1.1", 15)
+        assert live.proc.poll() is None, "lines came out before the run was stopped"
+    finally:
+        rc = live.stop()
+    assert rc == 0, "".join(live.seen[-20:])
+    assert not alive(server) and not alive(strace), "server or strace left behind"
+    for name in ("raw.strace", "annotated.log", "events.jsonl"):
+        assert (live.out / name).stat().st_size > 0, name
+    assert "GET /file" in (live.out / "annotated.log").read_text()
+    assert any(line.startswith("lines traced:") for line in live.seen), "the summary is printed"
+    assert not any("\x1b[" in line for line in live.seen), "no colour into a pipe"
+
+
+def test_filter_shows_only_the_epoll_calls(tmp_path):
+    live = Live(tmp_path, "--filter", "epoll")
+    try:
+        live.pids()
+        curl(live.port, "/")
+        live.wait_for(r"epoll_ctl\(.*ADD", 15)
+    finally:
+        live.stop()
+    calls = [line for line in live.seen if re.match(r"\s*\d\d:\d\d:\d\d\.\d{3} ", line)]
+    assert calls and all(re.search(r"\bepoll_\w+\(", line) for line in calls), calls[:5]
+
+
+@pytest.mark.parametrize("no_color", [False, True])
+def test_colour_only_on_a_terminal_and_never_with_no_color(tmp_path, no_color):
+    env = {"NO_COLOR": "1"} if no_color else {}
+    live = Live(tmp_path, tty=True, env=env)
+    try:
+        live.pids()
+        curl(live.port, "/")
+        line = live.wait_for(r"accept4\(", 15)
+    finally:
+        live.stop()
+    assert ("\x1b[" in line) is (not no_color), repr(line)
+
+
+def test_when_the_server_dies_live_mode_ends_and_says_so(tmp_path):
+    live = Live(tmp_path)
+    strace, server = live.pids()
+    os.kill(server, signal.SIGKILL)
+    live.wait_for(r"the server exited on its own", 30)
+    assert live.proc.wait(timeout=30) == 0
+    assert not alive(strace)
+    assert (live.out / "events.jsonl").stat().st_size > 0
