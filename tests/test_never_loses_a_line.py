@@ -65,7 +65,7 @@ def test_mutated_real_lines_never_raise_and_every_line_is_kept(lines):
     assert_each_line_once(lines, recs)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.text(max_size=80), min_size=1, max_size=30))
 def test_random_text_never_raises_and_every_line_is_kept(lines):
     lines = no_newlines(lines)
@@ -74,7 +74,7 @@ def test_random_text_never_raises_and_every_line_is_kept(lines):
     assert all(r["text"] == lines[r["line"] - 1] for r in recs if r["kind"] == "unparsed")
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(mutated(), min_size=1, max_size=20))
 def test_every_record_writes_valid_json_lines_and_text(lines):
     lines = no_newlines(lines)

@@ -84,6 +84,10 @@ class Annotator:
             # up (imports, config): slow, but no client is kept waiting yet.
             return BLOCKING if tid in self.waited and self.serving(tid) else OTHER_CAT
         if role == POOL or self.process_has_loop(tid):
+            # Blocking work beside a loop is work done for it: this thread is
+            # in its pool even if another pool thread did the wakeup (uvloop
+            # skips the eventfd write when a wakeup is already pending).
+            self.learned.pools.add(tid)
             return POOLED
         return OTHER_CAT
 
@@ -782,6 +786,18 @@ TEACHING = ({"epoll_create", "epoll_create1", "epoll_ctl", "eventfd", "eventfd2"
              "execve", "io_uring_setup"} | WRITES | CLONES)
 
 
+_WRITE_FD = re.compile(r"(?:\[pid +\d+\] |\d+ +)? *(?:[\d:.]+ +)?\w+\((\d+)[<,]")
+_PLAIN = {F.CLIENT, F.FILE, F.STDIO, F.DEVICE}
+
+
+def _plain_write(ann: "Annotator", tid, text: str) -> bool:
+    m = _WRITE_FD.match(text)
+    if m is None:
+        return False
+    fd = ann.procs.table(tid).fds.get(int(m.group(1)))
+    return fd is not None and fd.role in _PLAIN
+
+
 def learn(items: Iterable[tuple]) -> Knowledge:
     """First pass over numbered lines: run the annotator on the teaching calls."""
     ann = Annotator()
@@ -794,6 +810,8 @@ def learn(items: Iterable[tuple]) -> Knowledge:
                 # the parser asks for the line, after every earlier event.
                 ann.waited.add(tid)
                 ann.learned.loops.add(tid)
+            elif name in WRITES and _plain_write(ann, tid, item[1]):
+                continue  # a write to a client, a file or stdio wakes nobody
             elif name is None or name in TEACHING:
                 yield item
 
