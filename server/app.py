@@ -54,6 +54,18 @@ MAX_BLOCK_MS = 5_000  # a blocked loop serves nobody: keep the lesson short
 MAX_TIMERS = 10
 
 
+def parse_busy_ms(raw: str | None, route: str) -> int:
+    """ms for the routes that hold the loop on purpose, kept short."""
+    ms = parse_ms(raw, 300)
+    if ms > MAX_BLOCK_MS:
+        raise BadInput(f"ms must be at most {MAX_BLOCK_MS} for {route}, got {ms}")
+    return ms
+
+
+def elapsed_ms(started: float) -> float:
+    return round((time.monotonic() - started) * 1000, 1)
+
+
 def parse_ms_list(raw: str | None) -> list[int]:
     if not raw:
         raise BadInput("ms is required, e.g. /gather?ms=100,200,300")
@@ -159,25 +171,21 @@ def create_app(name: str = "epoll_lab") -> Sanic:
         # No thread, no fd: the timer becomes the timeout of the next epoll wait.
         await asyncio.sleep(ms / 1000)
         return _body("timer", pollable=True, ms=ms,
-                     elapsed_ms=round((time.monotonic() - started) * 1000, 1))
+                     elapsed_ms=elapsed_ms(started))
 
     @app.get("/block")
     async def block_route(request: Request):
-        ms = parse_ms(request.args.get("ms"), 300)
-        if ms > MAX_BLOCK_MS:
-            raise BadInput(f"ms must be at most {MAX_BLOCK_MS} for /block, got {ms}")
+        ms = parse_busy_ms(request.args.get("ms"), "/block")
         started = time.monotonic()
         # The lesson's mistake, on purpose: time.sleep blocks the loop thread,
         # so no epoll wait happens and every other client waits too.
         time.sleep(ms / 1000)
         return _body("blocking", pollable=False, ms=ms,
-                     elapsed_ms=round((time.monotonic() - started) * 1000, 1))
+                     elapsed_ms=elapsed_ms(started))
 
     @app.get("/cpu")
     async def cpu_route(request: Request):
-        ms = parse_ms(request.args.get("ms"), 300)
-        if ms > MAX_BLOCK_MS:
-            raise BadInput(f"ms must be at most {MAX_BLOCK_MS} for /cpu, got {ms}")
+        ms = parse_busy_ms(request.args.get("ms"), "/cpu")
         give_way = parse_flag(request.args.get("yield"), "yield")
         started = time.monotonic()
         deadline, last_yield = started + ms / 1000, started
@@ -190,7 +198,7 @@ def create_app(name: str = "epoll_lab") -> Sanic:
                 await asyncio.sleep(0)
                 last_yield, yields = time.monotonic(), yields + 1
         return _body("cpu", pollable=False, ms=ms, yielded=give_way, yields=yields, spins=spins,
-                     elapsed_ms=round((time.monotonic() - started) * 1000, 1))
+                     elapsed_ms=elapsed_ms(started))
 
     @app.get("/gather")
     async def gather_route(request: Request):
@@ -199,7 +207,7 @@ def create_app(name: str = "epoll_lab") -> Sanic:
         # Concurrent timers: the total is the longest, not the sum.
         await asyncio.gather(*(asyncio.sleep(ms / 1000) for ms in timers))
         return _body("timers", pollable=True, ms=timers, sum_ms=sum(timers),
-                     elapsed_ms=round((time.monotonic() - started) * 1000, 1))
+                     elapsed_ms=elapsed_ms(started))
 
     @app.get("/timeout")
     async def timeout_route(request: Request):
@@ -213,10 +221,10 @@ def create_app(name: str = "epoll_lab") -> Sanic:
             return json({"mechanism": "timeout", "error": "the work overran its limit",
                          "reason": f"the work needed {ms} ms; asyncio.timeout cancelled it after "
                                    f"{limit} ms", "limit_ms": limit,
-                         "elapsed_ms": round((time.monotonic() - started) * 1000, 1)},
+                         "elapsed_ms": elapsed_ms(started)},
                         status=504, dumps=ujson.dumps)
         return _body("timeout", pollable=True, ms=ms, limit_ms=limit,
-                     elapsed_ms=round((time.monotonic() - started) * 1000, 1))
+                     elapsed_ms=elapsed_ms(started))
 
     @app.get("/subprocess")
     async def subprocess_route(request: Request):
