@@ -231,14 +231,19 @@ def send(port: int, reqs: list) -> list[dict]:
     """One request, or a request and its probe sent `probe_after` s later while it runs."""
     first = _curl_start(port, reqs[0].path, reqs[0].timeout)
     out = []
-    if len(reqs) > 1:
-        time.sleep(reqs[1].probe_after)
-        probe = _curl_finish(*_curl_start(port, reqs[1].path, reqs[1].timeout))
-        probe.update(lesson=reqs[1].lesson, probe=True)
-        out.append(_curl_finish(*first))
-        out.append(probe)
-    else:
-        out.append(_curl_finish(*first))
+    try:
+        if len(reqs) > 1:
+            time.sleep(reqs[1].probe_after)
+            probe = _curl_finish(*_curl_start(port, reqs[1].path, reqs[1].timeout))
+            probe.update(lesson=reqs[1].lesson, probe=True)
+            out.append(_curl_finish(*first))
+            out.append(probe)
+        else:
+            out.append(_curl_finish(*first))
+    finally:
+        if first[0].poll() is None:  # interrupted: no curl outlives the run
+            first[0].kill()
+            first[0].wait()
     out[0]["lesson"] = reqs[0].lesson
     return out
 
