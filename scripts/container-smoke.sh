@@ -63,6 +63,8 @@ fi
 
 say "building $image with ${engine[0]}"
 "${engine[@]}" build "${build_extra[@]}" -t "$image" . >&2
+# The image this build replaced stays behind untagged; do not pile them up.
+"${engine[@]}" image prune -f >/dev/null 2>&1 || true
 
 # The same commands the README gives: trace inside, print what they found.
 run() {
