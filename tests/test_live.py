@@ -130,3 +130,26 @@ def test_when_the_server_dies_live_mode_ends_and_says_so(tmp_path):
     assert live.proc.wait(timeout=30) == 0
     assert not alive(strace)
     assert (live.out / "events.jsonl").stat().st_size > 0
+
+
+def test_a_burst_of_identical_polls_prints_once_with_a_count():
+    # Records of a real log (fixtures/others/asyncio.strace has runs of
+    # zero-timeout epoll_wait calls), shown the way live mode shows them.
+    import io
+    from pathlib import Path
+
+    from tracing.annotate import annotate_file
+    from tracing.live import Screen
+
+    log = Path(__file__).parent / "fixtures" / "others" / "asyncio.strace"
+    recs = [r for r in annotate_file(str(log))[0] if r["kind"] != "started"]
+    out = io.StringIO()
+    screen = Screen(out, False, [])
+    for rec in recs:
+        screen.record(rec)
+    screen.finish()
+    text = out.getvalue().splitlines()
+    folded = [int(re.search(r"… (\d+) more", line).group(1)) for line in text if "more like the line above" in line]
+    shown = [line for line in text if "more like the line above" not in line]
+    assert folded, "no burst was folded"
+    assert len(shown) + sum(folded) == len(recs), "every record is either shown or counted"

@@ -11,6 +11,7 @@ Ctrl-C (or the server dying) stops everything by PID and prints the summary.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -102,9 +103,11 @@ class Screen:
 
 
 def _short_args(rec: dict) -> str:
-    # Identical means the same call on the same fd with the same timeout.
-    args = rec.get("args") or ""
-    return args.split(",", 1)[0] + "|" + args.rsplit(",", 1)[-1] if rec.get("syscall") in WAITS else args[:60]
+    # Identical waits: the same note (epoll fd, timeout, ready fds) but for how
+    # long they slept; other calls: the same arguments.
+    if rec.get("syscall") in WAITS:
+        return re.sub(r", slept [\d.]+ ms", "", rec.get("note") or "")
+    return (rec.get("args") or "")[:60]
 
 
 def start(target: Target, out: Path) -> tuple[Traced, IO]:
