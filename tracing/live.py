@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -22,9 +21,10 @@ from typing import IO
 
 from tracing.annotate import WAITS, Annotator
 from tracing.parse import events
-from tracing.recipes import Target, load_flags, strace_flags
+from tracing.recipes import Target
 from tracing.run import EXIT_START, TraceError, Traced, load, preflight, wait_ready
-from tracing.views import COLORS, eprint, jsonl_line, summary_text, text_lines
+from tracing.run import start as run_start
+from tracing.views import COLORS, eprint, jsonl_line, summary_text, text_lines, use_color
 
 ROLES = ("loop", "pool", "other")
 CATEGORIES = ("pollable", "thread-pooled", "blocking", "wakeup", "other")
@@ -111,19 +111,11 @@ def _short_args(rec: dict) -> str:
 
 
 def start(target: Target, out: Path) -> tuple[Traced, IO]:
-    strace = preflight(target.port)
-    out.mkdir(parents=True, exist_ok=True)
+    tracer = preflight(target.port)
     read_end, write_end = os.pipe()
-    flags = load_flags() if target.recipe == "load" else strace_flags()
-    cmd = [strace, *flags, *target.extra_strace, "-o", f"/dev/fd/{write_end}", "--", *target.command()]
-    log = out / "server.log"
-    t0 = time.time()
-    with open(log, "wb") as logf:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
-                                pass_fds=(write_end,), env={**os.environ, **target.env},
-                                start_new_session=True)
+    traced = run_start(target, tracer, out, output=f"/dev/fd/{write_end}", pass_fds=(write_end,))
     os.close(write_end)  # strace holds it now; EOF comes when strace exits
-    return Traced(proc, log, t0), os.fdopen(read_end, errors="replace")
+    return traced, os.fdopen(read_end, errors="replace")
 
 
 def hints(target: Target) -> list[str]:
@@ -203,10 +195,6 @@ def run(target: Target, out: Path, screen: Screen) -> dict:
     screen.say(summary_text(summary))
     screen.say(f"files: {out / 'raw.strace'}\n       {out / 'annotated.log'}\n       {out / 'events.jsonl'}")
     return summary
-
-
-def use_color(stream: IO) -> bool:
-    return "NO_COLOR" not in os.environ and hasattr(stream, "isatty") and stream.isatty()
 
 
 def main_live(target: Target, out: Path, wanted: list[str]) -> int:

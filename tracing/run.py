@@ -141,20 +141,22 @@ def _kill(pid: int) -> None:
         pass
 
 
-def start(target: Target, tracer: str, out: Path) -> Traced:
+def start(target: Target, tracer: str, out: Path, output: str | None = None,
+          pass_fds: tuple[int, ...] = ()) -> Traced:
+    """The tracer running the server; its log goes to `output` (default the raw file)."""
     out.mkdir(parents=True, exist_ok=True)
-    raw = out / target.raw_name
     log = out / "server.log"
     if target.tracer == "ltrace":
         flags = target.tracer_flags
     else:
         flags = [*(load_flags() if target.recipe == "load" else strace_flags()), *target.extra_strace]
-    cmd = [tracer, *flags, "-o", str(raw), "--", *target.command()]
+    cmd = [tracer, *flags, "-o", output or str(out / target.raw_name), "--", *target.command()]
     eprint(f"[epoll-lab] starting: {' '.join(cmd)}")
     t0 = time.time()
     with open(log, "wb") as logf:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
-                                env={**os.environ, **target.env}, start_new_session=True)
+                                pass_fds=pass_fds, env={**os.environ, **target.env},
+                                start_new_session=True)
     return Traced(proc, log, t0)
 
 
