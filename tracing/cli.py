@@ -138,14 +138,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
-def cmd_trace(args) -> int:
+def _target(kind: str, port: int | None = None, **options) -> recipes.Target:
     # Each target's function holds its own default port.
-    chosen = {"port": args.port} if args.port else {}
-    target = recipes.TARGETS[args.target](loop=args.loop, pool=args.pool, io_uring=args.io_uring,
-                                          tool=args.tool, recipe=args.recipe, scenario=args.scenario,
-                                          **chosen)
+    return recipes.TARGETS[kind](**options, **({"port": port} if port else {}))
+
+
+def _check_built(target: recipes.Target) -> None:
     if not Path(target.argv[0]).exists():
         raise TraceError(f"{target.argv[0]} is not built: run `make build-c`", EXIT_SETUP)
+
+
+def cmd_trace(args) -> int:
+    target = _target(args.target, args.port, loop=args.loop, pool=args.pool, io_uring=args.io_uring,
+                     tool=args.tool, recipe=args.recipe, scenario=args.scenario)
+    _check_built(target)
     out = args.out or Path("traces") / target.name
     result = trace(target, out)
     if args.json:
@@ -173,14 +179,13 @@ def _fresh(out: Path) -> bool:
 def cmd_compare(args) -> int:
     runs = {}
     for i, (kind, opts) in enumerate(COMPARED, 1):
-        target = recipes.TARGETS[kind](**opts)
+        target = _target(kind, **opts)
         out = args.traces / target.name
         if not args.fresh and _fresh(out):
             eprint(f"[epoll-lab] {i}/{len(COMPARED)} {target.name}: reusing {out} (newer than the sources)")
         else:
             eprint(f"[epoll-lab] {i}/{len(COMPARED)} {target.name}: tracing ...")
-            if not Path(target.argv[0]).exists():
-                raise TraceError(f"{target.argv[0]} is not built: run `make build-c`", EXIT_SETUP)
+            _check_built(target)
             trace(target, out)
         runs[target.name] = out
     result = compare.build(runs)
@@ -191,11 +196,9 @@ def cmd_compare(args) -> int:
 
 
 def cmd_live(args) -> int:
-    chosen = {"port": args.port} if args.port else {}
-    target = recipes.TARGETS[args.target](loop=args.loop, pool=args.pool, recipe=args.recipe, **chosen)
+    target = _target(args.target, args.port, loop=args.loop, pool=args.pool, recipe=args.recipe)
     target.name += "-live"
-    if not Path(target.argv[0]).exists():
-        raise TraceError(f"{target.argv[0]} is not built: run `make build-c`", EXIT_SETUP)
+    _check_built(target)
     wanted = [w.strip() for w in args.filter.split(",") if w.strip()]
     return live.main_live(target, args.out or Path("traces") / target.name, wanted)
 

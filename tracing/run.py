@@ -349,32 +349,38 @@ def load_steps(out: Path) -> tuple[list[Step], dict[str, str]]:
 def annotate_run(out: Path) -> dict:
     steps, headers = load_steps(out)
     records, ann = annotate_file(str(out / "raw.strace"), steps)
-    with open(out / "annotated.log", "w") as text, open(out / "events.jsonl", "w") as jsonl:
-        text.write(f"# epoll-lab annotated trace of {out.name}; raw lines from raw.strace, each "
-                   "followed by '->' [category] note.\n# Columns: line in raw.strace, thread role, "
-                   "raw strace line (pid, time, call, result, duration).\n")
-        write_outputs(records, text, jsonl, headers)
-    timeline.write(timeline.from_jsonl(out / "events.jsonl"), out / "timeline.html",
-                   f"epoll-lab timeline: {out.name}")
-    summary = ann.summary.as_dict()
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return summary
+    _write_views(out, records, headers,
+                 f"# epoll-lab annotated trace of {out.name}; raw lines from raw.strace, each "
+                 "followed by '->' [category] note.\n# Columns: line in raw.strace, thread role, "
+                 "raw strace line (pid, time, call, result, duration).\n",
+                 f"epoll-lab timeline: {out.name}")
+    return _write_summary(out, ann.summary.as_dict())
 
 
 def ltrace_run(out: Path) -> dict:
     steps, headers = load_steps(out)
     records, ann = ltrace.annotate_file(str(out / "raw.ltrace"), steps)
-    with open(out / "annotated.log", "w") as text, open(out / "events.jsonl", "w") as jsonl:
-        text.write(f"# epoll-lab annotated ltrace of {out.name}: library calls (not syscalls), "
-                   "each followed by '->' [category] note.\n")
-        write_outputs(records, text, jsonl, headers)
-    timeline.write(timeline.from_jsonl(out / "events.jsonl"), out / "timeline.html",
-                   f"epoll-lab timeline: {out.name} (ltrace: library calls)")
-    summary = ltrace.summary(ann)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    _write_views(out, records, headers,
+                 f"# epoll-lab annotated ltrace of {out.name}: library calls (not syscalls), "
+                 "each followed by '->' [category] note.\n",
+                 f"epoll-lab timeline: {out.name} (ltrace: library calls)")
+    summary = _write_summary(out, ltrace.summary(ann))
     if not summary["calls"]:
         raise TraceError(f"ltrace recorded no library calls (see {out / 'raw.ltrace'}): it may not "
                          "have attached to the server's threads", EXIT_SCENARIO)
+    return summary
+
+
+def _write_views(out: Path, records, headers: dict, heading: str, title: str) -> None:
+    """annotated.log and events.jsonl in one pass over the records, then the timeline page."""
+    with open(out / "annotated.log", "w") as text, open(out / "events.jsonl", "w") as jsonl:
+        text.write(heading)
+        write_outputs(records, text, jsonl, headers)
+    timeline.write(timeline.from_jsonl(out / "events.jsonl"), out / "timeline.html", title)
+
+
+def _write_summary(out: Path, summary: dict) -> dict:
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
 
