@@ -479,14 +479,11 @@ def split_args(args: str) -> list[str]:
     return out
 
 
-_FD = re.compile(r"^(-?\d+)(?:<(.*)>)?$", re.S)
-
-
 _FIRST_FD = re.compile(r"^\s*(-?\d+)(?:<(.*?)>)?\s*(?:,|$)", re.S)
 
 
 def first_fd(args: str) -> tuple[int, str | None] | None:
-    """fd_arg of the first argument, without splitting all of them."""
+    """The fd of the first argument, without splitting all of them."""
     m = _FIRST_FD.match(args)
     if not m:
         return None
@@ -495,10 +492,7 @@ def first_fd(args: str) -> tuple[int, str | None] | None:
 
 def fd_arg(arg: str) -> tuple[int, str | None] | None:
     """`7</etc/hosts>` -> (7, "/etc/hosts"); `7` -> (7, None); else None."""
-    m = _FD.match(arg.strip())
-    if not m:
-        return None
-    return int(m.group(1)), m.group(2)
+    return first_fd(arg)
 
 
 _EPOLL_ITEM = re.compile(
