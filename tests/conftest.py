@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tracing import recipes
+from tracing.annotate import WAITS
 from tracing.parse import split_args
 from tracing.run import trace
 
@@ -61,7 +62,6 @@ class Trace:
         return max(set(waits), key=waits.count)
 
 
-WAITS = ("epoll_wait", "epoll_pwait", "epoll_pwait2")
 
 
 def show(records, n: int = 25) -> str:

@@ -11,12 +11,11 @@ import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from tracing.annotate import READS, WAITS, WRITES
+from tracing.fds import CLIENT
 from tracing.parse import split_args
 
-WAITS = ("epoll_wait", "epoll_pwait", "epoll_pwait2")
-READS = ("read", "readv", "recvfrom", "recvmsg", "recv")
-WRITES = ("write", "writev", "sendto", "sendmsg", "send", "sendfile")
-CLIENT = "client-connection"
+RESPONDS = WRITES | {"sendfile"}  # nginx answers files with sendfile
 
 PHASES = [
     ("create epoll", "the loop's set of watched fds"),
@@ -74,7 +73,7 @@ def phase_of(rec: dict) -> tuple[str, str] | None:
         return None
     if name in READS:
         return "read", name
-    if name in WRITES:
+    if name in RESPONDS:
         return "respond", name
     if name == "close":
         return "close", name

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from typing import Iterable, Iterator
 
-from tracing.annotate import Step
+from tracing.annotate import WAITS, Step
 from tracing.parse import Event, Started, numbered_events
 
 _TS = r"((?:\d+\.\d+|\d\d:\d\d:\d\d(?:\.\d+)?) +)?"  # -ttt, -tt or -t
@@ -27,7 +27,7 @@ _PREFIXED = re.compile(r"^(\d+) +" + _TS + r"(.*)$")
 _NO_RETURN = " <no return ...>"
 _EXITED = re.compile(r"\+\+\+ exited \(status (-?\d+)\) \+\+\+")
 
-LOOP_CALLS = {"epoll_wait", "epoll_pwait", "epoll_pwait2"}
+LOOP_CALLS = WAITS  # the libc wrappers carry the syscalls' names
 POLL_CALLS = LOOP_CALLS | {"epoll_create", "epoll_create1", "epoll_ctl", "accept", "accept4"}
 RESOLVER = {"getaddrinfo", "gethostbyname", "gethostbyname_r", "getnameinfo"}
 CTL_OPS = {"1": "ADD", "2": "DEL", "3": "MOD"}

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-WAITS = {"epoll_wait", "epoll_pwait", "epoll_pwait2"}
+from tracing.annotate import WAITS
+
 COLORS = {"pollable": "#2e8b57", "thread-pooled": "#1f77b4", "blocking": "#d62728",
           "wakeup": "#9467bd", "other": "#9a9a9a"}
 WAIT_COLOR = "#cfe8d6"
