@@ -20,7 +20,7 @@ from pathlib import Path
 from tracing import ltrace, timeline
 from tracing.annotate import Step, annotate_file
 from tracing.recipes import Target, load_flags, strace_flags
-from tracing.views import eprint, summary_text, write_outputs
+from tracing.views import eprint, summary_text, threads_by_role, write_outputs
 
 START_TIMEOUT = 60.0  # a traced Python server imports slowly
 STOP_TIMEOUT = 10.0
@@ -390,11 +390,8 @@ def report(result: dict) -> None:
     raw = "raw.strace"
     if summary.get("tool") == "ltrace":
         raw = "raw.ltrace"
-        roles: dict[str, list[str]] = {}
-        for tid, role in summary["threads"].items():
-            roles.setdefault(role, []).append(tid)
         print("library calls: " + ", ".join(f"{k} {v}" for k, v in summary["calls"].items()))
-        print("threads: " + "; ".join(f"{r} {' '.join(t)}" for r, t in sorted(roles.items())))
+        print("threads: " + threads_by_role(summary["threads"]))
     else:
         print(summary_text(summary))
     print(f"files: {out / raw}\n       {out / 'annotated.log'}\n       {out / 'events.jsonl'}\n"

@@ -109,12 +109,17 @@ def write_outputs(records: Iterable[dict], text_out: IO | None, jsonl_out: IO | 
             pass
 
 
+def threads_by_role(threads: dict[str, str]) -> str:
+    """{"12": "loop", "13": "pool"} -> "loop 12; pool 13"."""
+    roles: dict[str, list[str]] = {}
+    for tid, role in threads.items():
+        roles.setdefault(role, []).append(tid)
+    return "; ".join(f"{r} {' '.join(ts)}" for r, ts in sorted(roles.items()))
+
+
 def summary_text(summary: dict) -> str:
     cats = ", ".join(f"{k} {v}" for k, v in sorted(summary["categories"].items()))
-    roles: dict[str, list[str]] = {}
-    for tid, role in summary["threads"].items():
-        roles.setdefault(role, []).append(tid)
-    threads = "; ".join(f"{r} {' '.join(ts)}" for r, ts in sorted(roles.items()))
+    threads = threads_by_role(summary["threads"])
     top = ", ".join(f"{k} {v}" for k, v in list(summary["syscalls"].items())[:8])
     lines = [
         f"lines traced: {summary['lines']} ({summary['records']} records, "
