@@ -38,15 +38,15 @@ def _body(mechanism: str, **fields) -> HTTPResponse:
     return json({"mechanism": mechanism, **fields}, dumps=ujson.dumps)
 
 
-def parse_ms(raw: str | None, default: int) -> int:
+def parse_ms(raw: str | None, default: int, name: str = "ms") -> int:
     if raw is None:
         return default
     try:
         ms = int(raw)
     except ValueError:
-        raise BadInput(f"ms must be a whole number of milliseconds, got {raw!r}")
+        raise BadInput(f"{name} must be a whole number of milliseconds, got {raw!r}")
     if not 0 <= ms <= MAX_SLEEP_MS:
-        raise BadInput(f"ms must be between 0 and {MAX_SLEEP_MS}, got {ms}")
+        raise BadInput(f"{name} must be between 0 and {MAX_SLEEP_MS}, got {ms}")
     return ms
 
 
@@ -66,13 +66,36 @@ def elapsed_ms(started: float) -> float:
     return round((time.monotonic() - started) * 1000, 1)
 
 
-def parse_ms_list(raw: str | None) -> list[int]:
+def parse_ms_list(raw: str | None, route: str = "/gather") -> list[int]:
     if not raw:
-        raise BadInput("ms is required, e.g. /gather?ms=100,200,300")
+        raise BadInput(f"ms is required, e.g. {route}?ms=100,200,300")
     parts = raw.split(",")
     if len(parts) > MAX_TIMERS:
         raise BadInput(f"at most {MAX_TIMERS} timers, got {len(parts)}")
     return [parse_ms(p.strip(), 0) for p in parts]
+
+
+def query_arg(request: Request, name: str) -> str | None:
+    """The query value `name`, None when absent; present but blank (`ms=`) is a 400,
+    not a silent default."""
+    raw = request.get_args(keep_blank_values=True).get(name)
+    if raw is not None and not raw.strip():
+        raise BadInput(f"{name} is blank; give a value or leave it out")
+    return raw
+
+
+MIN_TICK_MS = 10  # a faster tick would fill the trace with waits and teach nothing more
+
+
+def parse_tick_ms(raw: str | None) -> int:
+    every = parse_ms(raw, 50, "every")
+    if every < MIN_TICK_MS:
+        raise BadInput(f"every must be at least {MIN_TICK_MS} ms, got {every}")
+    return every
+
+
+class LessonFailure(Exception):
+    """The failure /taskgroup raises on purpose in its first task to finish."""
 
 
 def parse_flag(raw: str | None, name: str) -> bool:
@@ -225,6 +248,59 @@ def create_app(name: str = "epoll_lab") -> Sanic:
                         status=504, dumps=ujson.dumps)
         return _body("timeout", pollable=True, ms=ms, limit_ms=limit,
                      elapsed_ms=elapsed_ms(started))
+
+    @app.get("/taskgroup")
+    async def taskgroup_route(request: Request):
+        timers = parse_ms_list(query_arg(request, "ms"), "/taskgroup")
+        fail = parse_flag(query_arg(request, "fail"), "fail")
+        first = min(range(len(timers)), key=timers.__getitem__)
+        finished: list[int] = []
+        tasks: list[asyncio.Task] = []
+
+        async def work(i: int, ms: int) -> None:
+            await asyncio.sleep(ms / 1000)
+            if fail and i == first:
+                raise LessonFailure(f"task {i} ({ms} ms) failed on purpose")
+            finished.append(i)
+
+        started = time.monotonic()
+        try:
+            # The tasks start at the first await (here the end of `async with`);
+            # when one raises, the group cancels its siblings, and their timers
+            # leave the loop: the next epoll wait no longer counts down to them.
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(work(i, ms)) for i, ms in enumerate(timers)]
+        except* LessonFailure:
+            pass
+        failed = [i for i, t in enumerate(tasks) if not t.cancelled() and t.exception() is not None]
+        cancelled = [i for i, t in enumerate(tasks) if t.cancelled()]
+        return _body("taskgroup", pollable=True, ms=timers, fail=fail, finished=sorted(finished),
+                     failed=failed, cancelled=cancelled, elapsed_ms=elapsed_ms(started))
+
+    @app.get("/cancel")
+    async def cancel_route(request: Request):
+        every = parse_tick_ms(query_arg(request, "every"))
+        after = parse_ms(query_arg(request, "after"), 175, "after")
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(every / 1000)
+                ticks += 1
+
+        started = time.monotonic()
+        task = asyncio.create_task(ticker())
+        await asyncio.sleep(after / 1000)
+        # cancel() drops the ticker's pending timer from the loop; the
+        # CancelledError is thrown into it at its await.
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        return _body("cancel", pollable=True, every_ms=every, after_ms=after, ticks=ticks,
+                     cancelled=task.cancelled(), elapsed_ms=elapsed_ms(started))
 
     @app.get("/subprocess")
     async def subprocess_route(request: Request):

@@ -8,6 +8,8 @@ import json
 import pytest
 
 from tests.conftest import WAITS, show
+from tracing.annotate import READS, WRITES
+from tracing.parse import split_args
 
 
 def pair(trace, path):
@@ -33,8 +35,8 @@ def longest_gap(recs) -> tuple[float, dict, dict]:
 
 def timeout_ms(rec) -> int:
     # epoll_wait(epfd, events, maxevents, timeout); epoll_pwait has sigmask, size after it.
-    args = [a.strip() for a in rec["args"].rsplit("]", 1)[-1].split(",") if a.strip()]
-    return int(args[1])
+    # events is a list, or a bare pointer when the wait failed (EINTR).
+    return int(split_args(rec["args"])[3])
 
 
 def test_time_sleep_in_a_handler_blocks_the_loop_and_the_concurrent_request_waits(lessons_trace):
@@ -100,3 +102,57 @@ def test_the_annotated_log_says_when_the_loop_served_nobody(lessons_trace):
     assert stalled and stalled[0]["thread"] == "loop", show(lessons_trace.in_request("/block?ms=300"))
     calm = [r for r in lessons_trace.in_request("/sleep?ms=300") if "serving nobody" in r["note"]]
     assert not calm, show(calm)
+
+
+def lesson_window(trace, path):
+    """(the loop's calls in the lesson, when the loop read the request, its answer's write)."""
+    recs = loop_records(trace, path)
+    read = next(r for r in recs if r["syscall"] in READS and f"GET {path} " in r["note"])
+    route = path.split("?")[0].lstrip("/")
+    answer = next(r for r in recs if r["syscall"] in WRITES and f'\\"mechanism\\":\\"{route}' in r["args"])
+    return recs, read["ts"], answer
+
+
+def timer_deadlines(waits, start) -> list[tuple[float, dict]]:
+    """For each wait that counts down to a timer: when that timer is due, in s after `start`."""
+    return [(r["ts"] + timeout_ms(r) / 1000 - start, r) for r in waits if timeout_ms(r) > 0]
+
+
+def test_a_taskgroup_cancels_its_siblings_and_their_timers_leave_the_loop(lessons_trace):
+    path = "/taskgroup?ms=100,200,300&fail=1"
+    main, probe = pair(lessons_trace, path)
+    body = json.loads(main["body"])
+    assert main["status"] == 200 and body["failed"] == [0] and body["cancelled"] == [1, 2], body
+    assert body["finished"] == [] and body["elapsed_ms"] < 200, body
+    assert probe["end"] < main["end"], "the probe was served while the group's tasks slept"
+    recs, start, answer = lesson_window(lessons_trace, path)
+    waits = [r for r in recs if r["syscall"] in WAITS]
+    before = [r for r in waits if r["ts"] < answer["ts"]]
+    after = [r for r in waits if r["ts"] > answer["ts"]]
+    # Before the answer the loop counts down to the first task's 100 ms timer, and times out on it.
+    due = [(t, r) for t, r in timer_deadlines(before, start) if r["ret"] == "0"]
+    assert due and 0.08 <= due[-1][0] <= 0.13, show(before)
+    assert answer["ts"] - start < 0.2, f"answered {answer['ts'] - start:.3f} s in\n{show(before)}"
+    # After it, no wait counts down to the siblings' 200 and 300 ms timers: cancelled, gone.
+    assert after, "no wait after the answer in the lesson's window"
+    late = [r for t, r in timer_deadlines(after, start) if 0.15 <= t <= 0.35]
+    assert not late, "a wait still counts down to a cancelled sibling's timer:\n" + show(late)
+
+
+def test_task_cancel_drops_the_tickers_timer_from_the_loops_waits(lessons_trace):
+    path = "/cancel?every=50&after=175"
+    main, probe = pair(lessons_trace, path)
+    body = json.loads(main["body"])
+    assert main["status"] == 200 and body["cancelled"] and body["ticks"] == 3, body
+    assert probe["end"] < main["end"], "the probe was served between the ticks"
+    recs, start, answer = lesson_window(lessons_trace, path)
+    waits = [r for r in recs if r["syscall"] in WAITS]
+    before = timer_deadlines([r for r in waits if r["ts"] < answer["ts"]], start)
+    # Ticks at 50, 100, 150 ms, then the wait to the cancel at 175 ms (the tick at 200 is later).
+    timed_out = [t for t, r in before if r["ret"] == "0"]
+    assert timed_out and 0.16 <= timed_out[-1] <= 0.2, show(r for _, r in before)
+    assert any(0.13 <= t <= 0.17 for t, _ in before), "no wait counted down to the third tick"
+    after = [r for r in waits if r["ts"] > answer["ts"]]
+    assert after, "no wait after the answer in the lesson's window"
+    tick = [r for t, r in timer_deadlines(after, start) if 0.185 <= t <= 0.26]
+    assert not tick, "a wait still counts down to the cancelled ticker's 200 ms timer:\n" + show(tick)

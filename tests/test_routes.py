@@ -25,6 +25,8 @@ def get_json(port, path):
     ("/cpu?ms=10", "cpu"),
     ("/gather?ms=10,20", "timers"),
     ("/timeout?ms=10&limit=100", "timeout"),
+    ("/taskgroup?ms=10,20", "taskgroup"),
+    ("/cancel?every=10&after=25", "cancel"),
 ])
 def test_each_route_answers_json_naming_its_mechanism(sanic_server, path, mechanism):
     status, body = get_json(sanic_server, path)
@@ -76,6 +78,17 @@ def test_subprocess_route_reads_the_child_output(sanic_server):
     ("/gather?ms=1,2,3,4,5,6,7,8,9,10,11", "at most 10 timers"),
     ("/gather?ms=100,,200", "whole number"),
     ("/timeout?ms=100&limit=-1", "between 0 and 10000"),
+    ("/taskgroup", "ms is required, e.g. /taskgroup"),
+    ("/taskgroup?ms=", "ms is blank"),
+    ("/taskgroup?ms=100,x", "whole number"),
+    ("/taskgroup?ms=1,2,3,4,5,6,7,8,9,10,11", "at most 10 timers"),
+    ("/taskgroup?ms=100&fail=", "fail is blank"),
+    ("/taskgroup?ms=100&fail=yes", "fail must be 0 or 1"),
+    ("/cancel?every=", "every is blank"),
+    ("/cancel?after=", "after is blank"),
+    ("/cancel?every=5", "every must be at least 10"),
+    ("/cancel?every=abc", "every must be a whole number"),
+    ("/cancel?after=10001", "after must be between 0 and 10000"),
 ])
 def test_bad_input_gets_400_with_a_reason(sanic_server, path, reason):
     status, raw = curl(sanic_server, path)
@@ -87,6 +100,24 @@ def test_bad_input_gets_400_with_a_reason(sanic_server, path, reason):
 def test_gather_waits_for_the_longest_timer_not_the_sum(sanic_server):
     _, body = get_json(sanic_server, "/gather?ms=100,200,300")
     assert body["sum_ms"] == 600 and 295 <= body["elapsed_ms"] < 450, body
+
+
+def test_a_failing_task_in_a_taskgroup_cancels_its_siblings_and_answers_200(sanic_server):
+    status, body = get_json(sanic_server, "/taskgroup?ms=300,100,200&fail=1")
+    assert status == 200 and body["failed"] == [1] and body["cancelled"] == [0, 2], body
+    assert body["finished"] == [] and body["elapsed_ms"] < 250, body
+
+
+def test_a_taskgroup_without_a_failure_waits_for_every_task(sanic_server):
+    _, body = get_json(sanic_server, "/taskgroup?ms=50,100")
+    assert body["finished"] == [0, 1] and body["failed"] == body["cancelled"] == [], body
+    assert body["elapsed_ms"] >= 95, body
+
+
+def test_cancel_stops_the_ticker_between_ticks(sanic_server):
+    _, body = get_json(sanic_server, "/cancel?every=50&after=175")
+    assert body["cancelled"] and body["ticks"] == 3, body
+    assert 170 <= body["elapsed_ms"] < 400, body
 
 
 def test_cpu_with_yield_gives_way_to_the_loop(sanic_server):

@@ -120,6 +120,13 @@ LESSONS = [
     Request("/", "the probe: served between slices of the CPU loop", probe_after=PROBE),
     Request("/timeout?ms=500&limit=100", "asyncio.timeout cancels work that overruns: the wait "
             "times out at 100 ms and a 504 goes out instead of the 500 ms answer"),
+    Request("/taskgroup?ms=100,200,300&fail=1", "a TaskGroup whose first task to finish (100 ms) "
+            "raises: the group cancels its siblings, their timers leave the loop, and the answer goes "
+            "out at 100 ms; the next wait no longer counts down to the 200 ms timer"),
+    Request("/", "the probe: served while the group's tasks sleep", probe_after=PROBE),
+    Request("/cancel?every=50&after=175", "task.cancel(): a task ticking every 50 ms is cancelled "
+            "at 175 ms; its 200 ms timer is dropped, so no wait counts down to it"),
+    Request("/", "the probe: served between the ticks", probe_after=PROBE),
 ]
 
 
