@@ -106,14 +106,24 @@ def parse_flag(raw: str | None, name: str) -> bool:
     raise BadInput(f"{name} must be 0 or 1, got {raw!r}")
 
 
+NAME_MAX = 255  # bytes in one file name (Linux); a longer one is ENAMETOOLONG, not a 500
+
+
 def data_path(name: str) -> Path:
     """The file `name` inside the lab's data folder, or BadInput."""
     if not name or "\x00" in name:
         raise BadInput("name must be a file name inside the lab's data folder")
+    size = len(name.encode())
+    if size > NAME_MAX:
+        raise BadInput(f"name must be at most {NAME_MAX} bytes, got {size}")
     path = (DATA_DIR / name).resolve()
     if path.parent != DATA_DIR:
         raise BadInput(f"{name!r} is outside the lab's data folder")
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except OSError as e:
+        raise BadInput(f"{name!r} cannot be a file in the lab's data folder ({e.strerror})")
+    if not found:
         raise BadInput(f"no file {name!r} in the lab's data folder")
     return path
 
@@ -134,12 +144,21 @@ def local_names() -> set[str]:
 def check_host(host: str | None) -> str:
     if not host:
         raise BadInput("host is required, e.g. /dns?host=localhost")
-    if len(host) > 253 or not all(_LABEL.match(p) for p in host.rstrip(".").split(".")):
+    # No trailing dot: "localhost." is an absolute name that getaddrinfo
+    # sends to the nameserver instead of matching /etc/hosts.
+    if len(host) > 253 or not all(_LABEL.match(p) for p in host.split(".")):
         raise BadInput(f"{host[:80]!r} is not a valid host name")
-    if host.lower().rstrip(".") not in LOCAL_NAMES:
+    if host.lower() not in LOCAL_NAMES:
         # The lab must never send a query off the machine.
         raise BadInput(f"{host!r} is not in /etc/hosts; the lab only resolves local names")
     return host
+
+
+def reject_blank_values(request: Request) -> None:
+    """`ms=` is a mistake, not a request for the default: a 400, as the C server answers."""
+    for name, values in request.get_args(keep_blank_values=True).items():
+        if "" in values:
+            raise BadInput(f"{name[:40]}= is blank: give a value or leave the parameter out")
 
 
 # Read once at import: reading /etc/hosts per request would be a blocking
@@ -150,6 +169,7 @@ LOCAL_NAMES = local_names()
 def create_app(name: str = "epoll_lab") -> Sanic:
     app = Sanic(name)
     app.config.FALLBACK_ERROR_FORMAT = "json"
+    app.on_request(reject_blank_values)
 
     @app.before_server_start
     async def quiet_first_requests(app, loop):

@@ -1,0 +1,46 @@
+"""The Sanic server's guards hold for the odd spellings a hostile client tries:
+a 400 with a reason, never a 500, and never a DNS query off the machine."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import curl
+
+
+def refused(port, path) -> str:
+    status, raw = curl(port, path)
+    assert status == 400, f"{path}: {status} {raw[:300]}"
+    return json.loads(raw)["message"]
+
+
+@pytest.mark.parametrize("host", ["localhost.", "localhost..", "vm.", ".localhost", "LOCALHOST."])
+def test_a_host_with_a_stray_dot_is_refused_before_any_lookup(sanic_server, host):
+    # "localhost." is an absolute name: getaddrinfo skips /etc/hosts and asks
+    # the nameserver, so the guard must refuse it, not strip the dot.
+    assert "not a valid host name" in refused(sanic_server, f"/dns?host={host}")
+
+
+@pytest.mark.parametrize("length", [256, 300, 5000])
+def test_a_file_name_longer_than_name_max_is_a_400(sanic_server, length):
+    assert f"at most 255 bytes, got {length}" in refused(sanic_server, "/file?name=" + "a" * length)
+
+
+@pytest.mark.parametrize("path, name", [
+    ("/sleep?ms=", "ms"),
+    ("/file?name=", "name"),
+    ("/timeout?ms=10&limit=", "limit"),
+    ("/dns?host=", "host"),
+    ("/cpu?ms=10&yield=", "yield"),
+    ("/?x", "x"),
+])
+def test_a_blank_value_is_a_400_not_the_default(sanic_server, path, name):
+    assert f"{name}= is blank" in refused(sanic_server, path)
+
+
+def test_values_that_are_given_still_work(sanic_server):
+    assert curl(sanic_server, "/sleep?ms=0")[0] == 200
+    assert curl(sanic_server, "/dns?host=localhost")[0] == 200
+    assert curl(sanic_server, "/file?name=lab.txt")[0] == 200
