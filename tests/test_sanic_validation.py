@@ -34,10 +34,9 @@ def test_a_file_name_longer_than_name_max_is_a_400(sanic_server, length):
     ("/timeout?ms=10&limit=", "limit"),
     ("/dns?host=", "host"),
     ("/cpu?ms=10&yield=", "yield"),
-    ("/?x", "x"),
 ])
 def test_a_blank_value_is_a_400_not_the_default(sanic_server, path, name):
-    assert f"{name}= is blank" in refused(sanic_server, path)
+    assert f"{name} is blank" in refused(sanic_server, path)
 
 
 def test_values_that_are_given_still_work(sanic_server):
