@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tracing import recipes
-from tracing.annotate import WAITS
+from tracing.names import WAITS
 from tracing.parse import split_args
 from tracing.run import trace
 

@@ -91,10 +91,20 @@ def test_node_reads_files_on_libuv_pool_threads_which_wake_the_loop_by_eventfd()
     recs = annotated("node")
     host = [r for r in recs if r["syscall"] in ("openat", "read") and "/etc/hostname" in r["args"] + str(r["fds"])]
     assert host and all(r["thread"] == "pool" and r["category"] == "thread-pooled" for r in host), show(host)
-    wake = [r for r in recs if r["category"] == "wakeup"]
-    assert wake and all(r["thread"] == "pool" and "eventfd" in r["note"] for r in wake), show(wake)
+    wake = [r for r in recs if r["category"] == "wakeup" and r["thread"] == "pool"]
+    assert wake and all("eventfd" in r["note"] and "loop thread 14328" in r["note"] for r in wake), show(wake)
     woken = [x for r in recs if r["thread"] == "loop" for x in r["ready"] if x["role"] == "wakeup"]
     assert woken, "the loop's wait returns the eventfd"
+
+
+def test_node_main_loop_wakes_the_loop_of_its_platform_thread():
+    # node.strace line 289: the main loop (14328) writes eventfd 13 at exit;
+    # line 290: thread 14331 returns from epoll_pwait on epoll 9 with fd 13 ready.
+    recs = annotated("node")
+    write = next(r for r in recs if r["line"] == 289)
+    assert write["thread"] == "loop" and write["category"] == "wakeup", show([write])
+    assert "wakes loop thread 14331" in write["note"] and "epoll 9" in write["note"], show([write])
+    assert {r["thread"] for r in recs if r["tid"] == 14331} == {"loop"}
 
 
 def test_node_resolves_names_on_a_pool_thread():

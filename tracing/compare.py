@@ -11,8 +11,8 @@ import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from tracing.annotate import READS, WAITS, WRITES
-from tracing.fds import CLIENT
+from tracing.names import READS, WAITS, WRITES
+from tracing.names import CLIENT
 from tracing.parse import split_args
 
 RESPONDS = WRITES | {"sendfile"}  # nginx answers files with sendfile

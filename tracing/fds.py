@@ -10,24 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-# Roles an fd can have; views and tests rely on these names.
-LISTENING = "listening-socket"
-CLIENT = "client-connection"
-EPOLL = "epoll"
-WAKEUP = "wakeup"
-TIMER = "timer"
-PIPE = "pipe"
-FILE = "file"
-IO_URING = "io_uring"
-SOCKET = "socket"
-SIGNAL = "signal"
-DEVICE = "device"
-STDIO = "stdio"
-PIDFD = "pidfd"
-UNKNOWN = "unknown"
-
-RESOLVER_FILES = ("/etc/hosts", "/etc/nsswitch.conf", "/etc/resolv.conf",
-                  "/etc/host.conf", "/etc/gai.conf")
+from tracing.names import (CLIENT, DEVICE, EPOLL, FILE, IO_URING, LISTENING, PIDFD,  # noqa: F401
+                           PIPE, RESOLVER_FILES, SIGNAL, SOCKET, STDIO, TIMER, UNKNOWN, WAKEUP)
 
 
 @dataclass

@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 from typing import IO
 
-from tracing.annotate import WAITS, Annotator
+from tracing.annotate import Annotator
+from tracing.names import WAITS
 from tracing.parse import events
 from tracing.recipes import Target
 from tracing.run import EXIT_START, TraceError, Traced, load, preflight, wait_ready

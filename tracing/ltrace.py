@@ -18,7 +18,8 @@ from __future__ import annotations
 import re
 from typing import Iterable, Iterator
 
-from tracing.annotate import WAITS, Step
+from tracing.annotate import Step
+from tracing.names import RESOLVER_CALLS, WAITS
 from tracing.parse import Event, Started, numbered_events
 
 _TS = r"((?:\d+\.\d+|\d\d:\d\d:\d\d(?:\.\d+)?) +)?"  # -ttt, -tt or -t
@@ -29,7 +30,7 @@ _EXITED = re.compile(r"\+\+\+ exited \(status (-?\d+)\) \+\+\+")
 
 LOOP_CALLS = WAITS  # the libc wrappers carry the syscalls' names
 POLL_CALLS = LOOP_CALLS | {"epoll_create", "epoll_create1", "epoll_ctl", "accept", "accept4"}
-RESOLVER = {"getaddrinfo", "gethostbyname", "gethostbyname_r", "getnameinfo"}
+RESOLVER = RESOLVER_CALLS
 CTL_OPS = {"1": "ADD", "2": "DEL", "3": "MOD"}
 
 

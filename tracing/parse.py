@@ -16,20 +16,22 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
+from tracing.names import WRITES
+
 # `[pid  123] ` (strace -f to stderr) or `123  ` (strace -f -o FILE).
-_PID = re.compile(r"^(?:\[pid\s+(\d+)\]\s|(\d+)\s+)")
+_PID = re.compile(r"^(?:\[pid\s+(\d{1,10})\]\s|(\d{1,10})\s+)")
 # -ttt / -r (seconds), -t / -tt (wall clock).
-_TS = re.compile(r"^\s*(?:(\d+\.\d+)|(\d\d):(\d\d):(\d\d)(?:\.(\d+))?)\s+")
+_TS = re.compile(r"^\s*(?:(\d{1,12}\.\d+)|(\d\d):(\d\d):(\d\d)(?:\.(\d+))?)\s+")
 _CALL = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*|\?\?\?\?)\(")  # ???? = strace could not tell
 _RESUMED = re.compile(r"^<\.\.\.\s+([A-Za-z_][A-Za-z0-9_]*)\s+resumed>\s?")
 _UNFINISHED = re.compile(r"\s*<unfinished \.\.\.>\)?\s*$")
 # A thread's execve replaces the whole process, which keeps the leader's pid:
 # `execve(... <pid changed to 15072 ...>`, resumed later by pid 15072.
-_PID_CHANGED = re.compile(r"\s*<pid changed to (\d+) \.\.\.>\s*$")
+_PID_CHANGED = re.compile(r"\s*<pid changed to (\d{1,10}) \.\.\.>\s*$")
 # strace -p stopped with Ctrl-C while the call was in the kernel.
 _DETACHED = re.compile(r"\s*<detached \.\.\.>\s*$")
 DETACHED_WHY = "strace detached while this call was in the kernel; its result was never seen"
-_DURATION = re.compile(r"\s+<(\d+\.\d+)>\s*$")
+_DURATION = re.compile(r"\s+<(\d{1,12}\.\d+)>\s*$")
 _RET = re.compile(r"^\s*=\s+(0x[0-9a-fA-F]+|-?\d+|\?)")
 _ERRNO = re.compile(r"^\s*(E[A-Z0-9]+|ERESTART[A-Z_]*)\s+\((.*)\)\s*$")
 _SIGNAL = re.compile(r"^---\s+(SIG[A-Z0-9+-]+|SIGRT\w*)\s?(.*?)\s*---\s*$")
@@ -167,9 +169,9 @@ def _call_parts(body: str) -> tuple[str, str | None] | None:
 # `) = ` inside a buffer cannot end the arguments early. Anything else takes
 # the careful path below, which is the reference (tests compare the two).
 _FAST = re.compile(
-    r"(?:\[pid +(\d+)\] |(\d+) +)? *(?:(\d+\.\d+) +)?([a-z_][a-z0-9_]*)\((.*)\) +"
+    r"(?:\[pid +(\d{1,10})\] |(\d{1,10}) +)? *(?:(\d{1,12}\.\d+) +)?([a-z_][a-z0-9_]*)\((.*)\) +"
     r"= (0x[0-9a-f]+|-?\d+|\?)(?:<(.*?)>)?(?: (E[A-Z0-9_]+) \((.*?)\))?(?: (\(.*?\)))?"
-    r"(?: <(\d+\.\d+)>)?$", re.S)
+    r"(?: <(\d{1,12}\.\d+)>)?$", re.S)
 
 
 def parse_line(lineno: int, text: str) -> Event | Started | tuple[str, Event]:
@@ -261,7 +263,7 @@ def _fill_result(ev: Event, tail: str) -> bool:
 
 
 # Just the thread and the call's name, for passes that skip most lines.
-_PEEK = re.compile(r"(?:\[pid +(\d+)\] |(\d+) +)? *(?:[\d:.]+ +)?(?:<\.\.\. )?([a-z_][a-z0-9_]*)[( ]")
+_PEEK = re.compile(r"(?:\[pid +(\d{1,10})\] |(\d{1,10}) +)? *(?:[\d:.]+ +)?(?:<\.\.\. )?([a-z_][a-z0-9_]*)[( ]")
 
 
 def peek(text: str) -> tuple[int | None, str | None]:
@@ -309,12 +311,11 @@ def _holdable(got, text: str, lineno: int, source: str | None) -> _Held | None:
         call, cut = text[:m.start()], f"strace's message {m.group().strip()!r}"
     elif w := _CUT_BY_OUTPUT.match(text):
         name = split_prefix(text)[2].split("(", 1)[0]
-        if name in _WRITE_NAMES:
+        if name in WRITES:
             call, cut = w.group(1), f"the program's own output {w.group(2)!r}"
     return _Held(lineno, text, call, source, cut or "something")
 
 
-_WRITE_NAMES = {"write", "writev", "pwrite64", "sendto", "sendmsg", "send"}
 
 
 def numbered_events(items: Iterable[tuple]) -> Iterator[Event | Started]:
@@ -479,7 +480,7 @@ def split_args(args: str) -> list[str]:
     return out
 
 
-_FIRST_FD = re.compile(r"^\s*(-?\d+)(?:<(.*?)>)?\s*(?:,|$)", re.S)
+_FIRST_FD = re.compile(r"^\s*(-?\d{1,10})(?:<(.*?)>)?\s*(?:,|$)", re.S)
 
 
 def first_fd(args: str) -> tuple[int, str | None] | None:
@@ -497,7 +498,7 @@ def fd_arg(arg: str) -> tuple[int, str | None] | None:
 
 _EPOLL_ITEM = re.compile(
     r"\{(?:events=)?(?P<events>[A-Z0-9_|]+|0x[0-9a-f]+|0),\s*"
-    r"(?:data=)?(?:\{u32=(?P<u32>\d+),\s*u64=(?P<u64>\d+)\}|(?P<hex>0x[0-9a-f]+|\d+))\}")
+    r"(?:data=)?(?:\{u32=(?P<u32>\d{1,10}),\s*u64=(?P<u64>\d{1,20})\}|(?P<hex>0x[0-9a-f]{1,16}|\d{1,20}))\}")
 
 
 def epoll_items(text: str) -> list[tuple[str, int]]:
@@ -525,3 +526,21 @@ def quoted(arg: str) -> str | None:
         end = arg.rfind('"')
         return arg[1:end] if end > 0 else arg[1:]
     return None
+
+
+_INT = re.compile(r"-?(?:0x[0-9a-fA-F]{1,16}|\d{1,20})")
+
+
+def to_int(text: str | None) -> int | None:
+    """A result or argument as a number: decimal (leading zeros too) or 0x hex.
+
+    None for anything else, and for numbers longer than any the kernel
+    returns (Python refuses to convert over 4,300 digits; no fd, pid or byte
+    count comes near 20).
+    """
+    if text is None or _INT.fullmatch(text) is None:
+        return None
+    neg = text.startswith("-")
+    body = text[1:] if neg else text
+    value = int(body, 16) if body[:2] in ("0x", "0X") else int(body)
+    return -value if neg else value

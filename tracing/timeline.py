@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from tracing.annotate import WAITS
+from tracing.names import WAITS
 
 COLORS = {"pollable": "#2e8b57", "thread-pooled": "#1f77b4", "blocking": "#d62728",
           "wakeup": "#9467bd", "other": "#9a9a9a"}

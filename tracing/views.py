@@ -64,7 +64,7 @@ def _n(value: int | float | None) -> str:
 def _fds(fds: list[dict]) -> str:
     if not fds:
         return "[]"
-    return "[" + ", ".join(f'{{"fd": {f["fd"]}, "role": {_str(f["role"])}, "detail": {_s(f["detail"])}}}'
+    return "[" + ", ".join(f'{{"fd": {_n(f["fd"])}, "role": {_str(f["role"])}, "detail": {_s(f["detail"])}}}'
                            for f in fds) + "]"
 
 

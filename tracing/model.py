@@ -1,0 +1,95 @@
+"""The model of the traced processes: what the log has shown so far.
+
+Fd tables and epoll interest lists (per process, in `fds`), and the facts
+about threads that roles are made of: which thread waits on which epoll fd,
+which thread is handling a signal, who did file work, which processes have
+accepted a client. Handlers write facts here; the role stage (`roles`) reads
+them and nothing else.
+
+`Knowledge` is what a first pass over a file learned, handed to the second
+pass so that a thread's role, or a wakeup fd, is known from line 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tracing.fds import Processes
+
+
+@dataclass
+class Knowledge:
+    """Facts of a whole log (first pass), keyed so a second pass can use them early."""
+
+    loops: set = field(default_factory=set)  # tids that wait on an epoll fd
+    pools: set = field(default_factory=set)  # tids that wake a loop or work for one
+    wakeup_births: set = field(default_factory=set)  # (process, line that made the fd)
+    waits_on: dict = field(default_factory=dict)  # tid -> {epoll fd numbers it waited on}
+    waited_epolls: set = field(default_factory=set)  # (process, line that made the epoll fd)
+    sigreturns: bool = False  # the log traces rt_sigreturn: a handler's end is visible
+    complete: bool = False  # learned from the whole log (False: one pass, as it streams)
+
+
+class Model:
+    """Everything the log has shown, as the stream goes."""
+
+    def __init__(self, prior: Knowledge | None = None) -> None:
+        self.prior = prior or Knowledge()
+        self.learned = Knowledge()
+        self.procs = Processes()
+        self.waited: set = set()  # tids that have made an epoll wait in this pass
+        self.last: dict = {}  # tid -> last event (for "right after accept4", stalls)
+        self.pending_clones: dict = {}  # parent tid -> flags of a clone not yet returned
+        self.in_signal: dict = {}  # tid -> signal delivered and not yet returned from
+        self.accepted: set = set()  # processes that have accepted a connection
+        self.loopless_said: set = set()  # processes already told they have no loop
+
+    def proc(self, tid) -> int | None:
+        return self.procs.process_of.get(tid, tid)
+
+    # -- facts handlers report ------------------------------------------
+    def saw_wait(self, tid, epfd: int | None) -> None:
+        """`tid` waits (or starts waiting) on epoll fd `epfd`."""
+        self.waited.add(tid)
+        self.learned.loops.add(tid)
+        self.in_signal.pop(tid, None)
+        if epfd is not None:
+            self.learned.waits_on.setdefault(tid, set()).add(epfd)
+            fd = self.procs.table(tid).fds.get(epfd)
+            if fd is not None and fd.born is not None:
+                self.learned.waited_epolls.add((self.proc(tid), fd.born))
+
+    def saw_pool_work(self, tid) -> None:
+        self.learned.pools.add(tid)
+
+    def saw_wakeup_fd(self, tid, *born: int | None) -> None:
+        proc = self.proc(tid)
+        for line in born:
+            if line is not None:
+                self.learned.wakeup_births.add((proc, line))
+
+    # -- questions roles ask --------------------------------------------
+    def is_loop(self, tid) -> bool:
+        return tid in self.waited or tid in self.prior.loops
+
+    def loop_threads(self) -> set:
+        return self.waited | self.prior.loops
+
+    def epolls_of(self, tid) -> set:
+        """The epoll fds `tid` waits on (this pass, or the whole log if known)."""
+        return self.learned.waits_on.get(tid, set()) | self.prior.waits_on.get(tid, set())
+
+    def waiters(self, tid, epfd: int) -> set:
+        """Threads of `tid`'s process that wait on epoll fd `epfd`."""
+        proc = self.proc(tid)
+        return {t for t in self.loop_threads()
+                if self.proc(t) == proc and epfd in self.epolls_of(t)}
+
+    def born_wakeup(self, tid, line: int | None) -> bool:
+        return (self.proc(tid), line) in self.prior.wakeup_births
+
+    def epoll_is_waited(self, tid, line: int | None) -> bool | None:
+        """Does any thread ever wait on the epoll fd born at `line`? None: not known (one pass)."""
+        if not self.prior.complete:
+            return None
+        return (self.proc(tid), line) in self.prior.waited_epolls

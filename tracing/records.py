@@ -1,0 +1,77 @@
+"""The annotated record (the lab's JSON Lines schema) and the run's Summary,
+one of each for the strace and the ltrace annotators."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from tracing.names import OTHER, OTHER_CAT
+
+
+def started(item, thread: str, request: str | None) -> dict:
+    """The first half of a call strace printed `<unfinished ...>`."""
+    return {"kind": "started", "line": item.line, "text": item.text, "tid": item.tid,
+            "ts": item.ts, "syscall": item.syscall, "thread": thread, "request": request,
+            "source": item.source}
+
+
+def record(ev, request: str | None) -> dict:
+    """A record for a complete event; the annotator fills thread, fds, ready,
+    category and note."""
+    return {
+        "line": ev.line, "resumed_line": ev.resumed_line, "tid": ev.tid,
+        "kind": ev.kind, "syscall": ev.syscall, "args": ev.args, "ret": ev.ret,
+        "errno": ev.errno, "duration": ev.duration, "ts": ev.ts,
+        "thread": OTHER, "fds": [], "ready": [], "category": OTHER_CAT, "note": "",
+        "request": request,
+        "text": ev.text, "resumed_text": ev.resumed_text, "source": ev.source,
+    }
+
+
+def step_at(steps: list, ts) -> str | None:
+    """The label of the scenario request whose window holds `ts`."""
+    if ts is None:
+        return None
+    for step in steps:
+        if step.start <= ts <= step.end:
+            return step.label
+    return None
+
+
+class Summary:
+    """Counts for the end of a run: per call, thread, category; unparsed lines."""
+
+    def __init__(self) -> None:
+        self.lines = 0
+        self.syscalls: Counter = Counter()
+        self.categories: Counter = Counter()
+        self.kinds: Counter = Counter()
+        self.threads: dict = {}
+        self.unparsed = 0
+        self.unparsed_lines: list[int] = []  # the first few, to look at
+
+    def add(self, rec: dict) -> None:
+        kind = rec["kind"]
+        self.lines += 2 if rec["resumed_line"] else 1
+        self.kinds[kind] += 1
+        if kind == "syscall":
+            self.syscalls[rec["syscall"]] += 1
+            self.categories[rec["category"]] += 1
+        elif kind == "unparsed":
+            self.unparsed += 1
+            if len(self.unparsed_lines) < 20:
+                self.unparsed_lines.append(rec["line"])
+        if rec["tid"] is not None:
+            self.threads[rec["tid"]] = rec["thread"]
+
+    @property
+    def understood(self) -> int:
+        """Records that are strace's (calls, signals, exits, its messages)."""
+        return sum(n for k, n in self.kinds.items() if k != "unparsed")
+
+    def as_dict(self) -> dict:
+        return {"lines": self.lines, "records": sum(self.kinds.values()),
+                "kinds": dict(self.kinds), "syscalls": dict(self.syscalls.most_common()),
+                "categories": dict(self.categories),
+                "threads": {str(t): r for t, r in self.threads.items()},
+                "unparsed": self.unparsed, "unparsed_lines": self.unparsed_lines}
