@@ -18,9 +18,10 @@ from __future__ import annotations
 import re
 from typing import Iterable, Iterator
 
+from tracing import records
 from tracing.annotate import Step
-from tracing.names import RESOLVER_CALLS, WAITS
-from tracing.parse import Event, Started, numbered_events
+from tracing.names import LOOP, OTHER, POOL, RESOLVER_CALLS, WAITS
+from tracing.parse import Event, Started, numbered_events, to_int
 
 _TS = r"((?:\d+\.\d+|\d\d:\d\d:\d\d(?:\.\d+)?) +)?"  # -ttt, -tt or -t
 _CALL = re.compile(r"^(\d+) +" + _TS + r"([^\s(]+)->(\w+\(.*)$")
@@ -65,9 +66,9 @@ def strace_syntax(lines: Iterable[str]) -> Iterator[tuple[int, str, str, str]]:
 
 
 def _ret(ev: Event) -> int | None:
-    if ev.ret in (None, "?"):
+    value = to_int(ev.ret)
+    if value is None:
         return None
-    value = int(ev.ret, 0)
     return value - (1 << 32) if value >= 1 << 31 and value < 1 << 32 else value
 
 
@@ -77,35 +78,29 @@ class LtraceAnnotator:
     def __init__(self, loops: set, pools: set, steps: Iterable[Step] = ()) -> None:
         self.loops, self.pools = loops, pools
         self.steps = sorted(steps, key=lambda s: s.start)
-        self.counts: dict[str, int] = {}
-        self.threads: dict = {}
-        self.unparsed = 0
+        self.summary = records.Summary()
 
     def role(self, tid) -> str:
-        return "loop" if tid in self.loops else "pool" if tid in self.pools else "other"
+        return LOOP if tid in self.loops else POOL if tid in self.pools else OTHER
 
     def step_at(self, ts):
-        for step in self.steps:
-            if ts is not None and step.start <= ts <= step.end:
-                return step.label
-        return None
+        return records.step_at(self.steps, ts)
 
     def record(self, ev: Event | Started, originals: dict, libs: dict) -> dict:
         if isinstance(ev, Started):
-            text = originals.get(ev.line, ev.text)
-            return {"kind": "started", "line": ev.line, "text": text, "tid": ev.tid, "ts": ev.ts,
-                    "syscall": ev.syscall, "thread": self.role(ev.tid), "request": self.step_at(ev.ts)}
-        rec = {"line": ev.line, "resumed_line": ev.resumed_line, "tid": ev.tid, "kind": ev.kind,
-               "syscall": ev.syscall, "args": ev.args, "ret": ev.ret, "errno": None,
-               "duration": ev.duration, "ts": ev.ts, "thread": self.role(ev.tid), "fds": [],
-               "ready": [], "category": "other", "note": "", "request": self.step_at(ev.ts),
-               "text": originals.pop(ev.line, ev.text), "resumed_text": originals.pop(ev.resumed_line, ev.resumed_text),
-               "library": libs.pop(ev.line, "")}
+            rec = records.started(ev, self.role(ev.tid), self.step_at(ev.ts))
+            rec["text"] = originals.get(ev.line, ev.text)
+            return rec
+        rec = records.record(ev, self.step_at(ev.ts))
+        rec["errno"] = None
+        rec["thread"] = self.role(ev.tid)
+        rec["text"] = originals.pop(ev.line, ev.text)
+        rec["resumed_text"] = originals.pop(ev.resumed_line, ev.resumed_text)
+        rec["library"] = libs.pop(ev.line, "")
         if ev.kind == "syscall":
             self.note(rec, ev)
             if ev.problem and "resumed" not in ev.problem:
                 rec["note"] += f" [{ev.problem}]"
-            self.counts[ev.syscall] = self.counts.get(ev.syscall, 0) + 1
         elif ev.kind == "strace":
             rec["note"] = "ltrace's own message"
         elif ev.kind == "exit":
@@ -113,10 +108,8 @@ class LtraceAnnotator:
         elif ev.kind == "signal":
             rec["note"] = f"{ev.syscall} (ltrace stops and continues threads to handle breakpoints)"
         else:
-            self.unparsed += 1
             rec["note"] = f"not understood, kept verbatim ({ev.problem})"
-        if ev.tid is not None:
-            self.threads[ev.tid] = rec["thread"]
+        self.summary.add(rec)
         return rec
 
     def note(self, rec: dict, ev: Event) -> None:
@@ -196,5 +189,6 @@ def annotate_file(path: str, steps: Iterable[Step] = ()) -> tuple[Iterator[dict]
 
 
 def summary(ann: LtraceAnnotator) -> dict:
-    return {"tool": "ltrace", "calls": dict(sorted(ann.counts.items(), key=lambda kv: -kv[1])),
-            "threads": {str(t): r for t, r in ann.threads.items()}, "unparsed": ann.unparsed}
+    """The shared Summary, with the names the ltrace report reads."""
+    got = ann.summary.as_dict()
+    return {"tool": "ltrace", "calls": got["syscalls"], **got}
