@@ -1,13 +1,15 @@
 """make bench: throughput, latency, CPU per request and tracing overhead of
-the C server, nginx, Sanic on uvloop and Sanic on the stdlib loop, each
-untraced, under the lab's story recipe (the trace targets' full syscall set)
-and under the load recipe (epoll/accept only, --seccomp-bpf), in one run.
+the C server, nginx, Sanic on uvloop and Sanic on the stdlib loop, aiohttp and
+tornado (both on the stdlib loop), each untraced, under the lab's story recipe
+(the trace targets' full syscall set) and under the load recipe (epoll/accept
+only, --seccomp-bpf), in one run. Then, per server, a short counted run
+(`strace -c -f` attached under the same wrk load) for syscalls per request.
 
 Not a test: a benchmark. Rounds are interleaved (every server and condition
 once per round). wrk runs on CPU 0, the server (and strace) on CPU 1 when
-there are two. CPU time comes from /proc: the server's whole process tree,
-and strace's own, separately; wrk saturates near the C server's speed, so
-CPU per request is the honest figure there.
+there are two. CPU time comes from /proc (utime and stime apart): the
+server's whole process tree, and strace's own, separately; wrk saturates near
+the C server's speed, so CPU per request is the honest figure there.
 
 Writes bench/results.json, bench/results.md and bench/results.png.
 Usage: .venv/bin/python bench/bench.py [--rounds 3] [--seconds 3]
@@ -28,12 +30,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from helpers import ROOT, cpu_seconds, descendants, free_port, need, pin, wait_http
+from helpers import ROOT, cpu_split, descendants, free_port, need, pin, wait_http
 
 sys.path.insert(0, str(ROOT))
 from tracing.recipes import load_flags, strace_flags  # noqa: E402
 
-SERVERS = ["c", "nginx", "sanic-uvloop", "sanic-asyncio"]
+SERVERS = ["c", "nginx", "sanic-uvloop", "sanic-asyncio", "aiohttp", "tornado"]
+# Each framework beside the Sanic run on the same (stdlib) loop.
+FRAMEWORKS = {"aiohttp": "sanic-asyncio", "tornado": "sanic-asyncio", "sanic-uvloop": "sanic-asyncio"}
 CONDITIONS = ["untraced", "story-recipe", "load-recipe"]
 PY = ROOT / ".venv" / "bin" / "python"
 
@@ -50,6 +54,8 @@ def server_cmd(name: str, port: int, tmp: Path) -> list[str]:
         conf.write_text((ROOT / "bench/nginx.conf.in").read_text()
                         .replace("@PORT@", str(port)).replace("@PREFIX@", str(tmp)))
         return [need("nginx", "nginx"), "-c", str(conf), "-p", str(tmp)]
+    if name in ("aiohttp", "tornado"):
+        return [str(PY), str(ROOT / "bench" / f"{name}_server.py"), "--port", str(port)]
     loop = name.split("-", 1)[1]
     return [str(PY), "-m", "server", "--loop", loop, "--port", str(port)]
 
@@ -72,6 +78,12 @@ def parse_wrk(text: str) -> dict:
             "errors": int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", text)) else 0}
 
 
+def run_wrk(port: int, seconds: int) -> dict:
+    return parse_wrk(subprocess.run(pin(0) + [need("wrk", "wrk"), "-t1", "-c32", f"-d{seconds}s", "--latency",
+                                              f"http://127.0.0.1:{port}/"], capture_output=True, text=True,
+                                    check=True).stdout)
+
+
 def one(name: str, condition: str, seconds: int, tmp: Path) -> dict:
     port = free_port()
     log = tmp / f"{name}-{condition}.strace"
@@ -82,30 +94,75 @@ def one(name: str, condition: str, seconds: int, tmp: Path) -> dict:
         wait_http(port)
         server = descendants(top.pid) if traced else [top.pid, *descendants(top.pid)]
 
-        def cpu() -> tuple[float, float]:
-            procs = [p for p in (descendants(top.pid) if traced else [top.pid, *descendants(top.pid)])]
-            own = sum(_cpu(p) for p in procs)
-            return own, (_cpu(top.pid) if traced else 0.0)
+        def cpu() -> tuple[tuple[float, float], tuple[float, float]]:
+            procs = descendants(top.pid) if traced else [top.pid, *descendants(top.pid)]
+            own = [_cpu(p) for p in procs]
+            return (sum(u for u, _ in own), sum(k for _, k in own)), (_cpu(top.pid) if traced else (0.0, 0.0))
 
         s0, t0 = cpu()
-        out = subprocess.run(pin(0) + [need("wrk", "wrk"), "-t1", "-c32", f"-d{seconds}s", "--latency",
-                                       f"http://127.0.0.1:{port}/"], capture_output=True, text=True,
-                             check=True).stdout
+        got = run_wrk(port, seconds)
         s1, t1 = cpu()
     finally:
         _stop(top, traced)
         log.unlink(missing_ok=True)
-    got = parse_wrk(out)
-    n = max(got["requests"], 1)
-    return {**got, "cpu_us_per_req": (s1 - s0) / n * 1e6, "tracer_cpu_us_per_req": (t1 - t0) / n * 1e6,
-            "server_pids": len(server)}
+    per = 1e6 / max(got["requests"], 1)
+    user, sys_, t_user, t_sys = ((s1[0] - s0[0]) * per, (s1[1] - s0[1]) * per,
+                                 (t1[0] - t0[0]) * per, (t1[1] - t0[1]) * per)
+    return {**got, "cpu_us_per_req": user + sys_, "user_us_per_req": user, "sys_us_per_req": sys_,
+            "tracer_cpu_us_per_req": t_user + t_sys, "tracer_user_us_per_req": t_user,
+            "tracer_sys_us_per_req": t_sys, "server_pids": len(server)}
 
 
-def _cpu(pid: int) -> float:
+def _cpu(pid: int) -> tuple[float, float]:
     try:
-        return cpu_seconds(pid)
+        return cpu_split(pid)
     except OSError:
-        return 0.0
+        return 0.0, 0.0
+
+
+def parse_strace_counts(text: str):
+    """(syscall, calls, errors) from the table `strace -c` writes; the total line left out."""
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) in (5, 6) and f[0][0].isdigit() and f[-1] != "total":
+            yield f[-1], int(f[3]), int(f[4]) if len(f) == 6 else 0
+
+
+def count_syscalls(name: str, seconds: int, tmp: Path) -> dict:
+    """Syscalls per request: `strace -c -f` attached to the running server (after its
+    start-up) while wrk loads it as in the other runs. strace slows the server, so the
+    loop batches more events per wait than untraced; reads, writes and accepts per
+    request do not depend on that."""
+    port = free_port()
+    top = subprocess.Popen(pin(1) + server_cmd(name, port, tmp), cwd=ROOT, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, start_new_session=True)
+    out = tmp / f"{name}.count"
+    tracer_proc = None
+    try:
+        wait_http(port)
+        pids = [top.pid, *descendants(top.pid)]
+        tracer_proc = subprocess.Popen(pin(1) + [need("strace", "strace"), "-c", "-f", "-o", str(out),
+                                                 *[a for p in pids for a in ("-p", str(p))]],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        attached = 0
+        while attached < len(pids):  # "Process N attached" once per thread
+            line = tracer_proc.stderr.readline()
+            if not line:
+                raise RuntimeError(f"strace -c could not attach to {name}")
+            attached += " attached" in line
+        got = run_wrk(port, seconds)
+        tracer_proc.send_signal(signal.SIGINT)  # detach and write the table
+        tracer_proc.communicate(timeout=15)
+    finally:
+        if tracer_proc and tracer_proc.poll() is None:
+            tracer_proc.kill()
+            tracer_proc.wait()
+        _stop(top, False)
+    calls = {sc: n for sc, n, _ in parse_strace_counts(out.read_text())}
+    n = max(got["requests"], 1)
+    return {"requests": got["requests"], "rps": got["rps"], "calls": calls,
+            "per_req": {sc: c / n for sc, c in sorted(calls.items(), key=lambda kv: -kv[1])},
+            "syscalls_per_req": sum(calls.values()) / n}
 
 
 def _stop(top: subprocess.Popen, traced: bool) -> None:
@@ -124,7 +181,7 @@ def _stop(top: subprocess.Popen, traced: bool) -> None:
             targets = [top.pid, *descendants(top.pid)]
 
 
-def summarize(runs: dict) -> list[dict]:
+def summarize(runs: dict, counted: dict) -> list[dict]:
     rows = []
     for name in SERVERS:
         base = statistics.median(r["rps"] for r in runs[(name, "untraced")])
@@ -133,8 +190,12 @@ def summarize(runs: dict) -> list[dict]:
             med = lambda k: statistics.median(r[k] for r in got if r[k] is not None)  # noqa: E731
             rows.append({"server": name, "condition": cond, "rps": med("rps"), "p50_ms": med("p50_ms"),
                          "p99_ms": med("p99_ms"), "cpu_us_per_req": med("cpu_us_per_req"),
+                         "user_us_per_req": med("user_us_per_req"), "sys_us_per_req": med("sys_us_per_req"),
                          "tracer_cpu_us_per_req": med("tracer_cpu_us_per_req"),
                          "ratio_vs_untraced": med("rps") / base, "runs": got})
+            if cond == "untraced":  # the counted run belongs to the server, shown once
+                rows[-1].update(syscalls_per_req=counted[name]["syscalls_per_req"],
+                                syscalls_by_name=counted[name]["per_req"])
     return rows
 
 
@@ -146,20 +207,49 @@ def spread(row: dict, key: str, fmt: str) -> str:
 def markdown(rows: list[dict], machine: dict) -> str:
     lines = [f"# make bench: {machine['cpus']} CPUs, {machine['rounds']} rounds of {machine['seconds']} s, "
              f"wrk -t1 -c32 on CPU 0, server on CPU 1", "",
-             "Medians, with min–max over the rounds. CPU µs/req is the server's own; the tracer's is "
-             "beside it. ratio = traced req/s ÷ untraced req/s of the same server.", "",
-             "| server | condition | req/s | p50 ms | p99 ms | CPU µs/req | strace µs/req | ratio |",
-             "|---|---|---|---|---|---|---|---|"]
+             "Medians, with min–max over the rounds. CPU µs/req is the server's own, split into user "
+             "and system time (/proc utime, stime); the tracer's is beside it. syscalls/req: a separate "
+             "run of each server with `strace -c -f` attached under the same load. ratio = traced "
+             "req/s ÷ untraced req/s of the same server.", "",
+             "| server | condition | req/s | p50 ms | p99 ms | CPU µs/req | user µs/req | sys µs/req "
+             "| strace µs/req | syscalls/req | ratio |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        calls = f"{r['syscalls_per_req']:.2f}" if "syscalls_per_req" in r else ""
         lines.append(f"| {r['server']} | {r['condition']} | {spread(r, 'rps', '.0f')} | {r['p50_ms']:.2f} | "
-                     f"{r['p99_ms']:.2f} | {spread(r, 'cpu_us_per_req', '.1f')} | "
-                     f"{r['tracer_cpu_us_per_req']:.1f} | {r['ratio_vs_untraced']:.2f} |")
+                     f"{r['p99_ms']:.2f} | {spread(r, 'cpu_us_per_req', '.1f')} | {r['user_us_per_req']:.1f} | "
+                     f"{r['sys_us_per_req']:.1f} | {r['tracer_cpu_us_per_req']:.1f} | {calls} | "
+                     f"{r['ratio_vs_untraced']:.2f} |")
     c = {(r["server"], r["condition"]): r for r in rows}
     lines += ["", f"C server / nginx CPU per request (untraced): "
               f"{c[('c', 'untraced')]['cpu_us_per_req'] / c[('nginx', 'untraced')]['cpu_us_per_req']:.2f}; "
               f"Sanic uvloop / stdlib req/s: "
               f"{c[('sanic-uvloop', 'untraced')]['rps'] / c[('sanic-asyncio', 'untraced')]['rps']:.2f}"]
+    lines += ["", "## Where each server's time goes (untraced)", "",
+              "| server | CPU µs/req | user | system | syscalls/req | system µs per syscall | "
+              "syscalls per request (strace -c) |", "|---|---|---|---|---|---|---|"]
+    for name in SERVERS:
+        r = c[(name, "untraced")]
+        top = ", ".join(f"{sc} {n:.2f}" for sc, n in list(r["syscalls_by_name"].items())[:6])
+        lines.append(f"| {name} | {r['cpu_us_per_req']:.1f} | {r['user_us_per_req']:.1f} "
+                     f"({r['user_us_per_req'] / r['cpu_us_per_req']:.0%}) | {r['sys_us_per_req']:.1f} | "
+                     f"{r['syscalls_per_req']:.2f} | {r['sys_us_per_req'] / r['syscalls_per_req']:.2f} | {top} |")
+    lines += ["", *where_time_goes(c)]
     return "\n".join(lines) + "\n"
+
+
+def where_time_goes(c: dict) -> list[str]:
+    """Sentences from the numbers: each framework beside Sanic on the same loop."""
+    out = []
+    for name, ref in FRAMEWORKS.items():
+        a, b = c[(name, "untraced")], c[(ref, "untraced")]
+        du, ds = a["user_us_per_req"] - b["user_us_per_req"], a["sys_us_per_req"] - b["sys_us_per_req"]
+        where = ("user time, the process's own code (loop, HTTP parsing, framework), not the kernel"
+                 if abs(du) >= abs(ds) else "system time, in the kernel")
+        out.append(f"- {name} vs {ref}: {a['syscalls_per_req']:.2f} vs {b['syscalls_per_req']:.2f} syscalls "
+                   f"per request; {a['cpu_us_per_req']:.1f} vs {b['cpu_us_per_req']:.1f} µs CPU per request "
+                   f"({du + ds:+.1f} µs: user {du:+.1f}, system {ds:+.1f}). The difference is mostly {where}.")
+    return out
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -167,7 +257,7 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (a, b, w) = plt.subplots(1, 3, figsize=(18, 4.8))
     width = 0.27
     for i, cond in enumerate(CONDITIONS):
         got = [next(r for r in rows if r["server"] == s and r["condition"] == cond) for s in SERVERS]
@@ -176,8 +266,18 @@ def plot(rows: list[dict], path: Path) -> None:
         if cond != "untraced":
             b.bar([j + (i - 1.5) * width for j in range(len(SERVERS))],
                   [r["ratio_vs_untraced"] for r in got], width, label=cond)
-    for ax in (a, b):
-        ax.set_xticks(range(len(SERVERS)), SERVERS)
+    idle = [next(r for r in rows if r["server"] == s and r["condition"] == "untraced") for s in SERVERS]
+    user = [r["user_us_per_req"] for r in idle]
+    w.bar(range(len(SERVERS)), user, 0.6, label="user (in the process)")
+    w.bar(range(len(SERVERS)), [r["sys_us_per_req"] for r in idle], 0.6, bottom=user,
+          label="system (in the kernel)")
+    for j, r in enumerate(idle):
+        w.annotate(f"{r['syscalls_per_req']:.1f} syscalls/req", (j, r["cpu_us_per_req"]),
+                   ha="center", va="bottom", fontsize=8)
+    w.set_ylabel("server CPU µs per request, untraced")
+    w.set_title("where the time goes: user vs system")
+    for ax in (a, b, w):
+        ax.set_xticks(range(len(SERVERS)), SERVERS, rotation=20)
         ax.legend()
     a.set_ylabel("server CPU µs per request (lower is better)")
     a.set_title("CPU per request")
@@ -214,7 +314,13 @@ def main() -> int:
                     runs[(name, cond)].append(got)
                     say(f"[bench]     {got['rps']:.0f} req/s, {got['cpu_us_per_req']:.1f} µs CPU/req"
                         + (f" (+{got['tracer_cpu_us_per_req']:.1f} strace)" if cond != "untraced" else ""))
-    rows = summarize(runs)
+        counted = {}
+        for name in SERVERS:
+            say(f"[bench] syscalls per request: {name} under strace -c ...")
+            counted[name] = count_syscalls(name, args.seconds, Path(tmp))
+            say(f"[bench]     {counted[name]['syscalls_per_req']:.2f} syscalls/req over "
+                f"{counted[name]['requests']} requests")
+    rows = summarize(runs, counted)
     machine = {"cpus": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version(),
                "rounds": args.rounds, "seconds": args.seconds, "date": time.strftime("%Y-%m-%d")}
     args.out.mkdir(parents=True, exist_ok=True)
@@ -228,4 +334,9 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        sys.exit("[bench] interrupted; the servers it started were stopped")
+    except (RuntimeError, subprocess.SubprocessError, OSError) as e:
+        sys.exit(f"[bench] stopped: {e}")

@@ -19,6 +19,8 @@ from sanic.exceptions import SanicException
 from sanic.request import Request
 from sanic.response import HTTPResponse, json
 
+from server.bodies import INDEX, json_body
+
 DATA_DIR = (Path(__file__).parent / "data").resolve()
 DEFAULT_FILE = "lab.txt"
 MAX_SLEEP_MS = 10_000
@@ -173,12 +175,11 @@ def create_app(name: str = "epoll_lab") -> Sanic:
 
     @app.get("/")
     async def index(request: Request):
-        return _body("socket", pollable=True, note="socket reads and writes only, driven by epoll")
+        return json(INDEX, dumps=ujson.dumps)
 
     @app.get("/json")
     async def json_route(request: Request):
-        items = [{"n": i, "square": i * i} for i in range(10)]
-        return _body("socket", pollable=True, encoder="ujson", items=items)
+        return json(json_body(), dumps=ujson.dumps)
 
     @app.get("/file")
     async def file_route(request: Request):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import socket
@@ -157,29 +158,38 @@ def c_ltrace(tools_present, ltrace_present, tmp_path_factory) -> Trace:
     return run_recipe(tmp_path_factory, recipes.c(pool=False, tool="ltrace", port=free_port()))
 
 
+@contextlib.contextmanager
+def serving(argv: list[str]):
+    """Run `argv --port N` untraced until it accepts; yield N; stop it by PID (SIGINT first)."""
+    port = free_port()
+    proc = subprocess.Popen([*argv, "--port", str(port)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read().decode()
+                time.sleep(0.05)
+        yield port
+    finally:
+        proc.send_signal(2)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    out = proc.stdout.read().decode(errors="replace")
+    assert "Traceback" not in out, f"{argv} printed a traceback:\n{out}"
+
+
 @pytest.fixture(scope="session")
 def sanic_server(tools_present):
     """The demo server, untraced, for route tests."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "server", "--port", str(port)], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            assert proc.poll() is None, proc.stdout.read().decode()
-            time.sleep(0.05)
-    yield port
-    proc.send_signal(2)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    out = proc.stdout.read().decode(errors="replace")
-    assert "Traceback" not in out, f"the server printed a traceback:\n{out}"
+    with serving([sys.executable, "-m", "server"]) as port:
+        yield port
 
 
 def assert_add_follows_each_accept(trace):
