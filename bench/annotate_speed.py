@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from helpers import ROOT, free_port, need, pin, wait_port
+from helpers import ROOT, free_port, need, pin, stop_server, wait_port
 
 sys.path.insert(0, str(ROOT))
 from tracing.recipes import strace_flags  # noqa: E402
@@ -70,14 +70,7 @@ def make_log(path: Path, lines: int) -> int:
             load.terminate()
             load.wait()
         # SIGINT to the server (a child of strace) lets it exit cleanly; then strace ends.
-        children = Path(f"/proc/{tracer.pid}/task/{tracer.pid}/children")
-        for pid in (children.read_text().split() if children.exists() else []):
-            os.kill(int(pid), signal.SIGINT)
-        try:
-            tracer.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(tracer.pid, signal.SIGKILL)
-            tracer.wait()
+        stop_server(tracer, traced=True)
     return count_lines(path)
 
 

@@ -30,7 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from helpers import ROOT, cpu_split, descendants, free_port, need, pin, wait_http
+from helpers import ROOT, cpu_split, descendants, free_port, need, pin, stop_server, wait_http
 
 sys.path.insert(0, str(ROOT))
 from tracing.recipes import load_flags, strace_flags  # noqa: E402
@@ -167,18 +167,7 @@ def count_syscalls(name: str, seconds: int, tmp: Path) -> dict:
 
 def _stop(top: subprocess.Popen, traced: bool) -> None:
     """SIGINT the server (under strace: strace's child), then make sure, by PID."""
-    targets = descendants(top.pid)[:1] if traced else [top.pid]
-    for sig, wait in ((signal.SIGINT, 10), (signal.SIGTERM, 5), (signal.SIGKILL, 5)):
-        for pid in targets:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        try:
-            top.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            targets = [top.pid, *descendants(top.pid)]
+    stop_server(top, traced)
 
 
 def summarize(runs: dict, counted: dict) -> list[dict]:

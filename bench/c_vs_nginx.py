@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from helpers import ROOT, cpu_seconds, free_port, need, pin, wait_port
+from helpers import ROOT, cpu_seconds, free_port, need, pin, stop_server, wait_port
 
 
 def start(name: str, port: int, tmp: Path) -> subprocess.Popen:
@@ -43,12 +43,7 @@ def one_round(name: str, seconds: int, tmp: Path) -> dict:
                              capture_output=True, text=True, check=True).stdout
         cpu = cpu_seconds(proc.pid) - before
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_server(proc, traced=False, first=signal.SIGTERM)
     requests = int(re.search(r"(\d+) requests in", out).group(1))
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     return {"rps": rps, "cpu_us": cpu / requests * 1e6}

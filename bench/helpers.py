@@ -1,16 +1,21 @@
-"""What the benchmarks share: tools (installed when root), ports, pinning."""
+"""What the benchmarks add to the shared helpers: tools (installed when root), pinning, CPU time."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import socket
+import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+# One home for ports and processes: the library's and the tests' helpers.
+from tests.helpers import free_port  # noqa: E402,F401
+from tracing import procs  # noqa: E402
+from tracing.procs import descendants  # noqa: E402,F401
+
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -24,21 +29,9 @@ def need(tool: str, package: str) -> str:
     sys.exit(f"{tool} is missing: sudo apt-get install -y {package}")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_port(port: int) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing answers on {port}")
+    if not procs.wait_port(port, 10):
+        raise RuntimeError(f"nothing answers on {port}")
 
 
 def cpu_split(pid: int) -> tuple[float, float]:
@@ -57,28 +50,14 @@ def pin(cpu: int) -> list[str]:
 
 def wait_http(port: int, timeout: float = 60) -> None:
     """Until the server answers a GET (Sanic listens before it serves)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-                s.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
-                if s.recv(1):
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"no HTTP answer on {port}")
+    if not procs.wait_http(port, timeout):
+        raise RuntimeError(f"no HTTP answer on {port}")
 
 
-def descendants(pid: int) -> list[int]:
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        try:
-            kids = [int(k) for t in Path(f"/proc/{p}/task").iterdir()
-                    for k in (t / "children").read_text().split()]
-        except OSError:
-            kids = []
-        out += kids
-        todo += kids
-    return out
+def stop_server(top: subprocess.Popen, traced: bool, first: int = signal.SIGINT) -> None:
+    """Stop a server by PID (under a tracer: the tracer's child, so the tracer ends with it),
+    `first` then harder (tracing.procs.stop), and reap the process we started."""
+    for pid in (procs.child_pids(top.pid)[:1] if traced else []) or [top.pid]:
+        procs.stop(pid, first)
+    procs.stop(top.pid, first)
+    top.wait()

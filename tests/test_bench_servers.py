@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, curl, serving
+from tests.helpers import ROOT, curl, serving
 
 sys.path.insert(0, str(ROOT / "bench"))
 from bench import parse_strace_counts  # noqa: E402

@@ -14,18 +14,10 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT, curl, free_port
+from tests.helpers import ROOT, curl, free_port, wait_for
+from tracing.procs import port_answers
 
 ASAN = ROOT / "cdemo" / "bin" / "epoll_server-asan"
-
-
-def wait_for(cond, timeout=5.0, step=0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(step)
-    return cond()
 
 
 class Server:
@@ -51,11 +43,7 @@ class Server:
         self.baseline = readings[-1]
 
     def answers(self):
-        try:
-            socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-            return True
-        except OSError:
-            return False
+        return port_answers(self.port)
 
     def fds(self):
         return len(os.listdir(f"/proc/{self.proc.pid}/fd"))

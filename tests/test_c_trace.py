@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.conftest import WAITS, assert_add_follows_each_accept, show
+from tests.helpers import WAITS, assert_add_follows_each_accept, show
 from tracing.parse import split_args
 
 

@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 
-from tests.conftest import assert_add_follows_each_accept, show
+from tests.helpers import assert_add_follows_each_accept, show
 from tracing import compare
 
 

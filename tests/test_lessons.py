@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.conftest import WAITS, show
+from tests.helpers import WAITS, show
 from tracing.annotate import READS, WRITES
 from tracing.parse import split_args
 

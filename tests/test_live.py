@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT, curl, free_port
+from tests.helpers import ROOT, curl, free_port
 from tracing.run import alive
 
 

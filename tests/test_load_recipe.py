@@ -3,7 +3,7 @@ filtered in the kernel, while wrk loads the server; the annotator reads it."""
 
 from __future__ import annotations
 
-from tests.conftest import show
+from tests.helpers import show
 from tracing import recipes
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import show
+from tests.helpers import show
 from tracing import ltrace
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ltrace"

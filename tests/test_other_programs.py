@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import fd_roles, show
+from tests.helpers import fd_roles, show
 from tracing.annotate import annotate_file
 
 OTHERS = Path(__file__).parent / "fixtures" / "others"

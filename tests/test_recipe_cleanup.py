@@ -7,30 +7,13 @@ import shutil
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, free_port
+from tests.helpers import ROOT, free_port, processes_running, run_cli
 from tracing import recipes
 from tracing.recipes import Request, Target
 from tracing.run import EXIT_SCENARIO, EXIT_SETUP, EXIT_START, TraceError, alive, port_free, trace
-
-
-def processes_running(needle: str) -> list[str]:
-    """Command lines of live processes that mention `needle` (a unique port)."""
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-            state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
-        except OSError:
-            continue
-        if needle in cmd and state != "Z":
-            found.append(f"{pid}: {cmd}")
-    return found
 
 
 def test_after_a_run_no_server_or_strace_is_left_and_the_port_is_free(tools_present, tmp_path):
@@ -76,11 +59,6 @@ def test_a_server_that_does_not_start_is_reported_with_its_output(tools_present,
     assert err.value.code == EXIT_START
     assert "did not start" in str(err.value) and "boom: no config" in str(err.value)
     assert not processes_running("boom: no config")
-
-
-def run_cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "tracing", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
 
 
 def test_missing_strace_is_named_with_the_install_command(tmp_path):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.conftest import curl
+from tests.helpers import curl
 
 
 def get_json(port, path):

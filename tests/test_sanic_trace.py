@@ -6,7 +6,7 @@ claims that hold for both are checked on both.
 
 from __future__ import annotations
 
-from tests.conftest import WAITS, assert_add_follows_each_accept, fd_roles, show
+from tests.helpers import WAITS, assert_add_follows_each_accept, fd_roles, show
 from tracing.parse import split_args
 
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.conftest import curl
+from tests.helpers import curl
 
 
 def refused(port, path) -> str:

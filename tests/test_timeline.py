@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from tests.conftest import show
+from tests.helpers import show
 from tracing import browser, timeline
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -11,7 +12,10 @@ from tracing import recipes
 from tracing import browser, compare, inputs, live, timeline
 from tracing.annotate import Annotator, annotate_items
 from tracing.parse import events
-from tracing.run import EXIT_SETUP, TraceError, report, trace
+from tracing.errors import EXIT_CODES_HELP, EXIT_SETUP, TraceError
+from tracing.outputs import report
+from tracing.procs import catch_stop_signals
+from tracing.run import trace
 from tracing.views import eprint, summary_text, use_color, write_outputs
 
 EPILOG = """\
@@ -24,11 +28,7 @@ recommended strace flags for logs you bring to `annotate`:
   Logs without some of these still annotate; the fd table then works out
   what each fd is from the calls that made it.
 
-exit codes:
-  0 ok   2 bad usage   3 set-up problem (strace/curl missing, ptrace refused,
-  port in use)   4 server did not start   5 a scenario request failed
-  130 interrupted
-"""
+""" + EXIT_CODES_HELP
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,11 +38,28 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("trace", help="run a server under strace with the curl scenario",
-                       description="Start the server under strace, wait for its port, send the "
-                       "scenario with curl, stop it with SIGINT and write traces/<run>/.",
+    t = sub.add_parser("trace", help="trace a demo server, any command, or a running process",
+                       usage="%(prog)s [options] {c,sanic}\n"
+                             "       %(prog)s [options] -- CMD [ARGS...]\n"
+                             "       %(prog)s [options] --pid PID",
+                       description="Trace with strace and write traces/<run>/: raw.strace, "
+                       "annotated.log, events.jsonl, timeline.html, summary.json. `c` and `sanic` "
+                       "start a demo server, send it the lab's curl scenario and stop it with SIGINT. "
+                       "`-- CMD ...` runs your command until it exits, Ctrl-C or --seconds; "
+                       "`--pid PID` attaches to a running process and all its threads and detaches "
+                       "at the end. With --port (and --request) the lab waits for the port to "
+                       "answer HTTP, sends the requests with curl and then stops.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    t.add_argument("target", choices=sorted(recipes.TARGETS), help="which server")
+    t.add_argument("target", nargs="?", choices=sorted(recipes.TARGETS),
+                   help="a demo server (or give `-- CMD ...` or --pid)")
+    t.add_argument("--pid", type=int, default=None,
+                   help="attach to this running process (strace -f -p: every thread)")
+    t.add_argument("--seconds", type=float, default=None,
+                   help="stop (or detach) after this many seconds")
+    t.add_argument("--request", action="append", default=None, metavar="PATH",
+                   help="with --port: a path to GET with curl (repeatable; default /)")
+    t.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
+                   help="with --port: how long to wait for it to answer HTTP (default 60)")
     t.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
                    help="Sanic's event loop (default uvloop)")
     t.add_argument("--pool", action="store_true",
@@ -61,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Sanic: refuse io_uring_setup (strace fault injection), as a container "
                         "would; uvloop then registers fds with plain epoll_ctl")
     t.add_argument("--port", type=int, default=None,
-                   help="port on 127.0.0.1 (default 8000 for sanic, 8080 for c)")
+                   help="port on 127.0.0.1 (demo servers: default 8000 for sanic, 8080 for c; a "
+                        "command or PID: curl it there once it answers)")
     t.add_argument("--out", type=Path, default=None,
                    help="output folder (default traces/<run>)")
     t.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -118,9 +136,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `trace [options] -- CMD ARGS...`: the command is everything after `--`.
+    command: list[str] = []
+    if argv[:1] == ["trace"] and "--" in argv:
+        at = argv.index("--")
+        argv, command = argv[:at], argv[at + 1:]
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.cmd = command
+    catch_stop_signals()
     try:
         if args.command == "trace":
+            _check_trace_args(parser, args)
             return cmd_trace(args)
         if args.command == "compare":
             return cmd_compare(args)
@@ -134,6 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     except TraceError as e:
         eprint(f"epoll-lab: error: {e}")
         return e.code
+    except KeyboardInterrupt as e:
+        signum = getattr(e, "signum", signal.SIGINT)
+        eprint(f"epoll-lab: interrupted ({signal.Signals(signum).name}); nothing was left running")
+        return 128 + signum
     except BrokenPipeError:
         return 0
 
@@ -148,12 +180,27 @@ def _check_built(target: recipes.Target) -> None:
         raise TraceError(f"{target.argv[0]} is not built: run `make build-c`", EXIT_SETUP)
 
 
+def _check_trace_args(parser: argparse.ArgumentParser, args) -> None:
+    given = [w for w, on in (("a demo target", args.target), ("-- CMD", args.cmd),
+                             ("--pid", args.pid is not None)) if on]
+    if len(given) != 1:
+        parser.error("trace needs exactly one of: c, sanic, `-- CMD ...`, --pid PID"
+                     + (f" (got {' and '.join(given)})" if given else ""))
+    if args.request and not args.port:
+        parser.error("--request needs --port")
+
+
 def cmd_trace(args) -> int:
-    target = _target(args.target, args.port, loop=args.loop, pool=args.pool, io_uring=args.io_uring,
-                     tool=args.tool, recipe=args.recipe, scenario=args.scenario)
-    _check_built(target)
+    if args.target:
+        target = _target(args.target, args.port, loop=args.loop, pool=args.pool, io_uring=args.io_uring,
+                         tool=args.tool, recipe=args.recipe, scenario=args.scenario)
+        _check_built(target)
+        if args.request:
+            target.requests = [recipes.Request(p, "") for p in args.request]
+    else:
+        target = recipes.program(args.cmd, args.port, args.request, pid=args.pid, tool=args.tool)
     out = args.out or Path("traces") / target.name
-    result = trace(target, out)
+    result = trace(target, out, seconds=args.seconds, wait=args.wait)
     if args.json:
         print(json.dumps(result["summary"]))
     else:

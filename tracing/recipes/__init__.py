@@ -69,20 +69,22 @@ class Request:
 class Target:
     name: str  # the folder under traces/
     argv: list[str]  # the server command, port appended by `command`
-    port: int
+    port: int | None  # None: no scenario, trace until the program ends
     requests: list[Request] = field(default_factory=list)
     extra_strace: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     tracer: str = "strace"  # or "ltrace"
     recipe: str = "story"  # or "load": the cheap filter, under wrk instead of curl
     tracer_flags: list[str] = field(default_factory=list)  # ltrace's, when tracer is ltrace
+    pid: int | None = None  # attach to this running process instead of starting argv
+    port_flag: bool = True  # the demo servers take `--port N`; a user's command is run as given
 
     @property
     def raw_name(self) -> str:
         return f"raw.{self.tracer}"
 
     def command(self) -> list[str]:
-        return [*self.argv, "--port", str(self.port)]
+        return [*self.argv, "--port", str(self.port)] if self.port_flag and self.port else list(self.argv)
 
 
 SANIC_REQUESTS = [
@@ -175,6 +177,16 @@ def c(pool: bool = False, port: int = 8080, tool: str = "strace", recipe: str = 
         argv.append("--pool")
     target = with_recipe(Target("c-pool" if pool else "c", argv, port, list(C_REQUESTS)), recipe)
     return with_ltrace(target, LTRACE_C) if tool == "ltrace" else target
+
+
+def program(argv: list[str], port: int | None = None, paths: list[str] | None = None,
+            pid: int | None = None, tool: str = "strace") -> Target:
+    """Any command (or, with `pid`, a running process); with a port, curl sends `paths` (default /)."""
+    if paths is None:
+        paths = ["/"] if port else []
+    name = f"pid-{pid}" if pid else Path(argv[0]).name or "program"
+    target = Target(name, list(argv), port, [Request(p, "") for p in paths], pid=pid, port_flag=False)
+    return with_ltrace(target, LTRACE_PY) if tool == "ltrace" else target
 
 
 TARGETS = {"sanic": sanic, "c": c}

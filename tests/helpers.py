@@ -1,0 +1,182 @@
+"""What the tests share: ports, curl, starting and stopping a server by PID,
+reading a trace back, the CLI as a user runs it. One home for each; process
+work goes through the library's own functions (tracing.procs)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tracing.names import WAITS  # noqa: F401  (the tests' one set of wait names)
+from tracing.parse import split_args
+from tracing.procs import alive, port_answers, stop, wait_port
+
+ROOT = Path(__file__).resolve().parents[1]
+PROGRAMS = Path(__file__).parent / "programs"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def curl(port: int, path: str, *extra: str) -> tuple[int, str]:
+    """Real curl; returns (HTTP status, body)."""
+    p = subprocess.run(["curl", "-sS", "--max-time", "15", *extra, "-w", "\n%{http_code}",
+                        f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True)
+    body, _, status = p.stdout.rpartition("\n")
+    assert p.returncode == 0, f"curl {path} failed: {p.stderr}"
+    return int(status), body
+
+
+def wait_for(cond, timeout: float = 5.0, step: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(step)
+    return cond()
+
+
+class Server:
+    """A server process started untraced, waited for on its port, stopped by PID (SIGINT first)."""
+
+    def __init__(self, argv: list[str], port: int, timeout: float = 30, **popen) -> None:
+        self.port = port
+        popen.setdefault("stdout", subprocess.PIPE)
+        popen.setdefault("stderr", subprocess.STDOUT)
+        self.proc = subprocess.Popen(argv, cwd=popen.pop("cwd", ROOT), **popen)
+        if not wait_for(lambda: port_answers(port) or self.proc.poll() is not None, timeout, 0.05) \
+                or self.proc.poll() is not None:
+            out = self.output()
+            self.stop()
+            raise AssertionError(f"{argv[0]} did not listen on {port}:\n{out}")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def output(self) -> str:
+        if self.proc.poll() is None or self.proc.stdout is None:
+            return ""
+        return self.proc.stdout.read().decode(errors="replace")
+
+    def stop(self) -> str:
+        stop(self.proc.pid)
+        self.proc.wait()
+        return self.output()
+
+
+@contextlib.contextmanager
+def serving(argv: list[str]):
+    """Run `argv --port N` untraced until it accepts; yield N; stop it by PID (SIGINT first)."""
+    port = free_port()
+    server = Server([*argv, "--port", str(port)], port)
+    try:
+        yield port
+    finally:
+        out = server.stop()
+    assert "Traceback" not in out, f"{argv} printed a traceback:\n{out}"
+
+
+def sanic_server(port: int, *extra: str) -> Server:
+    return Server([sys.executable, "-m", "server", "--port", str(port), *extra], port)
+
+
+def run_cli(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: float = 180
+            ) -> subprocess.CompletedProcess:
+    """`python -m tracing ARGS` as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "tracing", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def processes_running(needle: str) -> list[str]:
+    """Command lines of live processes that mention `needle` (a unique port, say)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+        except OSError:
+            continue
+        if needle in cmd and state != "Z":
+            found.append(f"{pid}: {cmd}")
+    return found
+
+
+def none_alive(pids) -> list[int]:
+    """The PIDs of `pids` still running, after giving them a few seconds to go."""
+    wait_for(lambda: not any(alive(p) for p in pids), 10, 0.1)
+    return [p for p in pids if alive(p)]
+
+
+@dataclass
+class Trace:
+    """A finished run, read back from its files."""
+
+    out: Path
+    records: list[dict]
+    requests: list[dict]
+
+    @classmethod
+    def load(cls, out: Path) -> "Trace":
+        records = [json.loads(l) for l in (out / "events.jsonl").read_text().splitlines()]
+        scenario = out / "scenario.jsonl"
+        requests = [json.loads(l) for l in scenario.read_text().splitlines()] if scenario.exists() else []
+        return cls(out, records, requests)
+
+    def in_request(self, path: str) -> list[dict]:
+        steps = [r for r in self.requests if r["path"].startswith("/") and not r.get("probe")]
+        label = next(f"request {i + 1}: GET {r['path']}" for i, r in enumerate(steps)
+                     if r["path"] == path)
+        return [r for r in self.records if r.get("request") == label]
+
+    @property
+    def loop_tid(self) -> int:
+        waits = [r["tid"] for r in self.records if r["syscall"] in WAITS]
+        return max(set(waits), key=waits.count)
+
+
+def show(records, n: int = 25) -> str:
+    """Failure-message form of records: their line numbers, threads and notes."""
+    lines = [f"  line {r['line']:>6} tid {r['tid']} {r['thread']:<5} {r['syscall'] or r['kind']}: "
+             f"{r['note'][:160]}" for r in list(records)[:n]]
+    return "\n".join(lines) or "  (no records)"
+
+
+def fd_roles(rec: dict) -> set[str]:
+    return {f["role"] for f in rec.get("fds", [])}
+
+
+def assert_add_follows_each_accept(trace):
+    """Each accepted client: EPOLL_CTL_ADD first, EPOLL_CTL_DEL last, then close."""
+    loop = trace.loop_tid
+    recs = [r for r in trace.records if r["tid"] == loop]
+    accepts = [(i, int(r["ret"])) for i, r in enumerate(recs)
+               if r["syscall"] == "accept4" and r["errno"] is None]
+    assert accepts, "no accept4 on the loop thread"
+    for i, fd in accepts:
+        rest = recs[i + 1:]
+        close_at = next((j for j, r in enumerate(rest)
+                         if r["syscall"] == "close" and r["fds"] and r["fds"][0]["fd"] == fd), None)
+        assert close_at is not None, f"client fd {fd} never closed"
+        life = rest[:close_at]
+        ops = [split_args(r["args"])[1] for r in life
+               if r["syscall"] == "epoll_ctl" and r["fds"][1]["fd"] == fd]
+        assert ops[:1] == ["EPOLL_CTL_ADD"], f"fd {fd}: {ops}\n{show(life)}"
+        assert ops[-1] == "EPOLL_CTL_DEL", f"fd {fd}: {ops}\n{show(life)}"
+
+
+__all__ = ["ROOT", "PROGRAMS", "WAITS", "Server", "Trace", "assert_add_follows_each_accept", "curl",
+           "fd_roles", "free_port", "none_alive", "processes_running", "run_cli", "sanic_server", "serving", "show",
+           "wait_for", "wait_port"]

@@ -1,0 +1,39 @@
+"""The one error a run raises, and the exit codes the command line documents."""
+
+from __future__ import annotations
+
+# Exit codes (also in `python -m tracing --help`).
+EXIT_SETUP = 3  # strace/curl missing, ptrace refused, port in use
+EXIT_START = 4  # the program did not start, or its port never answered
+EXIT_SCENARIO = 5  # a scenario request failed
+EXIT_PID = 6  # --pid: no such process, or it cannot be traced
+EXIT_OUTPUT = 7  # the output folder cannot be written (read-only, full, missing)
+EXIT_NOT_FOUND = 127  # the command to trace is not found (as in a shell)
+EXIT_INTERRUPTED = 130  # Ctrl-C; SIGTERM and SIGHUP give 128 + their number
+
+EXIT_CODES_HELP = """\
+exit codes:
+  0 ok   2 bad usage   3 set-up problem (strace/curl missing, ptrace refused,
+  port in use)   4 the server or program did not start, or its port never
+  answered   5 a scenario request failed   6 --pid: no such process, or it
+  cannot be traced   7 the output folder cannot be written (read-only, full,
+  missing)   127 the command to trace is not found
+  128+N stopped by signal N: 130 Ctrl-C, 129 SIGHUP, 143 SIGTERM (the traced
+  processes are stopped first; nothing is left running)
+"""
+
+
+class TraceError(Exception):
+    """A run that cannot go on; `code` is the process exit code to use."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGINT, SIGTERM or SIGHUP arrived: unwind, stop everything, exit 128+N."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum

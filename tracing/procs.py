@@ -1,0 +1,248 @@
+"""Process control: start a tracer in its own session, find the program it
+runs, stop both by PID, and keep Ctrl-C, SIGTERM and SIGHUP from cutting a
+clean-up short. The library's one way to wait for a port and stop a process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from tracing.errors import Stopped
+
+STOP_TIMEOUT = 10.0
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def port_answers(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        return True
+    except OSError:
+        return False
+
+
+def wait_port(port: int, timeout: float = 10.0) -> bool:
+    """Until something accepts a connection on 127.0.0.1:port; False on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_answers(port):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def http_answers(port: int, timeout: float = 0.5) -> bool:
+    """A GET / gets at least one byte back (Sanic listens well before it serves)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            s.sendall(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            return bool(s.recv(1))
+    except OSError:
+        return False
+
+
+def wait_http(port: int, timeout: float = 60.0) -> bool:
+    """Until the server answers a GET; False on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if http_answers(port):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def child_pids(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid` (children of all its threads), parents first."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop(0)
+        try:
+            kids = [int(k) for t in Path(f"/proc/{p}/task").iterdir()
+                    for k in (t / "children").read_text().split()]
+        except OSError:
+            kids = []
+        out += kids
+        todo += kids
+    return out
+
+
+def exe_of(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return ""
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie is dead for our purposes.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def kill(pid: int, sig: int = signal.SIGKILL) -> bool:
+    try:
+        os.kill(pid, sig)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def wait_gone(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and alive(pid):
+        time.sleep(0.05)
+    return not alive(pid)
+
+
+def stop(pid: int, first: int = signal.SIGINT, wait: float = STOP_TIMEOUT) -> list[str]:
+    """`first`, then SIGTERM, then SIGKILL, until the process is gone. Returns what it did."""
+    done = []
+    for sig, seconds in ((first, wait), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        if not alive(pid) or not kill(pid, sig):
+            break
+        done.append(f"sent {signal.Signals(sig).name} to {pid}")
+        if wait_gone(pid, seconds):
+            break
+    return done
+
+
+def tail(path: Path, n: int = 20) -> str:
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "    (no output)"
+    return "\n".join("    " + line for line in lines[-n:]) or "    (no output)"
+
+
+@dataclass
+class Traced:
+    """A tracer and what it traces: the program it started, or the process it attached to."""
+
+    strace: subprocess.Popen  # the tracer (strace or ltrace), whatever its name
+    log: Path  # the tracer's and the program's own output
+    started: float  # time.time() just before the tracer was started
+    attached: int | None = None  # --pid: the process the tracer attached to
+
+    @property
+    def tracer(self) -> subprocess.Popen:
+        return self.strace
+
+    def server_pid(self) -> int | None:
+        if self.attached is not None:
+            return self.attached
+        kids = child_pids(self.strace.pid)
+        # strace forks short-lived probes of its own first: the program is the
+        # child that has run exec (a different executable from the tracer's).
+        ran = [k for k in kids if exe_of(k) != exe_of(self.strace.pid)]
+        return (ran or kids or [None])[0]
+
+    def stop(self, port: int | None = None) -> list[str]:
+        """Stop the run by PID; reap the tracer; wait for the port to be free. Returns what it did."""
+        with shielded():
+            done = self._detach() if self.attached is not None else self._stop_program()
+            if port and self.attached is None:
+                deadline = time.monotonic() + 5
+                while not port_free(port) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+        return done
+
+    def _stop_program(self) -> list[str]:
+        # SIGINT the program as Ctrl-C would, then harder; strace exits with it.
+        server = self.server_pid()
+        done = [f"{d} (the program)" for d in stop(server)] if server else []
+        try:
+            self.strace.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            # Children the program left behind (a /subprocess child) go too.
+            for pid in descendants(self.strace.pid):
+                kill(pid)
+            self.strace.kill()
+            self.strace.wait()
+            done.append("killed the tracer")
+        return done
+
+    def _detach(self) -> list[str]:
+        # SIGINT makes strace detach from every thread; the process runs on.
+        done = []
+        if self.strace.poll() is None:
+            self.strace.send_signal(signal.SIGINT)
+            done.append(f"detached from {self.attached} (SIGINT to the tracer {self.strace.pid})")
+            try:
+                self.strace.wait(timeout=STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.strace.kill()
+                self.strace.wait()
+                done.append("killed the tracer")
+        return done
+
+
+def launch(cmd: list[str], log: Path, env: dict[str, str] | None = None,
+           pass_fds: tuple[int, ...] = ()) -> subprocess.Popen:
+    """Start `cmd` in its own session (a terminal's Ctrl-C reaches only us; we stop it by PID)."""
+    with open(log, "wb") as logf:
+        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
+                                pass_fds=pass_fds, env={**os.environ, **(env or {})},
+                                start_new_session=True)
+
+
+def _raise_stopped(signum, frame) -> None:
+    raise Stopped(signum)
+
+
+def catch_stop_signals() -> None:
+    """SIGINT, SIGTERM and SIGHUP all unwind as Stopped, so every `finally` runs."""
+    if threading.current_thread() is threading.main_thread():
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, _raise_stopped)
+
+
+@contextlib.contextmanager
+def shielded() -> Iterator[list[int]]:
+    """A clean-up that a second Ctrl-C must not cut short; the signal is re-raised after it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield []
+        return
+    got: list[int] = []
+    previous = {sig: signal.signal(sig, lambda s, f: got.append(s)) for sig in STOP_SIGNALS}
+    try:
+        yield got
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if got and previous.get(got[0]) is _raise_stopped:
+        raise Stopped(got[0])
