@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,6 @@ from tracing.run import trace
 # The shared helpers live in tests/helpers.py; these names stay importable from here.
 from tests.helpers import (ROOT, WAITS, Trace, assert_add_follows_each_accept, curl,  # noqa: F401
                            fd_roles, free_port, serving, show)
-from tests import helpers
 
 
 @pytest.fixture(scope="session")
@@ -101,3 +101,5 @@ def c_ltrace(tools_present, ltrace_present, tmp_path_factory) -> Trace:
 @pytest.fixture(scope="session")
 def sanic_server(tools_present):
     """The demo server, untraced, for route tests."""
+    with serving([sys.executable, "-m", "server"]) as port:
+        yield port
