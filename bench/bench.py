@@ -188,9 +188,14 @@ def summarize(runs: dict, counted: dict) -> list[dict]:
     return rows
 
 
-def spread(row: dict, key: str, fmt: str) -> str:
+def span(row: dict, key: str) -> tuple[float, float]:
     vals = [r[key] for r in row["runs"] if r[key] is not None]
-    return f"{format(row[key], fmt)} ({format(min(vals), fmt)}–{format(max(vals), fmt)})"
+    return min(vals), max(vals)
+
+
+def spread(row: dict, key: str, fmt: str) -> str:
+    lo, hi = span(row, key)
+    return f"{format(row[key], fmt)} ({format(lo, fmt)}–{format(hi, fmt)})"
 
 
 def markdown(rows: list[dict], machine: dict) -> str:
@@ -213,13 +218,15 @@ def markdown(rows: list[dict], machine: dict) -> str:
     lines += ["", f"C server / nginx CPU per request (untraced): "
               f"{c[('c', 'untraced')]['cpu_us_per_req'] / c[('nginx', 'untraced')]['cpu_us_per_req']:.2f}; "
               f"Sanic uvloop / stdlib req/s: "
-              f"{c[('sanic-uvloop', 'untraced')]['rps'] / c[('sanic-asyncio', 'untraced')]['rps']:.2f}"]
+              f"{c[('sanic-uvloop', 'untraced')]['rps'] / c[('sanic-asyncio', 'untraced')]['rps']:.2f}; "
+              f"Sanic stdlib / uvloop CPU per request (steadier on a shared machine): "
+              f"{c[('sanic-asyncio', 'untraced')]['cpu_us_per_req'] / c[('sanic-uvloop', 'untraced')]['cpu_us_per_req']:.2f}"]
     lines += ["", "## Where each server's time goes (untraced)", "",
               "| server | CPU µs/req | user | system | syscalls/req | system µs per syscall | "
               "syscalls per request (strace -c) |", "|---|---|---|---|---|---|---|"]
     for name in SERVERS:
         r = c[(name, "untraced")]
-        top = ", ".join(f"{sc} {n:.2f}" for sc, n in list(r["syscalls_by_name"].items())[:6])
+        top = ", ".join(f"{sc} {n:.2f}" for sc, n in r["syscalls_by_name"].items() if n >= 0.01)
         lines.append(f"| {name} | {r['cpu_us_per_req']:.1f} | {r['user_us_per_req']:.1f} "
                      f"({r['user_us_per_req'] / r['cpu_us_per_req']:.0%}) | {r['sys_us_per_req']:.1f} | "
                      f"{r['syscalls_per_req']:.2f} | {r['sys_us_per_req'] / r['syscalls_per_req']:.2f} | {top} |")
@@ -233,11 +240,17 @@ def where_time_goes(c: dict) -> list[str]:
     for name, ref in FRAMEWORKS.items():
         a, b = c[(name, "untraced")], c[(ref, "untraced")]
         du, ds = a["user_us_per_req"] - b["user_us_per_req"], a["sys_us_per_req"] - b["sys_us_per_req"]
-        where = ("user time, the process's own code (loop, HTTP parsing, framework), not the kernel"
-                 if abs(du) >= abs(ds) else "system time, in the kernel")
+        lo_a, hi_a = span(a, "cpu_us_per_req")
+        lo_b, hi_b = span(b, "cpu_us_per_req")
+        if lo_a <= hi_b and lo_b <= hi_a:
+            verdict = "The CPU per request is the same within the rounds' spread."
+        else:
+            verdict = "The difference is mostly " + (
+                "user time, the process's own code (loop, HTTP parsing, framework), not the kernel."
+                if abs(du) >= abs(ds) else "system time, in the kernel.")
         out.append(f"- {name} vs {ref}: {a['syscalls_per_req']:.2f} vs {b['syscalls_per_req']:.2f} syscalls "
                    f"per request; {a['cpu_us_per_req']:.1f} vs {b['cpu_us_per_req']:.1f} µs CPU per request "
-                   f"({du + ds:+.1f} µs: user {du:+.1f}, system {ds:+.1f}). The difference is mostly {where}.")
+                   f"(medians apart: user {du:+.1f}, system {ds:+.1f}). {verdict}")
     return out
 
 
@@ -261,10 +274,11 @@ def plot(rows: list[dict], path: Path) -> None:
     w.bar(range(len(SERVERS)), [r["sys_us_per_req"] for r in idle], 0.6, bottom=user,
           label="system (in the kernel)")
     for j, r in enumerate(idle):
-        w.annotate(f"{r['syscalls_per_req']:.1f} syscalls/req", (j, r["cpu_us_per_req"]),
-                   ha="center", va="bottom", fontsize=8)
+        w.annotate(f"{r['user_us_per_req'] / r['cpu_us_per_req']:.0%} user\n{r['syscalls_per_req']:.1f} syscalls",
+                   (j, r["cpu_us_per_req"]), ha="center", va="bottom", fontsize=8)
     w.set_ylabel("server CPU µs per request, untraced")
-    w.set_title("where the time goes: user vs system")
+    w.set_title("where the time goes: user vs system (label: per request)")
+    w.set_ylim(0, max(r["cpu_us_per_req"] for r in idle) * 1.25)
     for ax in (a, b, w):
         ax.set_xticks(range(len(SERVERS)), SERVERS, rotation=20)
         ax.legend()
@@ -282,10 +296,13 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=int, default=3)
     ap.add_argument("--out", type=Path, default=ROOT / "bench")
-    ap.add_argument("--replot", action="store_true", help="redraw results.png from results.json")
+    ap.add_argument("--replot", action="store_true",
+                    help="rewrite results.md and results.png from results.json")
     args = ap.parse_args()
     if args.replot:
-        plot(json.loads((args.out / "results.json").read_text())["rows"], args.out / "results.png")
+        got = json.loads((args.out / "results.json").read_text())
+        (args.out / "results.md").write_text(markdown(got["rows"], got["machine"]))
+        plot(got["rows"], args.out / "results.png")
         return 0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if not (ROOT / "cdemo/bin/epoll_server").exists():
