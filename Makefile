@@ -10,7 +10,7 @@ ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-s
 C_BIN := cdemo/bin/epoll_server
 C_ASAN := cdemo/bin/epoll_server-asan
 
-.PHONY: help setup build-c trace-sanic trace-c compare ltrace-sanic ltrace-c live-sanic live-c serve-sanic serve-c test screenshot container-smoke bench bench-c bench-annotate clean
+.PHONY: help setup build-c trace-sanic trace-c compare ltrace-sanic ltrace-c live-sanic live-c serve-sanic serve-c test screenshot container-smoke bench bench-c bench-annotate bench-live clean
 
 help:
 	@echo "make trace-sanic [LOOP=asyncio] [PORT=8000]  trace the Sanic server, write traces/sanic*/"
@@ -30,6 +30,7 @@ help:
 	@echo "make bench                                    req/s, latency, CPU/request, tracing overhead: C, nginx, Sanic (a benchmark)"
 	@echo "make bench-c                                  CPU per request: the C server beside nginx (a benchmark)"
 	@echo "make bench-annotate [LINES=1000000]          annotate speed and memory beside strace-process-tree"
+	@echo "make bench-live [SECONDS='10 30']            live mode under wrk: lines lost (none) and lag behind strace"
 	@echo "make clean                                    remove traces/ and build output"
 
 setup:
@@ -94,6 +95,9 @@ bench-c: setup $(C_BIN)
 bench-annotate: setup $(C_BIN)
 	@$(PY) -m pip install -q -e '.[bench]'
 	$(PY) bench/annotate_speed.py $(if $(LINES),--lines $(LINES))
+
+bench-live: setup $(C_BIN)
+	$(PY) bench/live_lag.py $(if $(SECONDS),--seconds $(SECONDS))
 
 clean:
 	rm -rf traces build *.egg-info cdemo/bin

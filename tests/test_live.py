@@ -153,3 +153,55 @@ def test_a_burst_of_identical_polls_prints_once_with_a_count():
     shown = [line for line in text if "more like the line above" not in line]
     assert folded, "no burst was folded"
     assert len(shown) + sum(folded) == len(recs), "every record is either shown or counted"
+
+
+def test_live_reads_strace_in_chunks_and_keeps_every_line_whole():
+    # A recorded log through a real pipe in odd-sized writes, cut mid-line and
+    # mid-character (a non-ASCII path is added), as strace under load fills
+    # the pipe: every line comes out whole and the raw copy is byte for byte.
+    import io
+    from pathlib import Path
+
+    from tracing.live import chunked_lines
+
+    log = (Path(__file__).parent / "fixtures" / "others" / "asyncio.strace").read_bytes()
+    log += '1 1.0 openat(AT_FDCWD, "/tmp/café", O_RDONLY) = 3 <0.000010>\n'.encode()
+    read_end, write_end = os.pipe()
+
+    def writer() -> None:
+        for i in range(0, len(log), 4093):
+            os.write(write_end, log[i:i + 4093])
+        os.close(write_end)
+
+    threading.Thread(target=writer, daemon=True).start()
+    raw = io.BytesIO()
+    flushes = []
+    try:
+        lines = list(chunked_lines(read_end, raw, lambda: flushes.append(1), lambda: None))
+    finally:
+        os.close(read_end)
+    assert raw.getvalue() == log
+    assert lines == log.decode().splitlines()
+    assert len(flushes) < len(lines) // 10, "the screen and files are flushed per chunk, not per line"
+
+
+def test_a_burst_count_is_shown_once_strace_goes_quiet():
+    # The last burst before a pause must not wait for the next call to be counted.
+    import io
+    from pathlib import Path
+
+    from tracing.annotate import annotate_file
+    from tracing.live import Screen
+
+    log = Path(__file__).parent / "fixtures" / "others" / "asyncio.strace"
+    recs = [r for r in annotate_file(str(log))[0] if r["kind"] == "syscall"]
+    burst = next(r for i, r in enumerate(recs) if i and r["note"] == recs[i - 1]["note"]
+                 and r["syscall"] == recs[i - 1]["syscall"] and r["args"] == recs[i - 1]["args"])
+    out = io.StringIO()
+    screen = Screen(out, False, [])
+    for _ in range(3):
+        screen.record(burst)
+    screen.flush()
+    assert "more like the line above" not in out.getvalue(), out.getvalue()
+    screen.quiet()
+    assert out.getvalue().splitlines()[-1].endswith("… 2 more like the line above"), out.getvalue()

@@ -16,6 +16,7 @@ from tracing.errors import EXIT_CODES_HELP, EXIT_SETUP, TraceError
 from tracing.outputs import report
 from tracing.procs import catch_stop_signals
 from tracing.run import trace
+from tracing.scenario import LOAD_SECONDS
 from tracing.views import eprint, summary_text, use_color, write_outputs
 
 EPILOG = """\
@@ -102,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     lv.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     lv.add_argument("--pool", action="store_true")
     lv.add_argument("--recipe", choices=("story", "load"), default="story")
+    lv.add_argument("--load-seconds", type=int, default=LOAD_SECONDS,
+                    help=f"with --recipe load: how long wrk runs (default {LOAD_SECONDS})")
     lv.add_argument("--port", type=int, default=None)
     lv.add_argument("--filter", default="",
                     help="comma-separated: a thread role (loop, pool, other), a category (pollable, "
@@ -247,7 +250,7 @@ def cmd_live(args) -> int:
     target.name += "-live"
     _check_built(target)
     wanted = [w.strip() for w in args.filter.split(",") if w.strip()]
-    return live.main_live(target, args.out or Path("traces") / target.name, wanted)
+    return live.main_live(target, args.out or Path("traces") / target.name, wanted, args.load_seconds)
 
 
 def cmd_timeline(args) -> int:

@@ -127,15 +127,15 @@ def run_requests(port: int, reqs: list, results: list[dict]) -> None:
 LOAD_SECONDS = 3
 
 
-def load(port: int) -> dict:
+def load(port: int, seconds: int = LOAD_SECONDS) -> dict:
     """The load recipe's scenario: wrk, 16 connections, a few seconds."""
     wrk = shutil.which("wrk")
     if wrk is None:
         raise TraceError("wrk is not installed (the load recipe needs it). Install it with: "
                          "sudo apt-get install -y wrk (or `make setup` as root)", EXIT_SETUP)
-    eprint(f"[epoll-lab] load recipe: wrk -c16 for {LOAD_SECONDS} s against 127.0.0.1:{port}")
+    eprint(f"[epoll-lab] load recipe: wrk -c16 for {seconds} s against 127.0.0.1:{port}")
     t0 = time.time()
-    p = subprocess.run([wrk, "-t1", "-c16", f"-d{LOAD_SECONDS}s", f"http://127.0.0.1:{port}/"],
+    p = subprocess.run([wrk, "-t1", "-c16", f"-d{seconds}s", f"http://127.0.0.1:{port}/"],
                        capture_output=True, text=True)
     t1 = time.time()
     m = re.search(r"(\d+) requests in", p.stdout)
@@ -144,7 +144,7 @@ def load(port: int) -> dict:
                          EXIT_SCENARIO)
     eprint(f"[epoll-lab]   {m.group(1)} requests under strace")
     return {"path": "load", "start": t0, "end": t1, "requests": int(m.group(1)), "status": 200,
-            "lesson": f"wrk: 16 keep-alive connections for {LOAD_SECONDS} s; only the loop's epoll "
+            "lesson": f"wrk: 16 keep-alive connections for {seconds} s; only the loop's epoll "
                       "and accept calls are traced, filtered in the kernel (--seccomp-bpf)"}
 
 

@@ -52,7 +52,9 @@ LOAD_SYSCALLS = "epoll_wait,epoll_pwait,epoll_pwait2,epoll_ctl,accept,accept4"
 
 
 def load_flags() -> list[str]:
-    return ["-f", "-ttt", "--seccomp-bpf", "-e", f"trace={LOAD_SYSCALLS}"]
+    # -T: how long each wait slept; with -ttt also when strace wrote the line
+    # (the call's end), which is how `make bench-live` measures live's lag.
+    return ["-f", "-ttt", "-T", "--seccomp-bpf", "-e", f"trace={LOAD_SYSCALLS}"]
 
 
 @dataclass(frozen=True)
