@@ -1,8 +1,9 @@
 # epoll-lab: `make trace-sanic` traces the Sanic server, `make test` runs the suite.
-# Options: LOOP=uvloop|asyncio (Sanic)  POOL=1 (C server)  PORT=N
+# Options: LOOP=uvloop|asyncio (Sanic)  POOL=1 (C server)  PORT=N  TRACER=strace|kernel
 SHELL := /bin/bash
 PY := .venv/bin/python
 LOOP ?= uvloop
+TRACER ?= strace
 PORT ?=
 CC ?= gcc
 CFLAGS := -O2 -Wall -Wextra -Werror -pthread
@@ -17,6 +18,7 @@ help:
 	@echo "       IO_URING=0: refuse io_uring (strace fault injection), as in a container"
 	@echo "       SCENARIO=lessons: blocking vs awaiting, gather, CPU loops, timeouts, each with a probe"
 	@echo "make trace-c [POOL=1] [PORT=8080]            trace the C epoll server, write traces/c*/"
+	@echo "       TRACER=kernel (trace-*, compare): bpftrace in the kernel instead of strace: io_uring epoll_ctl decoded, cheap"
 	@echo "       RECIPE=load (both): epoll/accept only, --seccomp-bpf, under wrk load"
 	@echo "make ltrace-sanic [LOOP=asyncio], ltrace-c [POOL=1]  library calls (getaddrinfo, epoll wrappers) with ltrace"
 	@echo "make screenshot                               render traces/sanic/timeline.html to a PNG with headless Chromium"
@@ -47,10 +49,10 @@ $(C_ASAN): cdemo/epoll_server.c | setup
 build-c: $(C_BIN) $(C_ASAN)
 
 trace-sanic: setup
-	$(PY) -m tracing trace sanic --loop $(LOOP) $(if $(SCENARIO),--scenario $(SCENARIO)) $(if $(RECIPE),--recipe $(RECIPE)) $(if $(filter 0,$(IO_URING)),--no-io-uring) $(if $(PORT),--port $(PORT))
+	$(PY) -m tracing trace sanic --tracer $(TRACER) --loop $(LOOP) $(if $(SCENARIO),--scenario $(SCENARIO)) $(if $(RECIPE),--recipe $(RECIPE)) $(if $(filter 0,$(IO_URING)),--no-io-uring) $(if $(PORT),--port $(PORT))
 
 trace-c: setup $(C_BIN)
-	$(PY) -m tracing trace c $(if $(RECIPE),--recipe $(RECIPE)) $(if $(POOL),--pool) $(if $(PORT),--port $(PORT))
+	$(PY) -m tracing trace c --tracer $(TRACER) $(if $(RECIPE),--recipe $(RECIPE)) $(if $(POOL),--pool) $(if $(PORT),--port $(PORT))
 
 ltrace-sanic: setup
 	$(PY) -m tracing trace sanic --tool ltrace --loop $(LOOP) $(if $(PORT),--port $(PORT))
@@ -59,10 +61,10 @@ ltrace-c: setup $(C_BIN)
 	$(PY) -m tracing trace c --tool ltrace $(if $(POOL),--pool) $(if $(PORT),--port $(PORT))
 
 live-sanic: setup
-	$(PY) -m tracing live sanic --loop $(LOOP) $(if $(RECIPE),--recipe $(RECIPE)) $(if $(PORT),--port $(PORT)) $(if $(FILTER),--filter $(FILTER))
+	$(PY) -m tracing live sanic --tracer $(TRACER) --loop $(LOOP) $(if $(RECIPE),--recipe $(RECIPE)) $(if $(PORT),--port $(PORT)) $(if $(FILTER),--filter $(FILTER))
 
 live-c: setup $(C_BIN)
-	$(PY) -m tracing live c $(if $(POOL),--pool) $(if $(RECIPE),--recipe $(RECIPE)) $(if $(PORT),--port $(PORT)) $(if $(FILTER),--filter $(FILTER))
+	$(PY) -m tracing live c --tracer $(TRACER) $(if $(POOL),--pool) $(if $(RECIPE),--recipe $(RECIPE)) $(if $(PORT),--port $(PORT)) $(if $(FILTER),--filter $(FILTER))
 
 serve-sanic: setup
 	$(PY) -m server --loop $(LOOP) --port $(or $(PORT),8000)
@@ -71,7 +73,7 @@ serve-c: setup $(C_BIN)
 	$(C_BIN) --data server/data/lab.txt --port $(or $(PORT),8080) $(if $(POOL),--pool)
 
 compare: setup $(C_BIN)
-	$(PY) -m tracing compare $(if $(FRESH),--fresh)
+	$(PY) -m tracing compare --tracer $(TRACER) $(if $(FRESH),--fresh)
 
 test: setup build-c
 	@scripts/setup.sh --for-tests

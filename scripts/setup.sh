@@ -28,6 +28,20 @@ if ((${#missing[@]})); then
     fi
 fi
 
+# The kernel tracer (TRACER=kernel) is optional: bpftrace and a mounted
+# tracefs, set up here when root; otherwise it says what is missing when used.
+if [[ $(id -u) -eq 0 ]]; then
+    if ! command -v bpftrace >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+        echo "[setup] installing bpftrace with apt-get (for TRACER=kernel)"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bpftrace >/dev/null \
+            || echo "[setup] bpftrace did not install; TRACER=kernel will say so" >&2
+    fi
+    if [[ -d /sys/kernel/tracing && ! -d /sys/kernel/tracing/events ]]; then
+        mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null \
+            || echo "[setup] cannot mount tracefs here (a container?); TRACER=kernel will say so" >&2
+    fi
+fi
+
 # The real interpreter, not a pyenv shim: a shim is a bash script, and
 # strace would trace bash instead of the server.
 py=${PYTHON:-$(command -v python3)}

@@ -103,3 +103,29 @@ def sanic_server(tools_present):
     """The demo server, untraced, for route tests."""
     with serving([sys.executable, "-m", "server"]) as port:
         yield port
+
+
+@pytest.fixture(scope="session")
+def kernel_ready():
+    """The kernel tracer's checks (root, tracefs, tracepoints, bpftrace); skip only where they fail."""
+    from tracing import kernel
+    try:
+        kernel.preflight()
+    except kernel.KernelError as e:
+        print(f"kernel tracer unavailable: {e}")
+        pytest.skip(f"kernel tracer unavailable: {e}")
+
+
+@pytest.fixture(scope="session")
+def uvloop_kernel_trace(tools_present, kernel_ready, tmp_path_factory) -> Trace:
+    return run_recipe(tmp_path_factory, recipes.sanic(loop="uvloop", tool="kernel", port=free_port()))
+
+
+@pytest.fixture(scope="session")
+def c_kernel_trace(tools_present, kernel_ready, tmp_path_factory) -> Trace:
+    return run_recipe(tmp_path_factory, recipes.c(pool=False, tool="kernel", port=free_port()))
+
+
+@pytest.fixture(scope="session")
+def c_pool_kernel_trace(tools_present, kernel_ready, tmp_path_factory) -> Trace:
+    return run_recipe(tmp_path_factory, recipes.c(pool=True, tool="kernel", port=free_port()))

@@ -23,6 +23,10 @@ from tracing.names import (BLOCKING, CLONES, LOOP, OTHER, OTHER_CAT, POLLABLE,  
                            POOL, POOLED, READS, TEACHING, WAITS, WAKEUP_CAT, WRITES)
 from tracing.parse import Event, Started, first_fd, numbered_events, peek
 from tracing.records import Summary  # noqa: F401 (re-exported)
+from tracing.uring import HANDLERS as KERNEL_HANDLERS
+
+# The kernel tracer's records (io_uring submissions, getaddrinfo) beside the syscalls.
+ALL_HANDLERS = {**HANDLERS, **KERNEL_HANDLERS}
 
 STALL = 0.05  # seconds a loop thread may spend outside epoll and syscalls before we say so
 
@@ -84,7 +88,7 @@ class Annotator:
         ctx = None
         if item.kind == "syscall":
             ctx = Ctx(m, item)
-            verdict: Verdict = HANDLERS.get(item.syscall or "", _generic)(ctx)
+            verdict: Verdict = ALL_HANDLERS.get(item.syscall or "", _generic)(ctx)
             rec["category"], rec["note"], rec["ready"] = verdict
             if item.problem:
                 rec["note"] = (rec["note"] + f" [{item.problem}]").strip()

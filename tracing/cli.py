@@ -32,6 +32,13 @@ recommended strace flags for logs you bring to `annotate`:
 """ + EXIT_CODES_HELP
 
 
+def _tracer_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tracer", choices=("strace", "kernel"), default="strace",
+                   help="strace (ptrace, the default) or kernel (bpftrace on tracepoints: barely "
+                        "slows the server and decodes uvloop's io_uring epoll_ctl; needs root and "
+                        "tracefs), written to traces/<run>-kernel/")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m tracing",
@@ -65,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Sanic's event loop (default uvloop)")
     t.add_argument("--pool", action="store_true",
                    help="C server: run getaddrinfo and the file read on a thread pool")
+    _tracer_option(t)
     t.add_argument("--tool", choices=("strace", "ltrace"), default="strace",
                    help="strace (syscalls, the default) or ltrace (library calls: getaddrinfo, "
                         "the epoll wrappers)")
@@ -92,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "(printed) and traces/compare.json.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("--fresh", action="store_true", help="trace every run again, even if fresh")
+    _tracer_option(c)
     c.add_argument("--traces", type=Path, default=Path("traces"), help="folder of the runs")
 
     lv = sub.add_parser("live", help="trace a server and stream annotated lines as they happen",
@@ -106,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     lv.add_argument("--load-seconds", type=int, default=LOAD_SECONDS,
                     help=f"with --recipe load: how long wrk runs (default {LOAD_SECONDS})")
     lv.add_argument("--port", type=int, default=None)
+    _tracer_option(lv)
     lv.add_argument("--filter", default="",
                     help="comma-separated: a thread role (loop, pool, other), a category (pollable, "
                          "thread-pooled, blocking, wakeup) or the start of a call's name (epoll, "
@@ -194,14 +204,17 @@ def _check_trace_args(parser: argparse.ArgumentParser, args) -> None:
 
 
 def cmd_trace(args) -> int:
+    if args.tracer == "kernel" and args.tool != "strace":
+        raise TraceError("--tracer kernel replaces strace; it does not combine with --tool ltrace", 2)
+    tool = "kernel" if args.tracer == "kernel" else args.tool
     if args.target:
         target = _target(args.target, args.port, loop=args.loop, pool=args.pool, io_uring=args.io_uring,
-                         tool=args.tool, recipe=args.recipe, scenario=args.scenario)
+                         tool=tool, recipe=args.recipe, scenario=args.scenario)
         _check_built(target)
         if args.request:
             target.requests = [recipes.Request(p, "") for p in args.request]
     else:
-        target = recipes.program(args.cmd, args.port, args.request, pid=args.pid, tool=args.tool)
+        target = recipes.program(args.cmd, args.port, args.request, pid=args.pid, tool=tool)
     out = args.out or Path("traces") / target.name
     result = trace(target, out, seconds=args.seconds, wait=args.wait)
     if args.json:
@@ -226,15 +239,28 @@ def _fresh(out: Path) -> bool:
     return done.stat().st_mtime > newest
 
 
+def _compared(tracer: str) -> list[tuple[str, dict]]:
+    """COMPARED with every run on `tracer` (IO_URING=0 needs strace's fault injection), plus
+    Sanic/uvloop under the kernel tracer: the io_uring registrations strace cannot see."""
+    runs = [(k, {**o, "tool": tracer if o.get("io_uring", True) else "strace"}) for k, o in COMPARED]
+    if tracer != "kernel":
+        runs.append(("sanic", {"loop": "uvloop", "tool": "kernel"}))
+    return runs
+
+
 def cmd_compare(args) -> int:
     runs = {}
-    for i, (kind, opts) in enumerate(COMPARED, 1):
+    compared = _compared(args.tracer)
+    for i, (kind, opts) in enumerate(compared, 1):
         target = _target(kind, **opts)
         out = args.traces / target.name
+        if target.tracer == "kernel" and (why := kernel_unavailable()):
+            eprint(f"[epoll-lab] {i}/{len(compared)} {target.name}: skipped: {why}")
+            continue
         if not args.fresh and _fresh(out):
-            eprint(f"[epoll-lab] {i}/{len(COMPARED)} {target.name}: reusing {out} (newer than the sources)")
+            eprint(f"[epoll-lab] {i}/{len(compared)} {target.name}: reusing {out} (newer than the sources)")
         else:
-            eprint(f"[epoll-lab] {i}/{len(COMPARED)} {target.name}: tracing ...")
+            eprint(f"[epoll-lab] {i}/{len(compared)} {target.name}: tracing ...")
             _check_built(target)
             trace(target, out)
         runs[target.name] = out
@@ -246,11 +272,24 @@ def cmd_compare(args) -> int:
 
 
 def cmd_live(args) -> int:
+    if args.tracer == "kernel":
+        raise TraceError("live mode runs on strace only for now (the kernel tracer sorts its events "
+                         "after the run): use `make trace-c TRACER=kernel` or TRACER=strace", EXIT_SETUP)
     target = _target(args.target, args.port, loop=args.loop, pool=args.pool, recipe=args.recipe)
     target.name += "-live"
     _check_built(target)
     wanted = [w.strip() for w in args.filter.split(",") if w.strip()]
     return live.main_live(target, args.out or Path("traces") / target.name, wanted, args.load_seconds)
+
+
+def kernel_unavailable() -> str:
+    """Why the kernel tracer cannot run here ('' when it can)."""
+    from tracing import kernel
+    try:
+        kernel.preflight()
+    except kernel.KernelError as e:
+        return str(e)
+    return ""
 
 
 def cmd_timeline(args) -> int:

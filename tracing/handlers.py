@@ -362,6 +362,11 @@ def _io_uring_setup(c: Ctx) -> Verdict:
 
 def _io_uring_enter(c: Ctx) -> Verdict:
     c.arg_fd(0)
+    seen = c.m.uring.pop(c.ev.tid, None)
+    if seen:
+        # The kernel tracer showed what this call carried, just above it.
+        return c.say(f"io_uring_enter submitted {', '.join(seen)} (the io_uring_sqe record(s) above): "
+                     "libuv registers fds with epoll through io_uring", POLLABLE)
     prev = c.m.last.get(c.ev.tid)
     after = ""
     if prev is not None and prev.syscall in ("accept", "accept4") and prev.errno is None:

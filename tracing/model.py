@@ -43,6 +43,7 @@ class Model:
         self.in_signal: dict = {}  # tid -> signal delivered and not yet returned from
         self.accepted: set = set()  # processes that have accepted a connection
         self.loopless_said: set = set()  # processes already told they have no loop
+        self.uring: dict = {}  # tid -> io_uring submissions seen inside its io_uring_enter (kernel tracer)
 
     def proc(self, tid) -> int | None:
         return self.procs.process_of.get(tid, tid)

@@ -55,4 +55,4 @@ RESOLVER_CALLS = frozenset({"getaddrinfo", "gethostbyname", "gethostbyname_r", "
 # clones and execs, signal returns. Reads, opens and the rest cannot teach.
 TEACHING = (EPOLL_MAKERS | {"epoll_ctl", "eventfd", "eventfd2", "pipe", "pipe2", "socketpair",
                             "socket", "accept", "accept4", "close", "dup", "dup2", "dup3", "fcntl",
-                            "execve", "io_uring_setup"} | WRITES | CLONES | SIGRETURNS)
+                            "execve", "io_uring_setup", "io_uring_sqe"} | WRITES | CLONES | SIGRETURNS)

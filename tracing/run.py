@@ -61,6 +61,8 @@ def start(target: Target, tracer_path: str, out: Path, output: str | None = None
     """The tracer running (or attached to) the target; its log goes to `output` (default the raw file)."""
     out.mkdir(parents=True, exist_ok=True)
     tracer = tracers.get(target.tracer)
+    if tracer.own_start:
+        return tracer.start(tracer_path, target, out)
     cmd = tracer.argv(tracer_path, target, output or str(out / tracer.raw_name))
     eprint(f"[epoll-lab] starting: {' '.join(cmd)}")
     t0 = time.time()

@@ -15,14 +15,16 @@ import subprocess
 from pathlib import Path
 from typing import Callable, Iterator
 
-from tracing import ltrace
+from tracing import kernel, ltrace
 from tracing.annotate import Step, annotate_file
 from tracing.errors import EXIT_SCENARIO, EXIT_SETUP, TraceError
-from tracing.recipes import Target, load_flags, strace_flags
+from tracing.recipes import Target, kernel_syscalls, load_flags, strace_flags
+from tracing.views import eprint
 
 
 class Tracer:
     name = "strace"
+    own_start = False  # True: `start` launches it (not one argv), see Kernel
     package = "strace"  # the Debian package that installs it
     heading = ("raw lines from {raw}, each followed by '->' [category] note.\n# Columns: line in "
                "{raw}, thread role, raw strace line (pid, time, call, result, duration).")
@@ -97,7 +99,45 @@ class Ltrace(Tracer):
         return records, summary
 
 
-TRACERS: dict[str, Tracer] = {"strace": Tracer(), "ltrace": Ltrace()}
+class Kernel(Tracer):
+    """bpftrace in the kernel (tracing/kernel.py): its records become strace-syntax lines."""
+
+    name = "kernel"
+    package = "bpftrace"
+    heading = ("strace-syntax lines from {raw} (the kernel tracer's records, sorted by kernel time), "
+               "each followed by '->' [category] note.\n# Columns: line in {raw}, thread role, the "
+               "line (pid, time, call, result, duration).")
+    title = " (kernel tracer)"
+    own_start = True
+
+    def check(self) -> str:
+        try:
+            return kernel.preflight()
+        except kernel.KernelError as e:
+            raise TraceError(str(e), EXIT_SETUP) from None
+
+    def start(self, path: str, target: Target, out: Path):
+        if target.extra_strace:
+            raise TraceError("IO_URING=0 works through strace's fault injection; the kernel tracer "
+                             "cannot refuse io_uring_setup: use TRACER=strace for it", EXIT_SETUP)
+        what = f"PID {target.pid}" if target.pid else " ".join(target.command())
+        eprint(f"[epoll-lab] starting: {path} {out / 'kernel.bt'} (the kernel tracer) following {what}")
+        try:
+            return kernel.launch(path, target.command() if not target.pid else [], out,
+                                 kernel_syscalls(target), env=target.env, pid=target.pid)
+        except kernel.KernelError as e:
+            raise TraceError(str(e), EXIT_SETUP) from None
+
+    def records(self, raw: Path, steps: list[Step]) -> tuple[Iterator[dict], Callable[[], dict]]:
+        got = kernel.write_raw(raw.with_name("kernel.records"), raw, kernel.offset_of(raw.parent))
+        if got["lost_events"]:
+            eprint(f"[epoll-lab] the kernel dropped {got['lost_events']} events (perf buffer full): "
+                   "the trace has gaps")
+        records, ann = annotate_file(str(raw), steps)
+        return records, lambda: {**ann.summary.as_dict(), "tool": "kernel", **got}
+
+
+TRACERS: dict[str, Tracer] = {"strace": Tracer(), "ltrace": Ltrace(), "kernel": Kernel()}
 
 
 def get(name: str) -> Tracer:

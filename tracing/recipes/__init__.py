@@ -75,7 +75,7 @@ class Target:
     requests: list[Request] = field(default_factory=list)
     extra_strace: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
-    tracer: str = "strace"  # or "ltrace"
+    tracer: str = "strace"  # or "ltrace", or "kernel" (bpftrace: tracing/kernel.py)
     recipe: str = "story"  # or "load": the cheap filter, under wrk instead of curl
     tracer_flags: list[str] = field(default_factory=list)  # ltrace's, when tracer is ltrace
     pid: int | None = None  # attach to this running process instead of starting argv
@@ -147,7 +147,7 @@ def sanic(loop: str = "uvloop", port: int = 8000, io_uring: bool = True, tool: s
                     list(LESSONS if scenario == "lessons" else SANIC_REQUESTS),
                     extra_strace=[] if io_uring else list(NO_IO_URING))
     target = with_recipe(target, recipe)
-    return with_ltrace(target, LTRACE_PY) if tool == "ltrace" else target
+    return with_tool(target, tool, LTRACE_PY)
 
 
 def with_recipe(target: Target, recipe: str) -> Target:
@@ -155,6 +155,21 @@ def with_recipe(target: Target, recipe: str) -> Target:
         target.name += "-load"
         target.recipe, target.requests = "load", []
     return target
+
+
+def with_tool(target: Target, tool: str, ltrace_calls: str) -> Target:
+    if tool == "ltrace":
+        return with_ltrace(target, ltrace_calls)
+    if tool == "kernel":
+        # Same syscall set and scenario, seen from the kernel (bpftrace), in traces/<name>-kernel/.
+        target.name += "-kernel"
+        target.tracer = "kernel"
+    return target
+
+
+def kernel_syscalls(target: Target) -> list[str]:
+    """The syscalls the kernel tracer records: the recipe's set, as strace's."""
+    return (LOAD_SYSCALLS if target.recipe == "load" else STORY_SYSCALLS).split(",")
 
 
 def with_ltrace(target: Target, calls: str) -> Target:
@@ -178,7 +193,7 @@ def c(pool: bool = False, port: int = 8080, tool: str = "strace", recipe: str = 
     if pool:
         argv.append("--pool")
     target = with_recipe(Target("c-pool" if pool else "c", argv, port, list(C_REQUESTS)), recipe)
-    return with_ltrace(target, LTRACE_C) if tool == "ltrace" else target
+    return with_tool(target, tool, LTRACE_C)
 
 
 def program(argv: list[str], port: int | None = None, paths: list[str] | None = None,
@@ -188,7 +203,7 @@ def program(argv: list[str], port: int | None = None, paths: list[str] | None = 
         paths = ["/"] if port else []
     name = f"pid-{pid}" if pid else Path(argv[0]).name or "program"
     target = Target(name, list(argv), port, [Request(p, "") for p in paths], pid=pid, port_flag=False)
-    return with_ltrace(target, LTRACE_PY) if tool == "ltrace" else target
+    return with_tool(target, tool, LTRACE_PY)
 
 
 TARGETS = {"sanic": sanic, "c": c}
