@@ -188,3 +188,14 @@ def test_preflight_without_bpftrace_stops_with_one_line(tmp_path: Path):
     assert len(lines) == 1, p.stderr
     assert ("needs root" in lines[0] if os.geteuid() else
             "bpftrace is not installed" in lines[0] and "apt-get" in lines[0]), p.stderr
+
+
+def test_compare_counts_every_client_add_strace_could_not_see(uvloop_trace, uvloop_kernel_trace):
+    from tracing import compare
+    cmp = compare.build({"sanic": uvloop_trace.out, "sanic-kernel": uvloop_kernel_trace.out})
+    accepts = sum(cmp["phases"]["accept"]["sanic-kernel"].values())
+    seen = cmp["phases"]["register client"]["sanic-kernel"].get("io_uring EPOLL_CTL_ADD")
+    assert accepts and seen == accepts, cmp["phases"]
+    assert "io_uring EPOLL_CTL_ADD" not in cmp["phases"]["register client"]["sanic"], cmp["phases"]
+    said = [d for d in cmp["differences"] if d.startswith("sanic-kernel:")]
+    assert said and f"{seen} EPOLL_CTL_ADD of a client" in said[0] and "strace cannot see" in said[0], said

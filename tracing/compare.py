@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tracing.names import READS, WAITS, WRITES
 from tracing.names import CLIENT
+from tracing.kernel_lines import sqe_fields
 from tracing.parse import split_args
 
 RESPONDS = WRITES | {"sendfile"}  # nginx answers files with sendfile
@@ -58,8 +59,19 @@ def phase_of(rec: dict) -> tuple[str, str] | None:
         return "wait", name
     if name in ("accept", "accept4"):
         return "accept", name
-    if name == "io_uring_enter" and rec["thread"] == "loop":
+    if name == "io_uring_enter" and rec["thread"] == "loop" and not _shown_by_kernel(rec):
         return "register client", "io_uring_enter"
+    if name == "io_uring_sqe":
+        op = _uring_op(rec)
+        role = _target_role(rec, 1)
+        if op is None:
+            return None
+        if role == "listening-socket" and op == "ADD":
+            return "register listener", "io_uring EPOLL_CTL_ADD"
+        if role == CLIENT:
+            return {"ADD": "register client", "MOD": "re-arm client",
+                    "DEL": "deregister"}[op], f"io_uring EPOLL_CTL_{op}"
+        return None
     if name == "epoll_ctl":
         op, role = _ctl_op(rec), _target_role(rec, 1)
         if role == "listening-socket" and op == "ADD":
@@ -78,6 +90,17 @@ def phase_of(rec: dict) -> tuple[str, str] | None:
     if name == "close":
         return "close", name
     return None
+
+
+def _uring_op(rec: dict) -> str | None:
+    """ADD/MOD/DEL of a libuv IORING_OP_EPOLL_CTL the kernel tracer saw, else None."""
+    got = sqe_fields(rec["args"])
+    return got["op"] if got and got["libuv"] and rec["errno"] is None else None
+
+
+def _shown_by_kernel(rec: dict) -> bool:
+    # The kernel tracer names what this io_uring_enter carried in io_uring_sqe records.
+    return "io_uring_sqe record" in rec["note"]
 
 
 def _request_path(label: str | None) -> str | None:
@@ -109,7 +132,8 @@ def read_run(out: Path) -> dict:
                 continue
             req = per_request.setdefault(path, {
                 "served_by": set(), "work_threads": set(), "waits": 0, "ADD": 0, "MOD": 0, "DEL": 0,
-                "io_uring_enter": 0, "wakeups": 0, "threads_started": 0, "processes_started": 0})
+                "io_uring_enter": 0, "via_io_uring": 0, "wakeups": 0, "threads_started": 0,
+                "processes_started": 0})
             cat = rec["category"]
             if cat in ("blocking", "thread-pooled"):
                 req["served_by"].add(cat)
@@ -123,6 +147,9 @@ def read_run(out: Path) -> dict:
                 op = _ctl_op(rec)
                 if op in ("ADD", "MOD", "DEL"):
                     req[op] += 1
+            elif name == "io_uring_sqe" and (op := _uring_op(rec)):
+                req[op] += 1
+                req["via_io_uring"] += 1
             elif name == "io_uring_enter":
                 req["io_uring_enter"] += 1
             elif name in ("clone", "clone3", "fork", "vfork") and rec["errno"] is None:
@@ -175,9 +202,19 @@ def differences(data: dict) -> list[str]:
         accepts = _count(ph.get("accept", {}), "accept")
         adds = _count(ph.get("register client", {}), "epoll_ctl ADD")
         ring = _count(ph.get("register client", {}), "io_uring_enter")
+        seen = _count(ph.get("register client", {}), "io_uring EPOLL_CTL_ADD")
         dels = _count(ph.get("deregister", {}), "epoll_ctl DEL")
         listener = ph.get("register listener", {})
-        if accepts and ring and not adds:
+        if accepts and seen:
+            strace_run = data.get(name.removesuffix("-kernel"), {}).get("phases", {})
+            hidden = _count(strace_run.get("register client", {}), "io_uring_enter")
+            out.append(f"{name}: {seen} EPOLL_CTL_ADD of a client for {accepts} accepts, every one "
+                       "submitted through io_uring (IORING_OP_EPOLL_CTL) and seen by the kernel tracer "
+                       "(io_uring_submit_req, libuv's user_data decoded): strace cannot see these"
+                       + (f" (the strace run {name.removesuffix('-kernel')} shows {hidden} io_uring_enter "
+                          "in their place)" if hidden and name != name.removesuffix("-kernel") else "")
+                       + (f"; {dels} EPOLL_CTL_DEL go through plain epoll_ctl." if dels else "."))
+        elif accepts and ring and not adds:
             out.append(f"{name}: {accepts} accepts but no EPOLL_CTL_ADD for a client"
                        + ("" if listener else " (nor for the listening socket)")
                        + f"; {ring} io_uring_enter calls instead: libuv 1.45+ submits its epoll_ctl "
@@ -235,7 +272,8 @@ def markdown(cmp: dict) -> str:
                 cells.append("not served")
                 continue
             threads = "+".join(r["work_threads"]) or "loop (sockets only)"
-            cells.append(f"{r['served']} / {threads} / waits {r['waits']}, ctl {r['ADD']}/{r['MOD']}/{r['DEL']}, "
+            via = f" ({r['via_io_uring']} via io_uring)" if r.get("via_io_uring") else ""
+            cells.append(f"{r['served']} / {threads} / waits {r['waits']}, ctl {r['ADD']}/{r['MOD']}/{r['DEL']}{via}, "
                          f"uring {r['io_uring_enter']}, wakeups {r['wakeups']}, threads +{r['threads_started']}")
         lines.append(f"| {path} | " + " | ".join(cells) + " |")
     lines += ["", "## What differs and why", ""] + [f"- {d}" for d in cmp["differences"]]
