@@ -20,8 +20,8 @@ from tracing.fds import CLIENT, DEVICE, FILE, STDIO
 from tracing.handlers import HANDLERS, Ctx, Verdict, _exit_note, _generic, _signal
 from tracing.model import Knowledge, Model
 from tracing.names import (BLOCKING, CLONES, LOOP, OTHER, OTHER_CAT, POLLABLE,  # noqa: F401 (re-exported)
-                           POOL, POOLED, READS, TEACHING, WAITS, WAKEUP_CAT, WRITES)
-from tracing.parse import Event, Started, first_fd, numbered_events, peek
+                           POLL_WAITS, POOL, POOLED, READS, TEACHING, WAITS, WAKEUP_CAT, WRITES)
+from tracing.parse import Event, Started, first_fd, numbered_events, peek, split_prefix
 from tracing.records import Summary  # noqa: F401 (re-exported)
 from tracing.uring import HANDLERS as KERNEL_HANDLERS
 
@@ -113,15 +113,38 @@ class Annotator:
             rec["fds"] = [{"fd": f.num, "role": f.role, "detail": f.detail} for f in ctx.fds]
             prev = m.last.get(item.tid)
             if rec["thread"] == LOOP and item.ts is not None and prev is not None and prev.ts is not None:
-                idle = item.ts - (prev.ts + (prev.duration or 0.0))
-                if idle >= STALL:
-                    # Outside epoll and making no call: the loop is busy in Python or C
-                    # (time.sleep, a CPU loop), and every other client waits.
-                    rec["note"] += (f" [before this the loop thread made no traced call for {idle * 1000:.0f} ms "
-                                    "outside any wait: it was blocked or computing, serving nobody]")
+                rec["note"] += _stall(item, prev)
         m.last[item.tid] = item
         self.summary.add(rec)
         return rec
+
+
+def _stall(item: Event, prev: Event) -> str:
+    """A loop thread's time between two calls, outside any wait, from what the log shows.
+
+    The previous call's end is its start plus its -T duration, or the time on
+    its `resumed>` line. Without either, a wait may have slept all that time,
+    so nothing is said; another call's own time is named as unknown.
+    """
+    if prev.duration is not None:
+        end, known = prev.ts + prev.duration, True
+    elif prev.resumed_text is not None and (resumed := split_prefix(prev.resumed_text)[1]) is not None:
+        end, known = resumed, True
+    elif prev.syscall in WAITS or prev.syscall in POLL_WAITS or prev.kind != "syscall":
+        return ""
+    else:
+        end, known = prev.ts, False
+    idle = item.ts - end
+    if idle < STALL:
+        return ""
+    # Outside epoll and making no call: the loop is busy in Python or C
+    # (time.sleep, a CPU loop), and every other client waits.
+    if known:
+        return (f" [before this the loop thread made no traced call for {idle * 1000:.0f} ms "
+                "outside any wait: it was blocked or computing, serving nobody]")
+    return (f" [{idle * 1000:.0f} ms passed since the loop thread started {prev.syscall} (line {prev.line}), "
+            "outside any wait; this log has no -T, so how much of it that call took is not shown: "
+            "in it or after it, the loop was blocked or computing, serving nobody]")
 
 
 _WRITE_FD = re.compile(r"(?:\[pid +\d+\] |\d+ +)? *(?:[\d:.]+ +)?\w+\((\d{1,10})[<,]")

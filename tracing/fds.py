@@ -22,6 +22,7 @@ class Fd:
     born: int | None = None  # line of the call that made it
     peer: int | None = None  # the other end of a pipe or socketpair
     cloexec: bool = False
+    wakes: str = ""  # for a wakeup fd: who writes it to wake a wait ("thread", "signal")
 
     def describe(self) -> str:
         name = self.role.replace("-", " ")

@@ -16,8 +16,9 @@ from tracing import fds as F
 from tracing import roles as R
 from tracing.model import Model
 from tracing.names import (BLOCKING, CLONES, LOOP, OTHER_CAT, POLLABLE, POLLABLE_ROLES, POOL,
-                           POOLED, READS, WAITS, WAKEUP_CAT, WRITES)
-from tracing.parse import Event, epoll_items, fd_arg, first_fd, quoted, split_args, to_int
+                           POLL_WAITS, POOLED, READS, SIGRETURNS, WAITS, WAKEUP_CAT, WRITES)
+from tracing.parse import (Event, close_paren, epoll_items, fd_arg, first_fd, quoted, split_args,
+                           to_int)
 
 
 class Verdict(NamedTuple):
@@ -76,9 +77,10 @@ class Ctx:
         return to_int(self.ev.ret)
 
     def new_fd(self, num: int, role: str, detail: str = "") -> F.Fd:
-        if self.m.born_wakeup(self.ev.tid, self.ev.line):
+        wakes = self.m.born_wakeup(self.ev.tid, self.ev.line)
+        if wakes:
             role, detail = F.WAKEUP, detail or "self-pipe"
-        fd = F.Fd(num, role, detail, born=self.ev.line, cloexec="CLOEXEC" in self.ev.args)
+        fd = F.Fd(num, role, detail, born=self.ev.line, cloexec="CLOEXEC" in self.ev.args, wakes=wakes)
         self.table.open(fd)
         self.fds.append(fd)
         return fd
@@ -97,7 +99,14 @@ def _epoll_create(c: Ctx) -> Verdict:
     if not c.ok or n is None:
         return c.say(c.failed_note(c.ev.syscall), POLLABLE)
     c.new_fd(n, F.EPOLL)
-    return c.say(f"{c.ev.syscall} made epoll instance fd {n}: the set of fds this loop will wait on", POLLABLE)
+    waited = c.m.epoll_is_waited(c.ev.tid, c.ev.line)
+    made = f"{c.ev.syscall} made epoll instance fd {n}"
+    if waited:
+        return c.say(f"{made}: the set of fds this loop will wait on", POLLABLE)
+    if waited is None:  # one pass: what comes later is not known yet
+        return c.say(f"{made}: a set of fds a thread can wait on", POLLABLE)
+    return c.say(f"{made}; no thread waits on it anywhere in this log, so it is no loop's "
+                 "(a library probing for epoll, or set up and never used)", OTHER_CAT)
 
 
 _WHY_WATCH = {
@@ -190,12 +199,13 @@ def _epoll_wait(c: Ctx) -> Verdict:
     if n == 0:
         if ms and ms > 0:
             return c.say(f"{c.ev.syscall} on {epname} timed out after {ms:g} ms{slept}: a timer came due "
-                          "(an asyncio.sleep or call_later ends now)")
+                         "(in asyncio: an asyncio.sleep or call_later ends now)")
         return c.say(f"{c.ev.syscall} on {epname}: nothing ready ({when})")
-    ready = []
+    ready, wakes = [], []
     # Only the ready array holds {events, data} items; no need to split it out.
     for events, data in epoll_items(c.ev.args):
         fd, registered = c.table.resolve(ep.num if ep else -1, data)
+        wakes.append(fd.wakes if fd is not None else "")
         if fd is None:
             ready.append({"fd": None, "role": F.UNKNOWN, "events": events, "data": data})
             continue
@@ -206,13 +216,15 @@ def _epoll_wait(c: Ctx) -> Verdict:
             c.table.interest.setdefault(ep.num, {})[fd.num] = F.Interest(fd.num, events, data)
         ready.append(item)
     c.ready = ready
-    names = "; ".join(_ready_text(r) for r in ready) or "?"
+    names = "; ".join(_ready_text(r, w) for r, w in zip(ready, wakes)) or "?"
     return c.say(f"{c.ev.syscall} on {epname} ({when}){slept} -> ready: {names}")
 
 
-def _ready_text(r: dict) -> str:
+def _ready_text(r: dict, wakes: str = "") -> str:
     if r["fd"] is None:
         return f"data {r['data']} (fd unknown) {r['events']}"
+    if wakes == "signal":
+        return f"fd {r['fd']} {r['role']} {r['events']} (a signal arrived: its handler wrote the self-pipe)"
     what = {
         F.LISTENING: "a new connection is waiting",
         F.CLIENT: "the client sent data or hung up",
@@ -222,6 +234,72 @@ def _ready_text(r: dict) -> str:
         F.SIGNAL: "a signal arrived",
     }.get(r["role"], "ready")
     return f"fd {r['fd']} {r['role']} {r['events']} ({what})"
+
+
+# poll/ppoll: `[{fd=3<TCP:[...]>, events=POLLIN}, ...]`, ready `([{fd=3, revents=POLLIN}])`;
+# select/pselect6: fd sets `[3 4]`, ready `(in [3], out [], left {...})`.
+_POLLFD = re.compile(r"\{fd=(-?\d{1,10})(?:<((?:[^<>]|<[^<>]*>)*)>)?, (?:r?events)=([A-Za-z0-9_|]+)\}")
+_SETFD = re.compile(r"(\d{1,10})(?:<((?:[^<>]|<[^<>]*>)*)>)?")
+_SETS = re.compile(r"\b(in|out|exc) \[([^\]]*)\]")
+_TIMESPEC = re.compile(r"\{tv_sec=(\d{1,19}), tv_(n|u)sec=(\d{1,10})\}")
+_SET_EVENTS = {"in": "readable", "out": "writable", "exc": "exception"}
+
+
+def _poll_wait(c: Ctx) -> Verdict:
+    """poll, ppoll, select, pselect6: a wait on a list of fds (no epoll fd)."""
+    name, args = c.ev.syscall, c.ev.args
+    c.category = POLLABLE
+    watched: list[F.Fd] = []
+    if name in ("poll", "ppoll"):
+        end = close_paren(args[1:], 0) + 1 if args.startswith("[") else -1
+        head, rest = (args[:end + 1], args[end + 1:]) if end > 0 else ("", args)
+        for m in _POLLFD.finditer(head):
+            if not m.group(1).startswith("-"):
+                watched.append(c.table.get(int(m.group(1)), m.group(2)))
+        tail = split_args(rest)
+        raw = tail[2] if len(tail) > 2 else "?"
+        ready = [(int(m.group(1)), m.group(3)) for m in _POLLFD.finditer(c.ev.ret_detail or "")]
+    else:
+        sets = split_args(args)
+        for i in (1, 2, 3):
+            if i < len(sets) and sets[i].startswith("["):
+                for m in _SETFD.finditer(sets[i]):
+                    watched.append(c.table.get(int(m.group(1)), m.group(2)))
+        raw = sets[4] if len(sets) > 4 else "?"
+        ready = [(int(n), _SET_EVENTS[kind]) for kind, nums in _SETS.findall(c.ev.ret_detail or "")
+                 for n in nums.split() if n.isdigit() and len(n) <= 10]
+    seen: dict[int, F.Fd] = {}
+    for fd in watched:
+        seen.setdefault(fd.num, fd)
+    c.fds.extend(seen.values())
+    ms = _poll_timeout_ms(name, raw)
+    when = ("no timeout: sleep until an fd is ready" if ms is not None and ms < 0 else
+            "timeout 0: just poll" if ms == 0 else f"timeout {ms:g} ms" if ms is not None else f"timeout {raw}")
+    slept = f", slept {c.ev.duration * 1000:.1f} ms" if c.ev.duration and c.ev.duration >= 0.001 else ""
+    fds = ", ".join(f"{f.num} ({f.describe()})" for f in seen.values()) or "none"
+    head = f"{name} on fds {fds} ({when}){slept}"
+    if not c.ok:
+        return c.say(f"{head}: {c.ev.errno or 'no result seen'}")
+    if c.ret_int() == 0:
+        return c.say(f"{head}: nothing ready, timed out")
+    items = []
+    for num, events in ready:
+        fd = seen.get(num) or c.table.fds.get(num)
+        items.append({"fd": num, "role": fd.role if fd else F.UNKNOWN,
+                      "detail": fd.detail if fd else "", "events": events})
+    c.ready = items
+    names = "; ".join(_ready_text(r) for r in items) or "?"
+    return c.say(f"{head} -> ready: {names}")
+
+
+def _poll_timeout_ms(name: str, raw: str) -> float | None:
+    if raw == "NULL":
+        return -1
+    m = _TIMESPEC.search(raw)
+    if m:
+        frac = int(m.group(3)) / (1e6 if m.group(2) == "n" else 1e3)
+        return int(m.group(1)) * 1000 + frac
+    return to_int(raw) if name == "poll" else None
 
 
 def _accept(c: Ctx) -> Verdict:
@@ -237,9 +315,22 @@ def _accept(c: Ctx) -> Verdict:
     n = c.ret_int()
     deco = c.ev.ret_detail if c.ev.ret_detail and "->" in (c.ev.ret_detail or "") else ""
     detail = re.sub(r"^TCP(v6)?:\[(.*)\]$", r"\2", deco) if deco else ""
+    if n is None:
+        return c.say(f"{c.ev.syscall} on {name} returned {c.ev.ret}, not an fd")
     c.new_fd(n, F.CLIENT, detail)
-    c.m.accepted.add(c.m.proc(c.ev.tid))
-    return c.say(f"{c.ev.syscall} on {name} returned fd {n}, a new client connection {detail}".rstrip())
+    proc = c.m.proc(c.ev.tid)
+    c.m.accepted.add(proc)
+    said = f"{c.ev.syscall} on {name} returned fd {n}, a new client connection {detail}".rstrip()
+    if _loopless(c) and proc not in c.m.loopless_said:
+        c.m.loopless_said.add(proc)
+        said += (" [no thread of this process waits on an epoll fd anywhere in this log: there is no "
+                 "event loop; each connection is served by blocking calls]")
+    return c.say(said)
+
+
+def _loopless(c: Ctx) -> bool:
+    """Known (from the whole log) to have no thread waiting on an epoll fd."""
+    return c.m.prior.complete and not R.process_has_loop(c.m, c.ev.tid)
 
 
 def _socket(c: Ctx) -> Verdict:
@@ -385,13 +476,27 @@ def _open(c: Ctx) -> Verdict:
     if not c.ok:
         return c.say(f"open {path}: {c.ev.errno}", cat)
     n = c.ret_int()
+    if n is None:
+        return c.say(f"open {path}: returned {c.ev.ret}, not an fd", cat)
     deco = fd_arg(f"{c.ev.ret}<{c.ev.ret_detail}>") if c.ev.ret_detail else None
     real = deco[1] if deco and deco[1] else path
     role = F.DEVICE if real.startswith("/dev/") else F.FILE
     if role == F.DEVICE:
         cat = OTHER_CAT
     c.new_fd(n, role, real.split("<", 1)[0])
-    return c.say(_file_note(f"open {path} as fd {n}", path, cat, resolver), cat)
+    return c.say(_file_note(f"open {path} as fd {n}", path, cat, resolver) + _shared_wait(c, cat), cat)
+
+
+def _shared_wait(c: Ctx, cat: str) -> str:
+    """File work on a thread that shares its epoll fd blocks that thread only."""
+    if cat != OTHER_CAT or not c.m.is_loop(c.ev.tid) or not R.serving(c.m, c.ev.tid):
+        return ""
+    others = R.fellow_waiters(c.m, c.ev.tid)
+    if not others:
+        return ""
+    eps = ", ".join(str(e) for e in sorted(c.m.epolls_of(c.ev.tid)))
+    return (f": blocks thread {c.ev.tid} only; threads {' '.join(str(t) for t in sorted(others, key=str))} "
+            f"wait on the same epoll {eps} and keep serving")
 
 
 def _file_note(what: str, path: str, cat: str, resolver: bool) -> str:
@@ -421,8 +526,8 @@ def _rw(c: Ctx) -> Verdict:
         verb = "write" if is_write else "read"
         amount = f"{nbytes} bytes" if nbytes is not None and c.ok else (c.ev.errno or "?")
         return c.say(_file_note(f"{verb} {amount} from {fd.detail or 'a file'}" if not is_write
-                                 else f"{verb} {amount} to {fd.detail or 'a file'}",
-                                 fd.detail, cat, resolver), cat)
+                                else f"{verb} {amount} to {fd.detail or 'a file'}",
+                                fd.detail, cat, resolver) + _shared_wait(c, cat), cat)
     if is_write and fd.role not in (F.STDIO, F.CLIENT):
         verdict = _wakeup_write(c, fd)
         if verdict is not None:
@@ -430,6 +535,8 @@ def _rw(c: Ctx) -> Verdict:
     cat = POLLABLE if fd.role in POLLABLE_ROLES else OTHER_CAT
     if c.role != LOOP and fd.role not in (F.STDIO,) and R.process_has_loop(c.m, c.ev.tid) and cat == POLLABLE:
         cat = OTHER_CAT
+    if fd.role == F.CLIENT and _loopless(c):
+        return _blocking_client_io(c, fd, nbytes, is_write)
     c.category = cat
     if not c.ok:
         if c.ev.errno == "EAGAIN":
@@ -443,20 +550,72 @@ def _rw(c: Ctx) -> Verdict:
         return c.say(f"{name} {nbytes} bytes {'to' if is_write else 'from'} client fd {fd.num}"
                       f"{': ' + text if text else ''}")
     if fd.role == F.WAKEUP and not is_write:
+        others = R.fellow_waiters(c.m, c.ev.tid)
+        if others:
+            eps = ", ".join(str(e) for e in sorted(c.m.epolls_of(c.ev.tid)))
+            return c.say(f"{name} drains wakeup fd {fd.num} ({fd.detail}): the wakeup written for the "
+                         f"threads sharing epoll {eps} is used up", POLLABLE)
+        if fd.wakes == "signal":
+            return c.say(f"{name} drains wakeup fd {fd.num} ({fd.detail}): the signal number its handler "
+                         "wrote; the loop runs the signal's callback now", POLLABLE)
         return c.say(f"{name} drains wakeup fd {fd.num} ({fd.detail}): queued callbacks from other "
-                      "threads run now", POLLABLE)
+                     "threads run now", POLLABLE)
     return c.say(f"{name} {nbytes} bytes {'to' if is_write else 'from'} fd {fd.num} ({fd.describe()})")
+
+
+def _blocking_client_io(c: Ctx, fd: F.Fd, nbytes: int | None, is_write: bool) -> Verdict:
+    """Socket I/O in a process with no loop: the call blocks its thread until done."""
+    name, why = c.ev.syscall, "blocking I/O on a thread of its own, no event loop"
+    if not c.ok:
+        return c.say(c.failed_note(f"{name} fd {fd.num} ({fd.describe()})") + f": {why}", OTHER_CAT)
+    if not is_write and nbytes == 0:
+        return c.say(f"{name} fd {fd.num}: 0 bytes = the client closed its end (EOF): {why}", OTHER_CAT)
+    text = _first_line(c)
+    return c.say(f"{name} {nbytes} bytes {'to' if is_write else 'from'} client fd {fd.num}"
+                 f"{': ' + text if text else ''}: {why}", OTHER_CAT)
 
 
 # The buffer (second argument) of a read or write on a client: its HTTP
 # request or status line, found without splitting every argument.
 _REQ_LINE = re.compile(r'^\s*-?\d+(?:<.*?>)?,\s*"((?:GET|HEAD|POST|PUT|DELETE|OPTIONS|PATCH) '
                        r'[^ ]+ HTTP/1\.[01]|HTTP/1\.[01] \d{3}[^\\"]*)', re.S)
+# Else the start of the buffer (or of sendmsg's first iov_base) for a text protocol.
+_BUFFER = re.compile(r'^\s*-?\d+(?:<.*?>)?,\s*(?:\{msg_name=.*?iov_base=)?"((?:[^"\\]|\\.){1,240})', re.S)
+_TEXT_LINE = re.compile(r"[A-Za-z][\x20-\x5b\x5d-\x7e]{0,119}")  # printable, no backslash
+_RESP = re.compile(r"\*(\d{1,4})\\r\\n((?:\$\d{1,9}\\r\\n[^\\]*\\r\\n)+)")
+_RESP_WORD = re.compile(r"\$\d{1,9}\\r\\n([^\\]*)\\r\\n")
+_RESP_REPLY = re.compile(r"[+\-:]([\x20-\x5b\x5d-\x7e]{1,80})\\r\\n|\$(-?\d{1,9})\\r\\n")
 
 
 def _first_line(c: Ctx) -> str:
     m = _REQ_LINE.match(c.ev.args)
-    return m.group(1) if m else ""
+    if m:
+        return m.group(1)
+    m = _BUFFER.match(c.ev.args)
+    return _protocol_line(m.group(1)) if m else ""
+
+
+def _protocol_line(buf: str) -> str:
+    """The request or reply line of a text protocol, as strace printed the buffer.
+
+    RESP (redis): `*1\\r\\n$4\\r\\nPING\\r\\n` -> `PING (RESP)`; a line protocol
+    (memcached, SMTP, redis inline): the text before the first `\\r\\n`.
+    """
+    m = _RESP.match(buf)
+    if m:
+        words = _RESP_WORD.findall(m.group(2))
+        more = " ..." if len(words) < int(m.group(1)) else ""
+        return " ".join(words) + more + " (RESP)"
+    line, sep, _ = buf.partition("\\r\\n")
+    if not sep and not buf.endswith("\\n"):
+        return ""
+    line = line.removesuffix("\\n")
+    if _TEXT_LINE.fullmatch(line):
+        return line
+    m = _RESP_REPLY.match(buf)
+    if m:
+        return (f"{buf[0]}{m.group(1)}" if m.group(1) else f"${m.group(2)}") + " (RESP)"
+    return ""
 
 
 def _wakeup_write(c: Ctx, fd: F.Fd) -> Verdict | None:
@@ -464,15 +623,15 @@ def _wakeup_write(c: Ctx, fd: F.Fd) -> Verdict | None:
     its loop, one loop waking another; None for any other write."""
     tid, name = c.ev.tid, c.ev.syscall
     wake = R.wake_of(c.m, tid, fd)
-    sig = c.m.in_signal.pop(tid, None)
-    if sig is not None:
+    sig, shown = _in_handler(c)
+    if sig is not None and (wake is not None or R.process_has_loop(c.m, tid)):
         # The kernel runs a signal handler on any thread; CPython's and
-        # uvloop's write the signal number to the loop's self-pipe.
-        if wake is not None:
-            _mark_wakeup(c, fd)
-        return c.say(f"{name} fd {fd.num} ({fd.describe()}) from the signal handler: the signal number "
+        # uvloop's write the signal number to the loop's self-pipe (which
+        # libuv may have registered through io_uring, out of sight).
+        _mark_wakeup(c, fd, "signal")
+        return c.say(f"{name} fd {fd.num} ({fd.describe()}) from the {sig} signal handler: the signal number "
                      "goes into the loop's self-pipe, so the signal arrives as readable data "
-                     "(signals are pollable this way)", POLLABLE)
+                     f"(signals are pollable this way){shown}", POLLABLE)
     if wake is None or (wake.by_loop_itself and fd.role != F.WAKEUP):
         return None
     _mark_wakeup(c, fd)
@@ -499,13 +658,39 @@ def _wakeup_write(c: Ctx, fd: F.Fd) -> Verdict | None:
                  WAKEUP_CAT)
 
 
-def _mark_wakeup(c: Ctx, fd: F.Fd) -> None:
+SIGNAL_WINDOW = 0.01  # seconds after delivery a call is still taken as the handler's, without rt_sigreturn
+
+
+def _in_handler(c: Ctx) -> tuple[str | None, str]:
+    """The signal whose handler this thread is running, and how the log shows it.
+
+    With rt_sigreturn traced, a handler runs from delivery to its return.
+    Without it, the log cannot show the return: a call soon after delivery
+    (no wait between, within SIGNAL_WINDOW) is taken as the handler's, and the
+    note says so.
+    """
+    got = c.m.in_signal.pop(c.ev.tid, None)
+    if got is None:
+        return None, ""
+    sig, at = got
+    if c.m.sigreturns_traced():
+        return sig, ""
+    if at is not None and c.ev.ts is not None:
+        gap = c.ev.ts - at
+        if gap > SIGNAL_WINDOW:
+            return None, ""
+        return sig, (f" (this log does not trace rt_sigreturn; {gap * 1000:.1f} ms after {sig} with no "
+                     "wait between, so taken as its handler's)")
+    return sig, " (this log does not trace rt_sigreturn or times, so its handler's is an inference)"
+
+
+def _mark_wakeup(c: Ctx, fd: F.Fd, by: str = "thread") -> None:
     """An fd (and its peer) written to wake a wait is a wakeup fd, whatever made it."""
-    fd.role = F.WAKEUP
+    fd.role, fd.wakes = F.WAKEUP, by
     peer = c.table.fds.get(fd.peer) if fd.peer is not None else None
     if peer is not None:
-        peer.role = F.WAKEUP
-    c.m.saw_wakeup_fd(c.ev.tid, fd.born, peer.born if peer is not None else None)
+        peer.role, peer.wakes = F.WAKEUP, by
+    c.m.saw_wakeup_fd(c.ev.tid, by, fd.born, peer.born if peer is not None else None)
 
 
 def _close(c: Ctx) -> Verdict:
@@ -582,9 +767,18 @@ def _generic(c: Ctx) -> Verdict:
     return c.say(c.ev.syscall + (f": {c.ev.errno}" if c.ev.errno else ""))
 
 
+def _sigreturn(c: Ctx) -> Verdict:
+    c.m.learned.sigreturns = True
+    sig = c.m.in_signal.pop(c.ev.tid, (None, None))[0]
+    if sig is None:
+        return c.say(f"{c.ev.syscall}: a signal handler returns (its signal came before this log shows)")
+    return c.say(f"{c.ev.syscall}: the {sig} handler returns; the thread goes on where {sig} "
+                 "interrupted it")
+
+
 def _signal(c: Ctx) -> Verdict:
     sig = c.ev.syscall
-    c.m.in_signal[c.ev.tid] = sig
+    c.m.in_signal[c.ev.tid] = (sig, c.ev.ts)
     why = {
         "SIGCHLD": "a child process ended; the loop learns it through its signal handler",
         "SIGINT": "interrupt (Ctrl-C, or the recipe stopping the server)",
@@ -611,8 +805,8 @@ HANDLERS: dict[str, Callable[[Ctx], Verdict]] = {
     "io_uring_setup": _io_uring_setup, "io_uring_enter": _io_uring_enter,
     "open": _open, "openat": _open, "close": _close, "dup": _dup, "dup2": _dup, "dup3": _dup,
     "fcntl": _fcntl, "execve": _execve, "exit_group": _exit_group, "shutdown": _shutdown,
-    **{w: _epoll_wait for w in WAITS}, **{r: _rw for r in READS | WRITES},
-    **{k: _clone for k in CLONES},
+    **{w: _epoll_wait for w in WAITS}, **{w: _poll_wait for w in POLL_WAITS}, **{r: _rw for r in READS | WRITES},
+    **{k: _clone for k in CLONES}, **{k: _sigreturn for k in SIGRETURNS},
 }
 
 

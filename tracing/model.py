@@ -23,7 +23,7 @@ class Knowledge:
 
     loops: set = field(default_factory=set)  # tids that wait on an epoll fd
     pools: set = field(default_factory=set)  # tids that wake a loop or work for one
-    wakeup_births: set = field(default_factory=set)  # (process, line that made the fd)
+    wakeup_births: dict = field(default_factory=dict)  # (process, line that made the fd) -> who writes it
     waits_on: dict = field(default_factory=dict)  # tid -> {epoll fd numbers it waited on}
     waited_epolls: set = field(default_factory=set)  # (process, line that made the epoll fd)
     sigreturns: bool = False  # the log traces rt_sigreturn: a handler's end is visible
@@ -63,11 +63,15 @@ class Model:
     def saw_pool_work(self, tid) -> None:
         self.learned.pools.add(tid)
 
-    def saw_wakeup_fd(self, tid, *born: int | None) -> None:
+    def saw_wakeup_fd(self, tid, by: str, *born: int | None) -> None:
         proc = self.proc(tid)
         for line in born:
             if line is not None:
-                self.learned.wakeup_births.add((proc, line))
+                self.learned.wakeup_births[(proc, line)] = by
+
+    def sigreturns_traced(self) -> bool:
+        """Does this log show where signal handlers return?"""
+        return self.prior.sigreturns or self.learned.sigreturns
 
     # -- questions roles ask --------------------------------------------
     def is_loop(self, tid) -> bool:
@@ -86,8 +90,11 @@ class Model:
         return {t for t in self.loop_threads()
                 if self.proc(t) == proc and epfd in self.epolls_of(t)}
 
-    def born_wakeup(self, tid, line: int | None) -> bool:
-        return (self.proc(tid), line) in self.prior.wakeup_births
+    def born_wakeup(self, tid, line: int | None) -> str:
+        """Who writes the fd born at `line` to wake a wait ("" if nobody does)."""
+        if not self.prior.wakeup_births:
+            return ""
+        return self.prior.wakeup_births.get((self.proc(tid), line), "")
 
     def epoll_is_waited(self, tid, line: int | None) -> bool | None:
         """Does any thread ever wait on the epoll fd born at `line`? None: not known (one pass)."""
