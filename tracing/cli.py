@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from tracing import recipes
-from tracing import browser, compare, inputs, live, timeline
+from tracing import annotated_log, browser, compare, inputs, live, timeline, trace_event
 from tracing.annotate import Annotator, annotate_items
 from tracing.parse import events
 from tracing.errors import EXIT_CODES_HELP, EXIT_SETUP, TraceError
@@ -17,6 +17,7 @@ from tracing.outputs import report
 from tracing.procs import catch_stop_signals
 from tracing.run import trace
 from tracing.scenario import LOAD_SECONDS
+from tracing.outputs import output_error
 from tracing.views import eprint, summary_text, use_color, write_outputs
 
 EPILOG = """\
@@ -92,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", type=Path, default=None,
                    help="output folder (default traces/<run>)")
     t.add_argument("--json", action="store_true", help="print the summary as JSON")
+    t.add_argument("--full", action="store_true",
+                   help="annotated.log shows every start-up file call (default: one counted line)")
 
     c = sub.add_parser("compare", help="the loops side by side: traces/compare.md and .json",
                        description="Trace (or reuse fresh traces of) the C server, the C server "
@@ -121,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "thread-pooled, blocking, wakeup) or the start of a call's name (epoll, "
                          "accept); shows the events matching any of them")
     lv.add_argument("--out", type=Path, default=None)
+    lv.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                    help="colour the categories: auto (a terminal, and NO_COLOR unset or empty)")
 
     tl = sub.add_parser("timeline", help="draw events.jsonl as a per-thread timeline page",
                         description="One self-contained HTML page (inline SVG, no network): a lane "
@@ -142,7 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("log", nargs="+",
                    help="strace output file, or - for standard input; several files (or the NAME "
                         "given to strace -ff -o NAME) are merged by timestamp")
-    a.add_argument("--format", choices=("text", "jsonl"), default="text")
+    a.add_argument("--format", choices=("text", "jsonl", "trace-event"), default="text",
+                   help="text (the annotated log), jsonl (one record per line) or trace-event "
+                        "(JSON for ui.perfetto.dev, chrome://tracing, speedscope)")
+    a.add_argument("--fold", action="store_true",
+                   help="text: the start-up file calls as one counted line, as in a run's "
+                        "annotated.log (by default every line is kept)")
+    a.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                   help="colour the categories: auto (a terminal, and NO_COLOR unset or empty)")
     a.add_argument("-o", "--output", default="-", help="output file (default standard output)")
     a.add_argument("--summary", action="store_true", help="print a summary to standard error")
     return p
@@ -216,7 +228,7 @@ def cmd_trace(args) -> int:
     else:
         target = recipes.program(args.cmd, args.port, args.request, pid=args.pid, tool=tool)
     out = args.out or Path("traces") / target.name
-    result = trace(target, out, seconds=args.seconds, wait=args.wait)
+    result = trace(target, out, seconds=args.seconds, wait=args.wait, full=args.full)
     if args.json:
         print(json.dumps(result["summary"]))
     else:
@@ -279,7 +291,8 @@ def cmd_live(args) -> int:
     target.name += "-live"
     _check_built(target)
     wanted = [w.strip() for w in args.filter.split(",") if w.strip()]
-    return live.main_live(target, args.out or Path("traces") / target.name, wanted, args.load_seconds)
+    return live.main_live(target, args.out or Path("traces") / target.name, wanted, args.load_seconds,
+                          color=args.color)
 
 
 def kernel_unavailable() -> str:
@@ -325,12 +338,29 @@ def cmd_annotate(args) -> int:
             records, ann = annotate_items(inputs.opener(args.log, warn=lambda m: eprint(f"epoll-lab: {m}")))
         except inputs.InputError as e:
             raise TraceError(str(e), EXIT_SETUP) from None
-    out = sys.stdout if args.output == "-" else open(args.output, "w")
+    try:
+        out = sys.stdout if args.output == "-" else open(args.output, "w")
+    except OSError as e:
+        raise output_error(Path(args.output), e) from None
     try:
         if args.format == "jsonl":
             write_outputs(records, None, out)
+        elif args.format == "trace-event":
+            counts = trace_event.write(records, out, f"epoll-lab: {' '.join(args.log)}")
+            eprint(f"[epoll-lab] trace events: {counts.get('X:epoll-wait', 0)} epoll waits, "
+                   f"{sum(v for k, v in counts.items() if k.startswith('X:'))} slices in all, "
+                   f"{counts['flows']} wakeup flows; open it at https://ui.perfetto.dev")
+        elif out is sys.stdout:
+            annotated_log.write_stream(records, out, full=not args.fold, color=use_color(out, args.color))
         else:
-            write_outputs(records, out, None, color=use_color(out))
+            out.close()
+            heading = f"# epoll-lab annotated trace of {' '.join(args.log)}\n"
+            annotated_log.write(records, Path(args.output), heading, full=not args.fold,
+                                color=args.color == "always")
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise output_error(Path(args.output), e) from None
     finally:
         if out is not sys.stdout:
             out.close()

@@ -268,8 +268,9 @@ def run(target: Target, out: Path, screen: Screen, load_seconds: int = LOAD_SECO
     return summary
 
 
-def main_live(target: Target, out: Path, wanted: list[str], load_seconds: int = LOAD_SECONDS) -> int:
-    screen = Screen(sys.stdout, use_color(sys.stdout), wanted)
+def main_live(target: Target, out: Path, wanted: list[str], load_seconds: int = LOAD_SECONDS,
+              color: str = "auto") -> int:
+    screen = Screen(sys.stdout, use_color(sys.stdout, color), wanted)
     eprint(f"[epoll-lab] live trace of {target.name}; writing {out}/")
     run(target, out, screen, load_seconds)
     return 0

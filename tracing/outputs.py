@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tracing import timeline
+from tracing import annotated_log, timeline, trace_event
 from tracing.errors import EXIT_OUTPUT, TraceError
 from tracing.scenario import load_steps
 from tracing.tracers import Tracer
-from tracing.views import summary_text, threads_by_role, write_outputs
+from tracing.views import jsonl_tee, summary_text, threads_by_role
 
 
 def output_error(path: Path, err: OSError) -> TraceError:
@@ -29,27 +29,39 @@ def ready_folder(out: Path) -> None:
         raise output_error(out, e) from None
 
 
-def write_run(out: Path, tracer: Tracer) -> dict:
-    """Annotate the raw file into the run's views; returns the summary."""
+def write_run(out: Path, tracer: Tracer, full: bool = False) -> tuple[dict, list[tuple[str, int]]]:
+    """Annotate the raw file into the run's views; returns the summary and annotated.log's index."""
     try:
-        return _write_run(out, tracer)
+        return _write_run(out, tracer, full)
     except OSError as e:
         raise output_error(Path(e.filename) if e.filename else out, e) from None
 
 
-def _write_run(out: Path, tracer: Tracer) -> dict:
+def _write_run(out: Path, tracer: Tracer, full: bool) -> tuple[dict, list[tuple[str, int]]]:
     steps, headers = load_steps(out)
     records, summary = tracer.records(out / tracer.raw_name, steps)
     heading = (f"# epoll-lab annotated {tracer.name} trace of {out.name}; "
                + tracer.heading.format(raw=tracer.raw_name) + "\n")
-    with open(out / "annotated.log", "w") as text, open(out / "events.jsonl", "w") as jsonl:
-        text.write(heading)
-        write_outputs(records, text, jsonl, headers)
+    with open(out / "events.jsonl", "w") as jsonl:
+        index = annotated_log.write(jsonl_tee(records, jsonl), out / "annotated.log", heading, headers,
+                                    full=full)
     timeline.write(timeline.from_jsonl(out / "events.jsonl"), out / "timeline.html",
                    f"epoll-lab timeline: {out.name}{tracer.title}")
+    with open(out / "trace.json", "w") as f:
+        trace_event.write(timeline.from_jsonl(out / "events.jsonl"), f, f"epoll-lab: {out.name}",
+                          probes(out))
     done = summary()
     (out / "summary.json").write_text(json.dumps(done, indent=2) + "\n")
-    return done
+    return done, index
+
+
+def probes(out: Path) -> list[tuple[str, float, float]]:
+    """Requests sent while another ran (the lessons' probes), as (label, start, end)."""
+    path = out / "scenario.jsonl"
+    if not path.exists():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [(f"probe: GET {r['path']}", r["start"], r["end"]) for r in rows if r.get("probe")]
 
 
 def report(result: dict) -> None:
@@ -62,4 +74,15 @@ def report(result: dict) -> None:
         print(summary_text(summary))
     raw = result.get("raw", "raw.strace")
     print(f"files: {out / raw}\n       {out / 'annotated.log'}\n       {out / 'events.jsonl'}\n"
-          f"       {out / 'timeline.html'}")
+          f"       {out / 'timeline.html'}\n       {out / 'trace.json'}")
+    print(where_to_look(out, result.get("index") or []))
+
+
+def where_to_look(out: Path, index: list[tuple[str, int]]) -> str:
+    """The line to open first, and the two pictures."""
+    first = annotated_log.first_request(index) or next(iter(index), None)
+    start = (f"{out / 'annotated.log'} line {first[1]} ({first[0]})" if first
+             else f"{out / 'annotated.log'} (its index is at the top)")
+    return (f"look first: {start}\n"
+            f"    picture: {out / 'timeline.html'} (any browser)\n"
+            f"    Perfetto: open {out / 'trace.json'} at https://ui.perfetto.dev (Open trace file)")

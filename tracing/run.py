@@ -108,7 +108,7 @@ def _until_end(traced: Traced, seconds: float | None, t0: float) -> str:
 
 
 def trace(target: Target, out: Path, annotate: bool = True, seconds: float | None = None,
-          wait: float = START_TIMEOUT) -> dict:
+          wait: float = START_TIMEOUT, full: bool = False) -> dict:
     """Trace `target` into `out`. Raises TraceError; never leaves a process behind.
 
     With a port: wait for it to answer HTTP, send the requests, stop. Without:
@@ -163,7 +163,8 @@ def trace(target: Target, out: Path, annotate: bool = True, seconds: float | Non
                          + ("tracer detached" if target.pid else "server and strace were stopped"),
                          128 + interrupted)
     eprint(f"[epoll-lab] stopped: {'; '.join(stopped) or (ended or 'the program had exited')}")
-    summary = outputs.write_run(out, tracer) if annotate else {}
+    summary, index = outputs.write_run(out, tracer, full) if annotate else ({}, [])
     return {"out": str(out), "requests": results, "summary": summary, "pids": pids, "ended": ended,
+            "index": index,
             "raw": tracer.raw_name,
             "exit_status": traced.strace.returncode if exited and not target.pid else None}

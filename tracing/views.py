@@ -17,8 +17,12 @@ JSONL_FIELDS = ("line", "resumed_line", "tid", "kind", "syscall", "args", "ret",
                 "duration", "ts", "thread", "fds", "ready", "category", "note", "request")
 
 
-def use_color(stream: IO) -> bool:
-    return "NO_COLOR" not in os.environ and hasattr(stream, "isatty") and stream.isatty()
+def use_color(stream: IO, choice: str = "auto") -> bool:
+    """--color always|never|auto; auto: a terminal, unless NO_COLOR is set to something
+    (https://no-color.org: an empty NO_COLOR does not count)."""
+    if choice in ("always", "never"):
+        return choice == "always"
+    return not os.environ.get("NO_COLOR") and hasattr(stream, "isatty") and stream.isatty()
 
 
 def text_lines(records: Iterable[dict], headers: dict[str, str] | None = None,
@@ -88,6 +92,14 @@ def jsonl_line(rec: dict) -> str:
     if g("source") is not None:
         out += f', "source": {_s(g("source"))}'
     return out + "}"
+
+
+def jsonl_tee(records: Iterable[dict], jsonl_out: IO) -> Iterator[dict]:
+    """Pass records on, writing each (but a started half) as a JSON line on the way."""
+    for rec in records:
+        if rec["kind"] != "started":
+            jsonl_out.write(jsonl_line(rec) + "\n")
+        yield rec
 
 
 def write_outputs(records: Iterable[dict], text_out: IO | None, jsonl_out: IO | None,

@@ -1,0 +1,57 @@
+"""A run that cannot write its folder (read-only, full, not a folder) says so
+in one line with exit code 7, and leaves no process behind."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import ROOT, free_port, none_alive
+from tracing.errors import EXIT_OUTPUT
+
+
+def in_own_mounts(tmp_path, options: str, *args: str) -> subprocess.CompletedProcess:
+    """The CLI with a tmpfs (mounted with `options`) at tmp_path/mnt, in a private mount namespace."""
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare is not installed: cannot make a read-only or full folder")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    script = (f"mount -t tmpfs -o {options} tmpfs {mnt} || exit 99; "
+              f"exec {sys.executable} -m tracing {' '.join(args)}")
+    p = subprocess.run(["unshare", "-m", "sh", "-c", script], cwd=ROOT, capture_output=True, text=True,
+                       timeout=180)
+    if p.returncode == 99 or "unshare failed" in p.stderr:
+        pytest.skip(f"no private mount namespace here: {p.stderr.strip()}")
+    return p
+
+
+def one_error(p) -> str:
+    errors = [l for l in p.stderr.splitlines() if l.startswith("epoll-lab: error:")]
+    assert p.returncode == EXIT_OUTPUT and len(errors) == 1 and "Traceback" not in p.stderr, p.stderr
+    return errors[0]
+
+
+def test_a_read_only_folder_is_refused_before_anything_starts(tools_present, tmp_path):
+    p = in_own_mounts(tmp_path, "ro,size=1m", "trace", "c", "--port", str(free_port()), "--out",
+                      str(tmp_path / "mnt" / "run"))
+    assert "Read-only file system" in one_error(p)
+    assert "starting:" not in p.stderr, "nothing is started when the folder cannot be written"
+
+
+def test_a_full_disk_while_writing_the_views_is_one_line_and_no_process_is_left(tools_present, tmp_path):
+    p = in_own_mounts(tmp_path, "size=96k", "trace", "c", "--port", str(free_port()), "--out",
+                      str(tmp_path / "mnt" / "run"))
+    assert "No space left on device" in one_error(p)
+    pids = [int(x) for x in re.findall(r"runs as PID (\d+)", p.stderr) + re.findall(r"\(strace (\d+)\)", p.stderr)]
+    assert pids and not none_alive(pids), p.stderr
+
+
+def test_an_out_folder_under_a_file_is_one_line(tmp_path):
+    (tmp_path / "afile").write_text("")
+    p = subprocess.run([sys.executable, "-m", "tracing", "trace", "c", "--port", str(free_port()),
+                        "--out", str(tmp_path / "afile" / "run")], cwd=ROOT, capture_output=True, text=True)
+    assert "Not a directory" in one_error(p)
