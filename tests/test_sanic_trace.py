@@ -6,6 +6,8 @@ claims that hold for both are checked on both.
 
 from __future__ import annotations
 
+import re
+
 from tests.helpers import WAITS, assert_add_follows_each_accept, fd_roles, show
 from tracing.parse import split_args
 
@@ -130,7 +132,10 @@ def test_child_stdout_pipe_is_pollable(sanic_trace):
 def test_annotated_log_keeps_every_raw_line_and_heads_each_request(sanic_trace):
     raw = (sanic_trace.out / "raw.strace").read_text().splitlines()
     text = (sanic_trace.out / "annotated.log").read_text()
-    missing = [line for line in raw if line not in text]
+    # The start-up file calls are one counted line (tests/test_annotated_log.py); all else is there.
+    folded = [range(int(a), int(b) + 1) for a, b in re.findall(r"folded .*?raw lines (\d+)-(\d+)", text)]
+    missing = [line for n, line in enumerate(raw, 1)
+               if line not in text and not any(n in f for f in folded)]
     assert not missing, "raw lines missing from annotated.log:\n" + "\n".join(missing[:10])
     for req in sanic_trace.requests:
         if req["path"].startswith("/"):

@@ -10,7 +10,9 @@ What goes in (format: the "Trace Event Format" document, JSON Object Format):
     pid, tid, cat and ts (Chrome) or to the slice enclosing it (Perfetto,
     "bp": "e" on the "f"): so "s" copies the write's ts and cat, and "f" the
     ts and cat of a short "woken" slice nested at the end of the wait (the
-    wait itself began before the write, and a flow may not run backwards);
+    wait itself began before the write, and a flow may not run backwards).
+    strace can print the write after the wait it ended (the write was
+    unfinished when the wait resumed), so a few recent waits are kept;
   - requests as named spans on their own track ("requests"), probes sent
     during another request on a second one;
   - signals and exits as instant events ("ph": "i");
@@ -37,6 +39,7 @@ from tracing.names import CLONES, LOOP, POOL, WAITS, WAKEUP, WAKEUP_CAT
 
 US = 1e6  # the format's times are microseconds
 WOKEN_US = 1.0  # the "woken" slice at the end of a wait
+RECENT_WAITS = 8  # woken waits kept per process for writes printed after them
 WAIT_CAT = "epoll-wait"
 REQUESTS_PID = 0  # a track group of its own for the scenario's requests
 REQUEST_TID, PROBE_TID = 1, 2
@@ -61,6 +64,7 @@ class Exporter:
         self.proc_names: dict[int, str] = {}
         self.roles: dict[int, str] = {}  # tid -> role; a loop stays a loop
         self.pending: dict[int, list[tuple[int, float, int]]] = {}  # pid -> [(flow id, ts, tid)]
+        self.recent: dict[int, list[tuple[int, float, float]]] = {}  # pid -> [(tid, ts, end)] of woken waits
         self.flows = 0
         self.unmatched = 0  # wakeups with no later wait in their process
         self.requests: dict[str, list[float]] = {}  # label -> [start, end]
@@ -120,12 +124,9 @@ class Exporter:
             if m and pid == tid:  # the process's own main thread
                 self.proc_names[pid] = Path(m.group(1)).name
         if category == WAKEUP_CAT:
-            self.flows += 1
-            self.pending.setdefault(pid, []).append((self.flows, ts, tid))
-            self.emit({"name": "wakeup", "cat": category, "ph": "s", "id": self.flows, "ts": _us(ts),
-                       "pid": pid, "tid": tid})
-        if is_wait and self.roles.get(tid) == LOOP and self.pending.get(pid):
-            self._wake(pid, tid, rec, ts, end)
+            self._woke(pid, tid, ts)
+        if is_wait and self.roles.get(tid) == LOOP:
+            self._wait_returned(pid, tid, rec, ts, end)
 
     def _cloned(self, tid: int, rec: dict) -> None:
         try:
@@ -139,29 +140,48 @@ class Exporter:
         same = "CLONE_THREAD" in (rec.get("args") or "")
         self.process_of[child] = self.process_of[tid] if same else child
 
-    def _wake(self, pid: int, tid: int, rec: dict, ts: float, end: float) -> None:
-        """The wait returns after the writes: each write's arrow ends here.
+    def _wait_returned(self, pid: int, tid: int, rec: dict, ts: float, end: float) -> None:
+        """A loop's wait returned its wakeup fd: the writes before it end their arrows here.
 
-        A wait that returns its wakeup fd takes every earlier write; a wait
-        that returned for something else takes none (the next one will)."""
-        woken = any(r.get("role") == WAKEUP for r in rec.get("ready") or [])
-        if not woken:
+        strace may print the write after the wait (a write unfinished when the
+        wait resumed), so the wait is also kept a while for writes still to come."""
+        if not any(r.get("role") == WAKEUP for r in rec.get("ready") or []):
             return
-        done = [(flow, writer) for flow, at, writer in self.pending[pid] if at <= end and writer != tid]
-        if not done:
-            return
-        self.pending[pid] = [p for p in self.pending[pid] if (p[0], p[2]) not in done]
-        # The same sums a viewer makes of the wait's ts and dur, so the slice nests inside.
+        left = []
+        for flow, at, writer in self.pending.get(pid, []):
+            if at <= end and writer != tid:
+                self._bind(flow, at, pid, tid, ts, end)
+            else:
+                left.append((flow, at, writer))
+        self.pending[pid] = left
+        recent = self.recent.setdefault(pid, [])
+        recent.append((tid, ts, end))
+        del recent[:-RECENT_WAITS]
+
+    def _woke(self, pid: int, writer: int, at: float) -> None:
+        """A wakeup write: its arrow ends in a wait already seen that it ended, or waits for one."""
+        self.flows += 1
+        self.emit({"name": "wakeup", "cat": WAKEUP_CAT, "ph": "s", "id": self.flows, "ts": _us(at),
+                   "pid": pid, "tid": writer})
+        ended = [(end, tid, ts) for tid, ts, end in self.recent.get(pid, [])
+                 if tid != writer and ts <= at <= end]
+        if ended:
+            end, tid, ts = min(ended)
+            self._bind(self.flows, at, pid, tid, ts, end)
+        else:
+            self.pending.setdefault(pid, []).append((self.flows, at, writer))
+
+    def _bind(self, flow: int, at: float, pid: int, tid: int, ts: float, end: float) -> None:
+        # A short "woken" slice at the end of the wait, not before the write: the
+        # arrow's end binds to it. Slices of one wait all end at its end, so they nest.
         start = _us(ts)
-        stop = start + _us(end - ts)
-        at = max(start, round(stop - WOKEN_US, 3))
-        self.emit({"name": "woken", "cat": WAKEUP_CAT, "ph": "X", "ts": at, "dur": round(stop - at, 3),
+        stop = start + _us(end - ts)  # the sum a viewer makes of the wait's ts and dur
+        woken = min(stop, max(start, round(stop - WOKEN_US, 3), _us(at)))
+        self.emit({"name": "woken", "cat": WAKEUP_CAT, "ph": "X", "ts": woken, "dur": round(stop - woken, 3),
                    "pid": pid, "tid": tid,
-                   "args": {"note": "the wait returns the wakeup fd: woken by thread "
-                                    + ", ".join(str(w) for _, w in done)}})
-        for flow, _ in done:
-            self.emit({"name": "wakeup", "cat": WAKEUP_CAT, "ph": "f", "bp": "e", "id": flow, "ts": at,
-                       "pid": pid, "tid": tid})
+                   "args": {"note": "the wait returns the wakeup fd: a thread woke the loop"}})
+        self.emit({"name": "wakeup", "cat": WAKEUP_CAT, "ph": "f", "bp": "e", "id": flow, "ts": woken,
+                   "pid": pid, "tid": tid})
 
     def add_probe(self, label: str, start: float, end: float) -> None:
         self.probes.append((label, start, end))
