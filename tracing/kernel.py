@@ -28,6 +28,7 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,8 +221,9 @@ def launch(bpftrace: str, command: list[str], out: Path, syscalls: Iterable[str]
     log = log or out / "server.log"
     records = out / "kernel.records"
     libc = libc_of(command[0] if command else "", pid)
-    ready = out / "kernel.ready"
-    ready.unlink(missing_ok=True)
+    # The FIFO's path is a string in the script: bpftrace refuses one over 64
+    # bytes, which a deep --out (pytest's basetemp) passes. A short temp dir holds it.
+    ready = Path(tempfile.mkdtemp(prefix="epoll-lab-")) / "ready"
     os.mkfifo(ready)
     (out / "kernel.bt").write_text(script(syscalls, libc, ready, follow_now=pid is not None))
     t0 = time.time()
@@ -286,6 +288,7 @@ def _wait_attached(bt: subprocess.Popen, btlog: Path, ready: Path) -> None:
                           "(use the strace tracer: TRACER=strace)")
     finally:
         ready.unlink(missing_ok=True)
+        ready.parent.rmdir()
 
 
 def offset_of(out: Path) -> float:
