@@ -71,6 +71,11 @@ def lessons_trace(tools_present, tmp_path_factory) -> Trace:
 
 
 @pytest.fixture(scope="session")
+def asyncio_lessons_trace(tools_present, tmp_path_factory) -> Trace:
+    return run_recipe(tmp_path_factory, recipes.sanic(loop="asyncio", scenario="lessons", port=free_port()))
+
+
+@pytest.fixture(scope="session")
 def c_load(tools_present, tmp_path_factory) -> Trace:
     if shutil.which("wrk") is None:
         pytest.fail("wrk is missing: run `make setup` (it installs wrk)")

@@ -132,17 +132,23 @@ def timer_deadlines(waits, start) -> list[tuple[float, dict]]:
     return [(r["ts"] + timeout_ms(r) / 1000 - start, r) for r in waits if timeout_ms(r) > 0]
 
 
-def test_a_taskgroup_cancels_its_siblings_and_their_timers_leave_the_loop(lessons_trace):
+# Both loops drop a cancelled timer before they compute the next wait's timeout.
+ON_BOTH_LOOPS = pytest.mark.parametrize("loop_trace", ["lessons_trace", "asyncio_lessons_trace"])
+
+
+@ON_BOTH_LOOPS
+def test_a_taskgroup_cancels_its_siblings_and_their_timers_leave_the_loop(request, loop_trace):
+    trace = request.getfixturevalue(loop_trace)
     path = "/taskgroup?ms=100,200,300&fail=1"
-    main, probe = pair(lessons_trace, path)
+    main, probe = pair(trace, path)
     body = json.loads(main["body"])
     assert main["status"] == 200 and body["failed"] == [0] and body["cancelled"] == [1, 2], body
     assert body["finished"] == [] and body["elapsed_ms"] < 200, body
     assert probe["end"] < main["end"], "the probe was served while the group's tasks slept"
-    recs, start, answer = lesson_window(lessons_trace, path)
+    recs, start, answer = lesson_window(trace, path)
     waits = [r for r in recs if r["syscall"] in WAITS]
     before = [r for r in waits if r["ts"] < answer["ts"]]
-    after = waits_after(lessons_trace, answer)
+    after = waits_after(trace, answer)
     # Before the answer the loop counts down to the first task's 100 ms timer, and times out on it.
     due = [(t, r) for t, r in timer_deadlines(before, start) if r["ret"] == "0"]
     assert due and 0.08 <= due[-1][0] <= 0.13, show(before)
@@ -153,21 +159,23 @@ def test_a_taskgroup_cancels_its_siblings_and_their_timers_leave_the_loop(lesson
     assert not late, "a wait still counts down to a cancelled sibling's timer:\n" + show(late)
 
 
-def test_task_cancel_drops_the_tickers_timer_from_the_loops_waits(lessons_trace):
+@ON_BOTH_LOOPS
+def test_task_cancel_drops_the_tickers_timer_from_the_loops_waits(request, loop_trace):
+    trace = request.getfixturevalue(loop_trace)
     path = "/cancel?every=50&after=175"
-    main, probe = pair(lessons_trace, path)
+    main, probe = pair(trace, path)
     body = json.loads(main["body"])
     # Ticks at 50, 100, 150 ms before the cancel at 175 (a late loop may let one more in).
     ticks = body["ticks"]
     assert main["status"] == 200 and body["cancelled"] and 3 <= ticks <= body["elapsed_ms"] // 50, body
     assert probe["end"] < main["end"], "the probe was served between the ticks"
-    recs, start, answer = lesson_window(lessons_trace, path)
+    recs, start, answer = lesson_window(trace, path)
     waits = [r for r in recs if r["syscall"] in WAITS]
     before = timer_deadlines([r for r in waits if r["ts"] < answer["ts"]], start)
     # The last wait before the answer counts down to the cancel at 175 ms, not to the next tick.
     timed_out = [t for t, r in before if r["ret"] == "0"]
     assert timed_out and 0.16 <= timed_out[-1] <= 0.2, show(r for _, r in before)
-    after = waits_after(lessons_trace, answer)
+    after = waits_after(trace, answer)
     assert after, "no wait between the answer and the next connection"
     dropped = (ticks + 1) * 0.05  # the tick the cancel took away
     tick = [r for t, r in timer_deadlines(after, start) if abs(t - dropped) <= 0.035]
