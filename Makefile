@@ -16,7 +16,7 @@ C_ASAN := cdemo/bin/epoll_server-asan
 help:
 	@echo "make trace-sanic [LOOP=asyncio] [PORT=8000]  trace the Sanic server, write traces/sanic*/"
 	@echo "       IO_URING=0: refuse io_uring (strace fault injection), as in a container"
-	@echo "       SCENARIO=lessons: blocking vs awaiting, gather, CPU loops, timeouts, each with a probe"
+	@echo "       SCENARIO=lessons: blocking vs awaiting, gather, CPU loops, timeouts, TaskGroup, cancel, each with a probe"
 	@echo "make trace-c [POOL=1] [PORT=8080]            trace the C epoll server, write traces/c*/"
 	@echo "       TRACER=kernel (trace-*, compare): bpftrace in the kernel instead of strace: io_uring epoll_ctl decoded, cheap"
 	@echo "       RECIPE=load (both): epoll/accept only, --seccomp-bpf, under wrk load"

@@ -295,16 +295,23 @@ def create_app(name: str = "epoll_lab") -> Sanic:
         every = parse_tick_ms(query_arg(request, "every"))
         after = parse_ms(query_arg(request, "after"), 175, "after")
         ticks = 0
+        loop = asyncio.get_running_loop()
+        begin = loop.time()
+
+        def until(ms: int) -> float:
+            # Sleeps run to fixed marks from `begin` (50, 100, 150 ms...), so ticks do not
+            # drift by the loop's lateness, which would shift them past the cancel.
+            return max(0.0, begin + ms / 1000 - loop.time())
 
         async def ticker() -> None:
             nonlocal ticks
             while True:
-                await asyncio.sleep(every / 1000)
+                await asyncio.sleep(until((ticks + 1) * every))
                 ticks += 1
 
         started = time.monotonic()
         task = asyncio.create_task(ticker())
-        await asyncio.sleep(after / 1000)
+        await asyncio.sleep(until(after))
         # cancel() drops the ticker's pending timer from the loop; the
         # CancelledError is thrown into it at its await.
         task.cancel()

@@ -4,6 +4,7 @@ SCENARIO=lessons`: each lesson's request with a GET / fired 50 ms into it."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import pytest
 
@@ -132,51 +133,68 @@ def timer_deadlines(waits, start) -> list[tuple[float, dict]]:
     return [(r["ts"] + timeout_ms(r) / 1000 - start, r) for r in waits if timeout_ms(r) > 0]
 
 
+@dataclass
+class TimerLesson:
+    """A timer lesson read back: curl's records, the answer's JSON, and the loop's waits
+    before the answer and after it (until the next connection), with their timers' deadlines."""
+
+    main: dict
+    probe: dict
+    body: dict
+    start: float  # when the loop read the request
+    answer: dict  # the loop's write of the answer
+    before: list[dict]
+    after: list[dict]
+
+    @classmethod
+    def read(cls, trace, path: str) -> "TimerLesson":
+        main, probe = pair(trace, path)
+        recs, start, answer = lesson_window(trace, path)
+        before = [r for r in recs if r["syscall"] in WAITS and r["ts"] < answer["ts"]]
+        return cls(main, probe, json.loads(main["body"]), start, answer, before, waits_after(trace, answer))
+
+    def deadlines(self, waits) -> list[tuple[float, dict]]:
+        return timer_deadlines(waits, self.start)
+
+
 # Both loops drop a cancelled timer before they compute the next wait's timeout.
 ON_BOTH_LOOPS = pytest.mark.parametrize("loop_trace", ["lessons_trace", "asyncio_lessons_trace"])
 
 
 @ON_BOTH_LOOPS
 def test_a_taskgroup_cancels_its_siblings_and_their_timers_leave_the_loop(request, loop_trace):
-    trace = request.getfixturevalue(loop_trace)
-    path = "/taskgroup?ms=100,200,300&fail=1"
-    main, probe = pair(trace, path)
-    body = json.loads(main["body"])
-    assert main["status"] == 200 and body["failed"] == [0] and body["cancelled"] == [1, 2], body
+    got = TimerLesson.read(request.getfixturevalue(loop_trace), "/taskgroup?ms=100,200,300&fail=1")
+    body = got.body
+    assert got.main["status"] == 200 and body["failed"] == [0] and body["cancelled"] == [1, 2], body
     assert body["finished"] == [] and body["elapsed_ms"] < 200, body
-    assert probe["end"] < main["end"], "the probe was served while the group's tasks slept"
-    recs, start, answer = lesson_window(trace, path)
-    waits = [r for r in recs if r["syscall"] in WAITS]
-    before = [r for r in waits if r["ts"] < answer["ts"]]
-    after = waits_after(trace, answer)
+    assert got.probe["end"] < got.main["end"], "the probe was served while the group's tasks slept"
     # Before the answer the loop counts down to the first task's 100 ms timer, and times out on it.
-    due = [(t, r) for t, r in timer_deadlines(before, start) if r["ret"] == "0"]
-    assert due and 0.08 <= due[-1][0] <= 0.13, show(before)
-    assert answer["ts"] - start < 0.2, f"answered {answer['ts'] - start:.3f} s in\n{show(before)}"
+    due = [t for t, r in got.deadlines(got.before) if r["ret"] == "0"]
+    assert due and 0.08 <= due[-1] <= 0.13, show(got.before)
+    assert got.answer["ts"] - got.start < 0.2, f"answered {got.answer['ts'] - got.start:.3f} s in\n{show(got.before)}"
     # After it, no wait counts down to the siblings' 200 and 300 ms timers: cancelled, gone.
-    assert after, "no wait between the answer and the next connection"
-    late = [r for t, r in timer_deadlines(after, start) if 0.15 <= t <= 0.35]
+    assert got.after, "no wait between the answer and the next connection"
+    late = [r for t, r in got.deadlines(got.after) if 0.15 <= t <= 0.35]
     assert not late, "a wait still counts down to a cancelled sibling's timer:\n" + show(late)
 
 
 @ON_BOTH_LOOPS
 def test_task_cancel_drops_the_tickers_timer_from_the_loops_waits(request, loop_trace):
-    trace = request.getfixturevalue(loop_trace)
-    path = "/cancel?every=50&after=175"
-    main, probe = pair(trace, path)
-    body = json.loads(main["body"])
+    got = TimerLesson.read(request.getfixturevalue(loop_trace), "/cancel?every=50&after=175")
     # Ticks at 50, 100, 150 ms before the cancel at 175 (a late loop may let one more in).
-    ticks = body["ticks"]
-    assert main["status"] == 200 and body["cancelled"] and 3 <= ticks <= body["elapsed_ms"] // 50, body
-    assert probe["end"] < main["end"], "the probe was served between the ticks"
-    recs, start, answer = lesson_window(trace, path)
-    waits = [r for r in recs if r["syscall"] in WAITS]
-    before = timer_deadlines([r for r in waits if r["ts"] < answer["ts"]], start)
-    # The last wait before the answer counts down to the cancel at 175 ms, not to the next tick.
-    timed_out = [t for t, r in before if r["ret"] == "0"]
-    assert timed_out and 0.16 <= timed_out[-1] <= 0.2, show(r for _, r in before)
-    after = waits_after(trace, answer)
-    assert after, "no wait between the answer and the next connection"
-    dropped = (ticks + 1) * 0.05  # the tick the cancel took away
-    tick = [r for t, r in timer_deadlines(after, start) if abs(t - dropped) <= 0.035]
+    ticks = got.body["ticks"]
+    assert got.main["status"] == 200 and got.body["cancelled"], got.body
+    assert 3 <= ticks <= got.body["elapsed_ms"] // 50, got.body
+    assert got.probe["end"] < got.main["end"], "the probe was served between the ticks"
+    # Before the cancel the waits count down to the ticks (a loaded machine may fold two
+    # timers into one late wakeup, so not every mark need have its own wait)...
+    def near(t, mark):
+        return abs(t - mark) <= 0.02
+
+    counted = {k for t, _ in got.deadlines(got.before) for k in range(1, ticks + 1) if near(t, k * 0.05)}
+    assert len(counted) >= 2, f"waits counted down to ticks {sorted(counted)}\n" + show(got.before)
+    # ...and after the answer none counts down to the tick the cancel took away.
+    assert got.after, "no wait between the answer and the next connection"
+    dropped = (ticks + 1) * 0.05
+    tick = [r for t, r in got.deadlines(got.after) if near(t, dropped)]
     assert not tick, f"a wait still counts down to the cancelled ticker's {dropped * 1000:.0f} ms timer:\n" + show(tick)

@@ -79,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "the epoll wrappers)")
     t.add_argument("--scenario", choices=("requests", "lessons"), default="requests",
                    help="Sanic: the route tour (default), or the asyncio lessons (blocking vs "
-                        "awaiting, gather, CPU with and without yielding, timeouts), each with a "
+                        "awaiting, gather, CPU with and without yielding, timeouts, TaskGroup, "
+                        "cancel), each with a "
                         "GET / fired while it runs")
     t.add_argument("--recipe", choices=("story", "load"), default="story",
                    help="story: the full syscall set and the curl scenario (default); load: only "
