@@ -124,7 +124,8 @@ def test_cancel_stops_the_ticker_between_ticks(sanic_server):
 def test_cpu_with_yield_gives_way_to_the_loop(sanic_server):
     _, busy = get_json(sanic_server, "/cpu?ms=60")
     _, polite = get_json(sanic_server, "/cpu?ms=60&yield=1")
-    assert busy["yields"] == 0 and polite["yields"] >= 5, (busy, polite)
+    # About 12 yields on a quiet machine; a loaded one preempts the spin between checks.
+    assert busy["yields"] == 0 and polite["yields"] >= 2, (busy, polite)
 
 
 def test_work_that_overruns_its_timeout_gets_504_with_a_reason(sanic_server):

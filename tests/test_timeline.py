@@ -74,7 +74,9 @@ def test_a_wakeup_arrow_goes_from_a_pool_lane_to_the_loop_lane(uvloop_trace):
 def test_a_long_trace_stays_small(c_load):
     lines = len((c_load.out / "raw.strace").read_text().splitlines())
     size = (c_load.out / "timeline.html").stat().st_size
-    assert lines > 5000 and size < 3_000_000, (lines, size)
+    # wrk's throughput under strace varies with the machine's load; past MAX_MARKS
+    # records the page must already thin its marks, which is what keeps it small.
+    assert lines > timeline.MAX_MARKS and size < 3_000_000, (lines, size)
 
 
 def test_headless_chromium_renders_the_timeline_without_console_errors(uvloop_trace, tmp_path):
