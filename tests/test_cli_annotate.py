@@ -4,6 +4,7 @@ JSON Lines, the summary and the exit codes. Inputs are the recorded logs."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -57,3 +58,66 @@ def test_help_explains_the_recommended_strace_flags():
     assert got.returncode == 0
     for flag in ("-f ", "-ttt", "-T ", "-yy", "-ff"):
         assert flag in got.stdout, flag
+
+
+def annotate_bytes(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tracing", "annotate", *args], input=stdin,
+                          capture_output=True, timeout=60, env={"NO_COLOR": "1", "PATH": "/usr/bin:/bin"})
+
+
+def one_line_error(got, code: int, *words: str) -> None:
+    err = got.stderr if isinstance(got.stderr, str) else got.stderr.decode()
+    assert got.returncode == code, (got.returncode, err)
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert all(w in err for w in words), err
+
+
+def test_a_directory_is_named_as_one_with_the_fix(tmp_path):
+    one_line_error(annotate(str(tmp_path)), 3, "is a directory", "raw.strace")
+
+
+def test_a_fifo_is_read_once_as_a_stream(tmp_path):
+    fifo = tmp_path / "live.strace"
+    os.mkfifo(fifo)
+    log = (FIXTURES / "others" / "redis.strace").read_bytes()
+    # A writer on the FIFO, as strace -o FIFO would be; the annotator reads it once.
+    writer = subprocess.Popen(["dd", f"of={fifo}", "status=none"], stdin=subprocess.PIPE)
+    try:
+        writer.stdin.write(log)
+        writer.stdin.close()
+        got = annotate_bytes(str(fifo), "--format", "jsonl")
+    finally:
+        writer.wait(timeout=60)
+    assert got.returncode == 0, got.stderr
+    assert len(got.stdout.decode().splitlines()) > 100
+
+
+def test_output_into_a_missing_folder_or_onto_a_folder_is_a_one_line_error(tmp_path):
+    log = str(FIXTURES / "tiny-f-ttt-T-yy.strace")
+    one_line_error(annotate(log, "-o", str(tmp_path / "nope" / "out.log")), 7, "does not exist", "mkdir -p")
+    one_line_error(annotate(log, "-o", str(tmp_path)), 7, "is a directory", "annotated.log")
+
+
+def test_random_bytes_and_a_readme_are_not_strace_logs(tmp_path):
+    junk = bytes(range(256)) * 20 + b"\n\x00\xff\xfe"
+    got = annotate_bytes("-", stdin=junk)
+    lines = len(junk.split(b"\n"))
+    one_line_error(got, 8, f"none of its {lines} lines is strace output", "strace -f")
+    readme = Path(__file__).parents[1] / "README.md"
+    n = len(readme.read_bytes().split(b"\n")) - 1
+    one_line_error(annotate(str(readme)), 8, f"none of its {n} lines is strace output")
+
+
+def test_a_log_with_some_foreign_lines_annotates_and_says_how_many():
+    log = (FIXTURES / "tiny-f-ttt-T-yy.strace").read_text()
+    got = annotate("-", stdin=log + "not strace\nneither is this\n")
+    assert got.returncode == 0, got.stderr
+    assert "2 of the" in got.stderr and "not strace output" in got.stderr, got.stderr
+
+
+def test_latin1_bytes_on_stdin_come_out_as_valid_utf8_json():
+    log = (FIXTURES / "others" / "redis.strace").read_bytes().replace(b"ping", b"p\xe9ng\xff")
+    got = annotate_bytes("-", "--format", "jsonl", stdin=log)
+    assert got.returncode == 0, got.stderr
+    recs = [json.loads(line) for line in got.stdout.decode("utf-8").splitlines()]
+    assert any("p\ufffdng\ufffd" in r["args"] for r in recs)

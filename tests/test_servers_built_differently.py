@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import fd_roles, show
+from tests.helpers import fd_roles, show
 from tracing.annotate import annotate_file
 
 KINDS = Path(__file__).parent / "fixtures" / "kinds"

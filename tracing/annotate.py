@@ -17,6 +17,7 @@ from typing import Callable, Iterable, Iterator
 from tracing import records
 from tracing import roles as R
 from tracing.fds import CLIENT, DEVICE, FILE, STDIO
+from tracing.inputs import open_text
 from tracing.handlers import HANDLERS, Ctx, Verdict, _exit_note, _generic, _signal
 from tracing.model import Knowledge, Model
 from tracing.names import (BLOCKING, CLONES, LOOP, OTHER, OTHER_CAT, POLLABLE,  # noqa: F401 (re-exported)
@@ -200,7 +201,7 @@ def annotate_file(path: str, steps: Iterable[Step] = ()) -> tuple[Iterator[dict]
     def numbered() -> Iterator[tuple]:
         # Lines are what "\n" ends, as sed and strace count them; a lone "\r"
         # is part of a line.
-        with open(path, errors="replace", newline="\n") as f:
+        with open_text(path) as f:
             yield from enumerate(f, 1)
 
     return annotate_items(numbered, steps)

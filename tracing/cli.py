@@ -12,7 +12,7 @@ from tracing import recipes
 from tracing import annotated_log, browser, compare, inputs, live, timeline, trace_event
 from tracing.annotate import Annotator, annotate_items
 from tracing.parse import events
-from tracing.errors import EXIT_CODES_HELP, EXIT_SETUP, TraceError
+from tracing.errors import EXIT_CODES_HELP, EXIT_NOT_STRACE, EXIT_OUTPUT, EXIT_SETUP, TraceError
 from tracing.outputs import report
 from tracing.procs import catch_stop_signals
 from tracing.run import trace
@@ -330,19 +330,18 @@ def cmd_screenshot(args) -> int:
 
 
 def cmd_annotate(args) -> int:
-    if args.log == ["-"]:
-        # One pass: roles are learned as the stream goes.
+    out = _annotate_output(args.output)
+    once = inputs.stream(args.log)
+    if once is not None:
+        # One pass (standard input, a FIFO): roles are learned as the stream goes.
         ann = Annotator()
-        records = ann.run(events(sys.stdin))
+        source = inputs.as_text(sys.stdin.buffer) if once == "-" else inputs.open_text(once)
+        records = ann.run(events(source))
     else:
         try:
             records, ann = annotate_items(inputs.opener(args.log, warn=lambda m: eprint(f"epoll-lab: {m}")))
         except inputs.InputError as e:
             raise TraceError(str(e), EXIT_SETUP) from None
-    try:
-        out = sys.stdout if args.output == "-" else open(args.output, "w")
-    except OSError as e:
-        raise output_error(Path(args.output), e) from None
     try:
         if args.format == "jsonl":
             write_outputs(records, None, out)
@@ -365,6 +364,36 @@ def cmd_annotate(args) -> int:
     finally:
         if out is not sys.stdout:
             out.close()
+    summary = ann.summary
     if args.summary:
-        eprint(summary_text(ann.summary.as_dict()))
+        eprint(summary_text(summary.as_dict()))
+    name = "standard input" if once == "-" else " ".join(args.log)
+    if summary.lines == 0:
+        raise TraceError(f"{name} is empty: there is no strace output to annotate", EXIT_NOT_STRACE)
+    if summary.understood == 0:
+        raise TraceError(f"{name}: none of its {summary.unparsed} lines is strace output (no call, "
+                         "signal, exit or strace message); make a log with: strace -f -ttt -T -yy "
+                         "-o app.strace -- your-server", EXIT_NOT_STRACE)
+    if summary.unparsed:
+        eprint(f"epoll-lab: {summary.unparsed} of the {summary.lines} lines of {name} are not strace "
+               f"output (kept verbatim, first at line {summary.unparsed_lines[0]})")
     return 0
+
+
+def _annotate_output(output: str):
+    """Standard output, or the -o file opened for writing: a one-line error if it cannot be."""
+    if output == "-":
+        if hasattr(sys.stdout, "reconfigure"):
+            sys.stdout.reconfigure(encoding="utf-8", errors="replace")
+        return sys.stdout
+    path = Path(output)
+    if path.is_dir():
+        raise TraceError(f"-o {output} is a directory: give a file name (e.g. -o {path / 'annotated.log'})",
+                         EXIT_OUTPUT)
+    if not path.parent.is_dir():
+        raise TraceError(f"-o {output}: the folder {path.parent} does not exist: create it "
+                         f"(mkdir -p {path.parent}) or write elsewhere", EXIT_OUTPUT)
+    try:
+        return open(path, "w", encoding="utf-8")
+    except OSError as e:
+        raise TraceError(f"-o {output}: cannot write it ({e.strerror})", EXIT_OUTPUT) from None

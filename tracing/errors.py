@@ -8,6 +8,7 @@ EXIT_START = 4  # the program did not start, or its port never answered
 EXIT_SCENARIO = 5  # a scenario request failed
 EXIT_PID = 6  # --pid: no such process, or it cannot be traced
 EXIT_OUTPUT = 7  # the output folder cannot be written (read-only, full, missing)
+EXIT_NOT_STRACE = 8  # annotate: no line of the input is strace output
 EXIT_NOT_FOUND = 127  # the command to trace is not found (as in a shell)
 EXIT_INTERRUPTED = 130  # Ctrl-C; SIGTERM and SIGHUP give 128 + their number
 
@@ -17,7 +18,8 @@ exit codes:
   port in use)   4 the server or program did not start, or its port never
   answered   5 a scenario request failed   6 --pid: no such process, or it
   cannot be traced   7 the output folder cannot be written (read-only, full,
-  missing)   127 the command to trace is not found
+  missing)   8 annotate: no line of the input is strace output
+  127 the command to trace is not found
   128+N stopped by signal N: 130 Ctrl-C, 129 SIGHUP, 143 SIGTERM (the traced
   processes are stopped first; nothing is left running)
 """

@@ -9,9 +9,11 @@ file line it came from, so nothing is lost and everything can be found.
 from __future__ import annotations
 
 import heapq
+import io
 import re
+import stat
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import IO, BinaryIO, Callable, Iterator
 
 from tracing.parse import split_prefix
 
@@ -22,14 +24,49 @@ class InputError(Exception):
     pass
 
 
+def as_text(binary: BinaryIO) -> IO[str]:
+    """A byte stream as text lines the way strace and sed count them: split at
+    "\\n" only (a lone "\\r" stays inside its line), bytes that are not UTF-8
+    replaced, so every record writes as valid UTF-8."""
+    return io.TextIOWrapper(binary, encoding="utf-8", errors="replace", newline="\n")
+
+
+def open_text(path: Path | str) -> IO[str]:
+    return open(path, encoding="utf-8", errors="replace", newline="\n")
+
+
+def stream(args: list[str]) -> str | None:
+    """The one input that can be read only once (standard input, a FIFO), or None."""
+    if args == ["-"]:
+        return "-"
+    if len(args) == 1:
+        try:
+            mode = Path(args[0]).stat().st_mode
+        except OSError:
+            return None
+        if stat.S_ISFIFO(mode) or stat.S_ISCHR(mode):
+            return args[0]
+    return None
+
+
 def expand(args: list[str]) -> list[Path]:
     """The files named, where `NAME` also stands for `NAME.<pid>` from -ff."""
     out: list[Path] = []
     for arg in args:
         p = Path(arg)
         if p.is_file():
+            try:
+                open(p, "rb").close()
+            except OSError as e:
+                raise InputError(f"cannot read {arg}: {e.strerror}") from None
             out.append(p)
             continue
+        if p.is_dir():
+            raise InputError(f"{arg} is a directory: name the strace log in it "
+                             f"(e.g. {p / 'raw.strace'})")
+        if p.exists():
+            raise InputError(f"{arg} is not a regular file: give a strace log, or - to read "
+                             "standard input")
         per_pid = sorted((q for q in p.parent.glob(p.name + ".*") if q.suffix[1:].isdigit()),
                          key=lambda q: int(q.suffix[1:]))
         if not per_pid:
@@ -44,9 +81,12 @@ def _pid_of(path: Path) -> int | None:
 
 
 def _numbered(path: Path) -> Items:
-    with open(path, errors="replace") as f:
-        for n, text in enumerate(f, 1):
-            yield n, text
+    try:
+        f = open_text(path)
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e.strerror}") from None
+    with f:
+        yield from enumerate(f, 1)
 
 
 # -r times are relative to the line before in the same file: they cannot
@@ -57,7 +97,7 @@ _RELATIVE = re.compile(r"^\s+\d+\.\d+ ")
 def mergeable(paths: list[Path]) -> tuple[bool, str]:
     """Can these -ff files be merged by time? (yes/no, why not)."""
     for path in paths:
-        with open(path, errors="replace") as f:
+        with open_text(path) as f:
             first = next(f, "")
         if not first.strip():
             continue
