@@ -121,7 +121,8 @@ _WHY_WATCH = {
 
 # epoll_ctl's four arguments without the general splitter (a hot call in
 # servers that register each connection).
-_CTL_ARGS = re.compile(r"^\s*(-?\d+)(?:<(.*?)>)?,\s*(EPOLL_CTL_\w+|\d+),\s*(-?\d+)(?:<(.*?)>)?,\s*(.*)$", re.S)
+_CTL_ARGS = re.compile(r"^\s*(-?\d{1,10})(?:<(.*?)>)?,\s*(EPOLL_CTL_\w+|\d+),\s*(-?\d{1,10})(?:<(.*?)>)?,\s*(.*)$",
+                       re.S)
 
 
 def _epoll_ctl(c: Ctx) -> Verdict:
@@ -168,7 +169,7 @@ def _timeout_text(c: Ctx) -> tuple[str, float | None]:
     m = _TIMEOUT_AT_END[c.ev.syscall].search(c.ev.args)
     raw = m.group(1) if m else (c.args[3] if len(c.args) > 3 else "?")
     if c.ev.syscall == "epoll_pwait2":
-        m = re.search(r"tv_sec=(\d+),\s*tv_nsec=(\d+)", raw)
+        m = re.search(r"tv_sec=(\d{1,19}),\s*tv_nsec=(\d{1,10})", raw)
         ms = int(m.group(1)) * 1000 + int(m.group(2)) / 1e6 if m else (-1 if raw == "NULL" else None)
     else:
         try:
@@ -428,7 +429,7 @@ def _timerfd(c: Ctx) -> Verdict:
 
 def _timerfd_settime(c: Ctx) -> Verdict:
     fd = c.arg_fd(0)
-    m = re.search(r"it_value=\{tv_sec=(\d+),\s*tv_nsec=(\d+)\}", c.ev.args)
+    m = re.search(r"it_value=\{tv_sec=(\d{1,19}),\s*tv_nsec=(\d{1,10})\}", c.ev.args)
     when = f" to fire in {int(m.group(1)) * 1000 + int(m.group(2)) / 1e6:g} ms" if m else ""
     return c.say(f"arm timer fd {fd.num if fd else '?'}{when}", POLLABLE)
 
