@@ -1,8 +1,10 @@
 """make bench: throughput, latency, CPU per request and tracing overhead of
 the C server, nginx, Sanic on uvloop and Sanic on the stdlib loop, aiohttp and
 tornado (both on the stdlib loop), each untraced, under the lab's story recipe
-(the trace targets' full syscall set) and under the load recipe (epoll/accept
-only, --seccomp-bpf), in one run. Then, per server, a short counted run
+(the trace targets' full syscall set), under the load recipe (epoll/accept
+only, --seccomp-bpf) and under kernel-story (the kernel tracer, bpftrace, on
+the story's syscall set; left out, with the reason, where it cannot run), in
+one run. Then, per server, a short counted run
 (`strace -c -f` attached under the same wrk load) for syscalls per request.
 
 Not a test: a benchmark. Rounds are interleaved (every server and condition
@@ -22,6 +24,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -33,12 +36,14 @@ from pathlib import Path
 from helpers import ROOT, cpu_split, descendants, free_port, need, pin, stop_server, wait_http
 
 sys.path.insert(0, str(ROOT))
-from tracing.recipes import load_flags, strace_flags  # noqa: E402
+from tracing import kernel  # noqa: E402
+from tracing.recipes import STORY_SYSCALLS, load_flags, strace_flags  # noqa: E402
 
 SERVERS = ["c", "nginx", "sanic-uvloop", "sanic-asyncio", "aiohttp", "tornado"]
 # Each framework beside the Sanic run on the same (stdlib) loop.
 FRAMEWORKS = {"aiohttp": "sanic-asyncio", "tornado": "sanic-asyncio", "sanic-uvloop": "sanic-asyncio"}
-CONDITIONS = ["untraced", "story-recipe", "load-recipe"]
+# kernel-story: the kernel tracer (bpftrace) on the story's syscall set, as story-recipe's strace.
+CONDITIONS = ["untraced", "story-recipe", "load-recipe", "kernel-story"]
 PY = ROOT / ".venv" / "bin" / "python"
 
 
@@ -85,6 +90,8 @@ def run_wrk(port: int, seconds: int) -> dict:
 
 
 def one(name: str, condition: str, seconds: int, tmp: Path) -> dict:
+    if condition == "kernel-story":
+        return one_kernel(name, seconds, tmp)
     port = free_port()
     log = tmp / f"{name}-{condition}.strace"
     top = subprocess.Popen(pin(1) + tracer(condition, log) + server_cmd(name, port, tmp), cwd=ROOT,
@@ -105,12 +112,63 @@ def one(name: str, condition: str, seconds: int, tmp: Path) -> dict:
     finally:
         _stop(top, traced)
         log.unlink(missing_ok=True)
+    return per_request(got, s0, s1, t0, t1, len(server))
+
+
+# A map big enough for a few seconds of the C server under wrk (~250 bytes a call, in the kernel).
+kernel.EVENTS = max(kernel.EVENTS, 600_000)
+
+
+def one_kernel(name: str, seconds: int, tmp: Path) -> dict:
+    """The server under the kernel tracer, both pinned to CPU 1 as strace and its server are.
+    The BPF programs run in the server's own syscalls, so their cost is in the server's CPU.
+    bpftrace keeps the calls in a map and prints them when stopped: the tracer's CPU counts
+    from the start of the load to the end of that print, so the deferred work is in it."""
+    port = free_port()
+    out = tmp / f"{name}-kernel"
+    traced = kernel.launch(shutil.which("bpftrace") or "bpftrace", server_cmd(name, port, tmp), out,
+                           STORY_SYSCALLS.split(","), log=tmp / f"{name}-kernel.log", pin=pin(1))
+    try:
+        wait_http(port)
+        server = traced.server.pid
+
+        def cpu() -> tuple[tuple[float, float], tuple[float, float]]:
+            own = [_cpu(p) for p in (server, *descendants(server))]
+            return (sum(u for u, _ in own), sum(k for _, k in own)), _cpu(traced.bpftrace.pid)
+
+        s0, t0 = cpu()
+        got = run_wrk(port, seconds)
+        s1, t1 = cpu()
+        t1 = _cpu_until_exit(traced.bpftrace, t1)
+        with open(traced.records, errors="replace") as f:
+            counts = kernel.Counts()
+            for _ in kernel.read_records(f, counts):
+                pass
+    finally:
+        traced.stop(port)
+        shutil.rmtree(out, ignore_errors=True)
+    return {**per_request(got, s0, s1, t0, t1, 1 + len(descendants(server))),
+            "kernel_calls": counts.calls, "kernel_dropped": counts.dropped}
+
+
+def _cpu_until_exit(proc: subprocess.Popen, last: tuple[float, float]) -> tuple[float, float]:
+    """SIGINT bpftrace (it prints its map and exits) and its CPU at the end."""
+    proc.send_signal(signal.SIGINT)
+    while proc.poll() is None:
+        got = _cpu(proc.pid)
+        last = got if sum(got) else last
+        time.sleep(0.02)
+    return last
+
+
+def per_request(got: dict, s0, s1, t0, t1, pids: int) -> dict:
+    """wrk's figures with the server's and the tracer's CPU (user, system) per request."""
     per = 1e6 / max(got["requests"], 1)
     user, sys_, t_user, t_sys = ((s1[0] - s0[0]) * per, (s1[1] - s0[1]) * per,
                                  (t1[0] - t0[0]) * per, (t1[1] - t0[1]) * per)
     return {**got, "cpu_us_per_req": user + sys_, "user_us_per_req": user, "sys_us_per_req": sys_,
             "tracer_cpu_us_per_req": t_user + t_sys, "tracer_user_us_per_req": t_user,
-            "tracer_sys_us_per_req": t_sys, "server_pids": len(server)}
+            "tracer_sys_us_per_req": t_sys, "server_pids": pids}
 
 
 def _cpu(pid: int) -> tuple[float, float]:
@@ -206,7 +264,7 @@ def markdown(rows: list[dict], machine: dict) -> str:
              "run of each server with `strace -c -f` attached under the same load. ratio = traced "
              "req/s ÷ untraced req/s of the same server.", "",
              "| server | condition | req/s | p50 ms | p99 ms | CPU µs/req | user µs/req | sys µs/req "
-             "| strace µs/req | syscalls/req | ratio |",
+             "| tracer µs/req | syscalls/req | ratio |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         calls = f"{r['syscalls_per_req']:.2f}" if "syscalls_per_req" in r else ""
@@ -215,6 +273,7 @@ def markdown(rows: list[dict], machine: dict) -> str:
                      f"{r['sys_us_per_req']:.1f} | {r['tracer_cpu_us_per_req']:.1f} | {calls} | "
                      f"{r['ratio_vs_untraced']:.2f} |")
     c = {(r["server"], r["condition"]): r for r in rows}
+    lines += ["", *kernel_vs_strace(c)]
     lines += ["", f"C server / nginx CPU per request (untraced): "
               f"{c[('c', 'untraced')]['cpu_us_per_req'] / c[('nginx', 'untraced')]['cpu_us_per_req']:.2f}; "
               f"Sanic uvloop / stdlib req/s: "
@@ -232,6 +291,24 @@ def markdown(rows: list[dict], machine: dict) -> str:
                      f"{r['syscalls_per_req']:.2f} | {r['sys_us_per_req'] / r['syscalls_per_req']:.2f} | {top} |")
     lines += ["", *where_time_goes(c)]
     return "\n".join(lines) + "\n"
+
+
+def kernel_vs_strace(c: dict) -> list[str]:
+    """kernel-story beside story-recipe: what each keeps of the untraced req/s, same run."""
+    out = ["kernel-story (bpftrace, the story's syscalls kept in a map and printed at the end) vs "
+           "story-recipe (strace): the fraction of untraced req/s each keeps, and the tracers' CPU "
+           "per request (bpftrace's includes printing its map after the load):", "",
+           "| server | story-recipe keeps | kernel-story keeps | kernel ÷ strace | strace µs/req "
+           "| bpftrace µs/req | calls the map dropped |", "|---|---|---|---|---|---|---|"]
+    for name in SERVERS:
+        s, k = c.get((name, "story-recipe")), c.get((name, "kernel-story"))
+        if s is None or k is None:
+            continue
+        dropped = sum(r.get("kernel_dropped", 0) for r in k["runs"])
+        out.append(f"| {name} | {s['ratio_vs_untraced']:.2f} | {k['ratio_vs_untraced']:.2f} | "
+                   f"{k['ratio_vs_untraced'] / s['ratio_vs_untraced']:.1f}× | "
+                   f"{s['tracer_cpu_us_per_req']:.1f} | {k['tracer_cpu_us_per_req']:.1f} | {dropped} |")
+    return out
 
 
 def where_time_goes(c: dict) -> list[str]:
@@ -260,13 +337,13 @@ def plot(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (a, b, w) = plt.subplots(1, 3, figsize=(18, 4.8))
-    width = 0.27
+    width = 0.2
     for i, cond in enumerate(CONDITIONS):
         got = [next(r for r in rows if r["server"] == s and r["condition"] == cond) for s in SERVERS]
-        a.bar([j + (i - 1) * width for j in range(len(SERVERS))], [r["cpu_us_per_req"] for r in got],
+        a.bar([j + (i - 1.5) * width for j in range(len(SERVERS))], [r["cpu_us_per_req"] for r in got],
               width, label=cond)
         if cond != "untraced":
-            b.bar([j + (i - 1.5) * width for j in range(len(SERVERS))],
+            b.bar([j + (i - 2) * width for j in range(len(SERVERS))],
                   [r["ratio_vs_untraced"] for r in got], width, label=cond)
     idle = [next(r for r in rows if r["server"] == s and r["condition"] == "untraced") for s in SERVERS]
     user = [r["user_us_per_req"] for r in idle]
@@ -308,6 +385,11 @@ def main() -> int:
     if not (ROOT / "cdemo/bin/epoll_server").exists():
         sys.exit("build the C server first: make build-c")
     need("wrk", "wrk"), need("nginx", "nginx"), need("strace", "strace")
+    try:
+        kernel.preflight()
+    except kernel.KernelError as e:
+        say(f"[bench] kernel-story left out: {e}")
+        CONDITIONS.remove("kernel-story")
     runs: dict = {(s, c): [] for s in SERVERS for c in CONDITIONS}
     total, done = len(runs) * args.rounds, 0
     with tempfile.TemporaryDirectory() as tmp:
@@ -319,7 +401,7 @@ def main() -> int:
                     got = one(name, cond, args.seconds, Path(tmp))
                     runs[(name, cond)].append(got)
                     say(f"[bench]     {got['rps']:.0f} req/s, {got['cpu_us_per_req']:.1f} µs CPU/req"
-                        + (f" (+{got['tracer_cpu_us_per_req']:.1f} strace)" if cond != "untraced" else ""))
+                        + (f" (+{got['tracer_cpu_us_per_req']:.1f} tracer)" if cond != "untraced" else ""))
         counted = {}
         for name in SERVERS:
             say(f"[bench] syscalls per request: {name} under strace -c ...")

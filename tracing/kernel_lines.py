@@ -31,17 +31,41 @@ class Rec:
     blob: bytes = b""
 
 
-def read_records(lines: Iterable[str]) -> Iterator[Rec | str]:
-    """bpftrace's lines to records; anything else (warnings, lost events) as text."""
+_EV = re.compile(r"^@ev\[(\d+), (\d+)\]: \((.*)\)$")
+_COUNT = re.compile(r"^@calls: (\d+)$|^Lost (\d+) events")
+
+
+@dataclass
+class Counts:
+    """What the records say about their own completeness."""
+
+    calls: int = 0  # story syscalls the kernel saw
+    kept: int = 0  # of them, held in the map (it has a fixed size)
+    lost: int = 0  # perf-buffer records the kernel dropped (bpftrace fell behind)
+
+    @property
+    def dropped(self) -> int:
+        return self.lost + max(0, self.calls - self.kept)
+
+
+def read_records(lines: Iterable[str], counts: Counts | None = None) -> Iterator[Rec | str]:
+    """bpftrace's lines to records; anything else (warnings) as text."""
+    counts = counts if counts is not None else Counts()
     for line in lines:
         line = line.rstrip("\n")
         kind = line[:2]
         try:
-            if kind == "S ":
-                p = line.split(" ", 13)
-                blob = unescape(p[13]) if len(p) > 13 else b""
-                yield Rec("S", int(p[1]), int(p[2]), int(p[3]), int(p[4]),
-                          [int(p[5]), int(p[6]), *(int(x, 16) for x in p[7:13])], blob)
+            if m := _EV.match(line):
+                # @ev[t0, tid]: (dur, nr, ret, a0..a5, n, b0..b11): n bytes of buffer in 12 words.
+                v = [int(x) for x in m.group(3).split(", ")]
+                blob = b"".join((w & (1 << 64) - 1).to_bytes(8, "little") for w in v[10:22])[:v[9]]
+                counts.kept += 1
+                yield Rec("S", 0, int(m.group(2)), int(m.group(1)), v[0], v[1:9], blob)
+            elif m := _COUNT.match(line):
+                if m.group(1):
+                    counts.calls += int(m.group(1))
+                else:
+                    counts.lost += int(m.group(2))
             elif kind == "E ":
                 p = line.split(" ", 4)
                 yield Rec("E", int(p[1]), int(p[2]), int(p[3]), 0, [p[4] if len(p) > 4 else ""])
@@ -56,18 +80,10 @@ def read_records(lines: Iterable[str]) -> Iterator[Rec | str]:
             elif kind == "A ":
                 p = line.split()
                 yield Rec("A", int(p[1]), int(p[2]), int(p[3]), int(p[4]), [int(p[5])])
-            elif line.strip() and line.strip() != "READY" and not line.startswith("Attaching "):
+            elif line.strip() and not line.startswith("Attaching "):
                 yield line
         except (ValueError, IndexError):
             yield line
-
-
-_HEX = re.compile(rb"\\x([0-9a-f]{2})")
-
-
-def unescape(text: str) -> bytes:
-    """bpftrace's %r: printable bytes as themselves, the rest as \\xNN."""
-    return _HEX.sub(lambda m: bytes([int(m.group(1), 16)]), text.encode("latin-1", "replace"))
 
 
 def convert(records: Iterable[Rec | str], offset: float) -> Iterator[str]:
