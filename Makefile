@@ -18,7 +18,7 @@ help:
 	@echo "       IO_URING=0: refuse io_uring (strace fault injection), as in a container"
 	@echo "       SCENARIO=lessons: blocking vs awaiting, gather, CPU loops, timeouts, TaskGroup, cancel, each with a probe"
 	@echo "make trace-c [POOL=1] [PORT=8080]            trace the C epoll server, write traces/c*/"
-	@echo "       TRACER=kernel (trace-*, compare): bpftrace in the kernel instead of strace: io_uring epoll_ctl decoded, cheap"
+	@echo "       TRACER=kernel (trace-*, live-*, compare): bpftrace in the kernel instead of strace: io_uring epoll_ctl decoded, cheap"
 	@echo "       RECIPE=load (both): epoll/accept only, --seccomp-bpf, under wrk load"
 	@echo "make ltrace-sanic [LOOP=asyncio], ltrace-c [POOL=1]  library calls (getaddrinfo, epoll wrappers) with ltrace"
 	@echo "make screenshot                               render traces/sanic/timeline.html to a PNG with headless Chromium"

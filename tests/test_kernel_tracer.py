@@ -8,12 +8,13 @@ everywhere.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
 
-from tests.helpers import ROOT, free_port, show
+from tests.helpers import ROOT, curl, free_port, show
 from tracing.kernel_lines import convert, decode_user_data, read_records, sqe_fields
 from tracing.parse import fd_arg, split_args
 
@@ -201,3 +202,22 @@ def test_compare_counts_every_client_add_strace_could_not_see(uvloop_trace, uvlo
     assert "io_uring EPOLL_CTL_ADD" not in cmp["phases"]["register client"]["sanic"], cmp["phases"]
     said = [d for d in cmp["differences"] if d.startswith("sanic-kernel:")]
     assert said and f"{seen} EPOLL_CTL_ADD of a client" in said[0] and "strace cannot see" in said[0], said
+
+
+def test_live_mode_streams_the_kernel_tracers_lines(kernel_ready, tmp_path):
+    from tests.test_live import Live
+    from tracing.procs import alive
+    live = Live(tmp_path, "--tracer", "kernel")
+    try:
+        line = live.wait_for(r"live: strace \d+, server \d+", 60)
+        tracer, server = map(int, re.search(r"strace (\d+), server (\d+)", line).groups())
+        curl(live.port, "/file")
+        live.wait_for(r"accept4\(.*client connection", 15)
+        live.wait_for(r"epoll_ctl\(.*ADD fd \d+ = client connection", 15)
+        live.wait_for(r"read\(.*GET /file HTTP/1.1", 15)
+    finally:
+        rc = live.stop()
+    assert rc == 0, "".join(live.seen[-20:])
+    assert not alive(server) and not alive(tracer), "server or bpftrace left behind"
+    assert "GET /file" in (live.out / "annotated.log").read_text()
+    assert (live.out / "raw.kernel").stat().st_size > 0

@@ -285,10 +285,8 @@ def cmd_compare(args) -> int:
 
 
 def cmd_live(args) -> int:
-    if args.tracer == "kernel":
-        raise TraceError("live mode runs on strace only for now (the kernel tracer sorts its events "
-                         "after the run): use `make trace-c TRACER=kernel` or TRACER=strace", EXIT_SETUP)
-    target = _target(args.target, args.port, loop=args.loop, pool=args.pool, recipe=args.recipe)
+    target = _target(args.target, args.port, loop=args.loop, pool=args.pool, recipe=args.recipe,
+                     tool=args.tracer)
     target.name += "-live"
     _check_built(target)
     wanted = [w.strip() for w in args.filter.split(",") if w.strip()]

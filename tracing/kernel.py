@@ -29,12 +29,13 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
-from tracing.kernel_lines import Counts, convert, read_records  # noqa: F401 (bench reads Counts)
+from tracing.kernel_lines import Counts, convert, read_records, stream  # noqa: F401 (bench reads Counts)
 from tracing.syscalls_x86_64 import NR
 
 SCRIPT = Path(__file__).with_name("kernel.bt")
@@ -120,13 +121,21 @@ def libc_of(argv0: str, pid: int | None = None) -> str:
     raise KernelError("cannot find the libc the server maps (for the getaddrinfo uprobe)")
 
 
-def script(syscalls: Iterable[str], libc: str, ready: Path, follow_now: bool = False) -> str:
+_KEPT = re.compile(r"    @ev\[\$e\.0, tid\] = \((.*?)\);\n.*?// keep end\n", re.S)
+
+
+def script(syscalls: Iterable[str], libc: str, ready: Path, follow_now: bool = False,
+           stream: bool = False) -> str:
     """kernel.bt with the story's syscall numbers, the libc and the ready FIFO filled in;
-    `follow_now`: the pid ($1) is a running process, followed from the start."""
+    `follow_now`: the pid ($1) is a running process, followed from the start;
+    `stream`: each call printed as it returns (live mode) instead of kept in the map."""
     story = "".join(f"  @story[{NR[s]}] = 1;\n" for s in syscalls if s in NR)
     if follow_now:
         story += "  @track[$1] = 1;\n"
-    return (SCRIPT.read_text().replace("@STORY@", story.rstrip("\n"))
+    text = SCRIPT.read_text()
+    if stream:
+        text = _KEPT.sub(lambda m: f"    print(($e.0, tid, {m.group(1)}));\n", text)
+    return (text.replace("@STORY@", story.rstrip("\n"))
             .replace("@LIBC@", libc).replace("@CAP@", str(CAP)).replace("@READY@", str(ready)))
 
 
@@ -218,7 +227,7 @@ def stop_bpftrace(bt: subprocess.Popen) -> list[str]:
 
 def launch(bpftrace: str, command: list[str], out: Path, syscalls: Iterable[str],
            env: dict | None = None, log: Path | None = None, pin: list[str] | None = None,
-           pid: int | None = None) -> KernelTraced:
+           pid: int | None = None, stream: bool = False) -> KernelTraced:
     """Start the program at a gate, attach bpftrace to it, open the gate; or,
     with `pid`, follow that running process (and its threads) from now on."""
     out.mkdir(parents=True, exist_ok=True)
@@ -229,7 +238,8 @@ def launch(bpftrace: str, command: list[str], out: Path, syscalls: Iterable[str]
     # bytes, which a deep --out (pytest's basetemp) passes. A short temp dir holds it.
     ready = Path(tempfile.mkdtemp(prefix="epoll-lab-")) / "ready"
     os.mkfifo(ready)
-    (out / "kernel.bt").write_text(script(syscalls, libc, ready, follow_now=pid is not None))
+    (out / "kernel.bt").write_text(script(syscalls, libc, ready, follow_now=pid is not None,
+                                          stream=stream))
     t0 = time.time()
     server, gate_w = None, None
     if pid is None:
@@ -243,11 +253,13 @@ def launch(bpftrace: str, command: list[str], out: Path, syscalls: Iterable[str]
     (out / "kernel.clock").write_text(f"{time.time() - time.monotonic():.9f}\n")
     bt_env = {**os.environ, "BPFTRACE_STRLEN": "128", "BPFTRACE_PERF_RB_PAGES": "256",
               "BPFTRACE_MAP_KEYS_MAX": str(EVENTS)}
+    # Live mode reads its lines as they come; otherwise a file, written a buffer at a time.
     with open(records, "wb") as rec, open(out / "bpftrace.log", "wb") as btlog:
-        bt = subprocess.Popen([*(pin or []), bpftrace, "-B", "full", str(out / "kernel.bt"),
-                               str(pid if pid is not None else server.pid)],
-                              stdin=subprocess.DEVNULL, stdout=rec, stderr=btlog,
-                              env=bt_env, start_new_session=True)
+        bt = subprocess.Popen([*(pin or []), bpftrace, "-B", "line" if stream else "full",
+                               str(out / "kernel.bt"), str(pid if pid is not None else server.pid)],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE if stream else rec,
+                              stderr=btlog, env=bt_env, start_new_session=True,
+                              text=True, errors="replace")
     try:
         _wait_attached(bt, out / "bpftrace.log", ready)
     except BaseException:
@@ -294,6 +306,30 @@ def _wait_attached(bt: subprocess.Popen, btlog: Path, ready: Path) -> None:
     finally:
         ready.unlink(missing_ok=True)
         ready.parent.rmdir()
+
+
+def start_live(bpftrace: str, command: list[str], out: Path, syscalls: Iterable[str],
+               env: dict | None = None) -> tuple[KernelTraced, int]:
+    """Live mode: the program under bpftrace printing each call as it returns, and a
+    pipe of strace-syntax lines made from them (what live mode reads from strace)."""
+    traced = launch(bpftrace, command, out, syscalls, env=env, stream=True)
+    read_end, write_end = os.pipe()
+    offset = offset_of(out)
+
+    def pump() -> None:
+        # A copy of bpftrace's own lines, then the converted ones into the pipe;
+        # the pipe closes when bpftrace exits, which ends live mode's loop.
+        with open(traced.records, "w") as keep, open(write_end, "w") as lines:
+            def kept() -> Iterator[str]:
+                for line in traced.bpftrace.stdout:
+                    keep.write(line)
+                    yield line
+            for line in stream(read_records(kept()), offset):
+                lines.write(line + "\n")
+                lines.flush()
+
+    threading.Thread(target=pump, daemon=True).start()
+    return traced, read_end
 
 
 def offset_of(out: Path) -> float:

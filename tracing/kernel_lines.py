@@ -55,12 +55,14 @@ def read_records(lines: Iterable[str], counts: Counts | None = None) -> Iterator
         line = line.rstrip("\n")
         kind = line[:2]
         try:
-            if m := _EV.match(line):
-                # @ev[t0, tid]: (dur, nr, ret, a0..a5, n, b0..b11): n bytes of buffer in 12 words.
-                v = [int(x) for x in m.group(3).split(", ")]
+            if (m := _EV.match(line)) or (line.startswith("(") and line.endswith(")")):
+                # @ev[t0, tid]: (dur, nr, ret, a0..a5, n, b0..b11), or live mode's
+                # (t0, tid, dur, ...): n bytes of buffer in 12 words.
+                v = [int(x) for x in (m.group(3) if m else line[1:-1]).split(", ")]
+                t0, tid = (int(m.group(1)), int(m.group(2))) if m else (v.pop(0), v.pop(0))
                 blob = b"".join((w & (1 << 64) - 1).to_bytes(8, "little") for w in v[10:22])[:v[9]]
                 counts.kept += 1
-                yield Rec("S", 0, int(m.group(2)), int(m.group(1)), v[0], v[1:9], blob)
+                yield Rec("S", 0, tid, t0, v[0], v[1:9], blob)
             elif m := _COUNT.match(line):
                 if m.group(1):
                     counts.calls += int(m.group(1))
@@ -86,66 +88,101 @@ def read_records(lines: Iterable[str], counts: Counts | None = None) -> Iterator
             yield line
 
 
+class Pairs:
+    """Records that complete others: execve's path, getaddrinfo's node, an io_uring
+    submission's completion."""
+
+    def __init__(self) -> None:
+        self.execs: dict[int, str] = {}
+        self.nodes: dict[int, str] = {}
+        self.subs: dict[tuple, Rec] = {}
+
+    def take(self, r: Rec) -> Rec | None:
+        """The record to place, completed where it can be; None for a half kept for later.
+        A completion (C) returns its submission, now with the result."""
+        if r.kind == "S" and r.fields[0] == NR["execve"]:
+            r.fields.append(self.execs.pop(r.tid, None))
+        elif r.kind == "E":
+            self.execs[r.tid] = r.fields[0]
+            return None
+        elif r.kind == "a":
+            self.nodes[r.tid] = r.fields[0]
+            return None
+        elif r.kind == "A":
+            r.fields.append(self.nodes.pop(r.tid, "?"))
+        elif r.kind == "U":
+            self.subs[(r.tgid, r.fields[0])] = r
+        elif r.kind == "C":
+            sub = self.subs.pop((r.tgid, r.fields[0]), None)
+            if sub is not None:
+                sub.dur = r.t0 - sub.t0
+                sub.fields.append(r.fields[1])
+            return sub
+        return r
+
+
+def line_of(r: Rec, offset: float) -> str:
+    """One record as one complete strace-syntax line."""
+    if r.kind == "S":
+        return _prefix(r, r.t0, offset) + syscall_line(r)
+    if r.kind == "U":
+        return _prefix(r, r.t0, offset) + sqe_line(r)
+    if r.kind == "A":
+        return _prefix(r, r.t0, offset) + gai_line(r)
+    return _prefix(r, r.t0, offset) + point_line(r)
+
+
 def convert(records: Iterable[Rec | str], offset: float) -> Iterator[str]:
     """Sorted strace-syntax lines: a call is one line when nothing else happened
     between its entry and exit, else `<unfinished ...>` and `<... resumed>` as
     strace prints them. Point events sit at their own time."""
-    points = []  # (ns, order, seq, what, rec)
-    execs: dict[int, str] = {}
-    nodes: dict[int, str] = {}
-    subs: dict[tuple, Rec] = {}
+    points = []  # (ns, order, seq, rec)
+    pairs = Pairs()
     extra: list[str] = []
-    seq = 0
-    for r in records:
+    for seq, r in enumerate(records):
         if isinstance(r, str):
             extra.append(r)
             continue
-        seq += 1
+        got = pairs.take(r)
+        if got is None or r.kind == "C":
+            continue  # a completion fills in its submission, placed already
         if r.kind == "S":
-            if r.fields[0] == NR["execve"]:
-                r.fields.append(execs.pop(r.tid, None))
-            points.append((r.t0, 0, seq, "enter", r))
-            points.append((r.t0 + r.dur, 1, seq, "exit", r))
-        elif r.kind == "E":
-            execs[r.tid] = r.fields[0]
-        elif r.kind == "U":
-            subs[(r.tgid, r.fields[0])] = r
-            points.append((r.t0, 1, seq, "sqe", r))
-        elif r.kind == "C":
-            sub = subs.pop((r.tgid, r.fields[0]), None)
-            if sub is not None:
-                sub.dur = r.t0 - sub.t0
-                sub.fields.append(r.fields[1])
-        elif r.kind == "a":
-            nodes[r.tid] = r.fields[0]
+            points.append((r.t0, 0, seq, r))
+            points.append((r.t0 + r.dur, 1, seq, r))
         elif r.kind == "A":
             # A library call spans the syscalls it makes: one line at its return.
-            r.fields.append(nodes.pop(r.tid, "?"))
-            points.append((r.t0 + r.dur, 1, seq, "lib", r))
+            points.append((r.t0 + r.dur, 1, seq, r))
         else:
-            points.append((r.t0, 1, seq, "point", r))
+            points.append((r.t0, 1, seq, r))
     points.sort(key=lambda p: (p[0], p[1], p[2]))
-    for text in extra:
-        yield text
+    yield from extra
     split: set[int] = set()
-    for i, (ns, _, sq, what, r) in enumerate(points):
-        if what == "enter":
+    for i, (ns, order, sq, r) in enumerate(points):
+        if r.kind != "S":
+            yield line_of(r, offset)
+        elif order == 0:
             nxt = points[i + 1] if i + 1 < len(points) else None
             if nxt is not None and nxt[2] == sq:
-                yield _prefix(r, r.t0, offset) + syscall_line(r)
+                yield line_of(r, offset)
             else:
                 split.add(sq)
                 yield _prefix(r, r.t0, offset) + syscall_line(r, half="start")
-        elif what == "exit":
-            if sq in split:
-                split.discard(sq)
-                yield _prefix(r, ns, offset) + syscall_line(r, half="end")
-        elif what == "sqe":
-            yield _prefix(r, r.t0, offset) + sqe_line(r)
-        elif what == "lib":
-            yield _prefix(r, r.t0, offset) + gai_line(r)
-        else:
-            yield _prefix(r, r.t0, offset) + point_line(r)
+        elif sq in split:
+            split.discard(sq)
+            yield _prefix(r, ns, offset) + syscall_line(r, half="end")
+
+
+def stream(records: Iterable[Rec | str], offset: float) -> Iterator[str]:
+    """Live mode: each record as one complete line as soon as it is whole, in the
+    order bpftrace read them (a call is printed when it returns, at its start time)."""
+    pairs = Pairs()
+    for r in records:
+        if isinstance(r, str):
+            yield r
+            continue
+        got = pairs.take(r)
+        if got is not None and r.kind != "U":  # a submission waits for its completion
+            yield line_of(got, offset)
 
 
 def _prefix(r: Rec, ns: int, offset: float) -> str:

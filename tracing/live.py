@@ -26,7 +26,7 @@ from tracing.names import WAITS
 from tracing.parse import events
 from tracing.recipes import Target
 from tracing.scenario import LOAD_SECONDS
-from tracing.run import EXIT_START, TraceError, Traced, load, preflight, wait_ready
+from tracing.run import EXIT_SETUP, EXIT_START, TraceError, Traced, load, preflight, wait_ready
 from tracing.run import start as run_start
 from tracing.views import COLORS, eprint, jsonl_line, summary_text, text_lines, use_color
 
@@ -143,12 +143,25 @@ def _short_args(rec: dict) -> str:
 
 
 def start(target: Target, out: Path) -> tuple[Traced, int]:
-    """strace running the server, writing into a pipe; returns its read end."""
-    tracer = preflight(target.port)
+    """strace running the server, writing into a pipe; returns its read end.
+    The kernel tracer gives a pipe of the same lines (tracing/kernel.py)."""
+    tracer = preflight(target.port, target.tracer)
+    if target.tracer == "kernel":
+        return kernel_live(tracer, target, out)
     read_end, write_end = os.pipe()
     traced = run_start(target, tracer, out, output=f"/dev/fd/{write_end}", pass_fds=(write_end,))
     os.close(write_end)  # strace holds it now; EOF comes when strace exits
     return traced, read_end
+
+
+def kernel_live(bpftrace: str, target: Target, out: Path) -> tuple:
+    from tracing import kernel
+    from tracing.recipes import kernel_syscalls
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        return kernel.start_live(bpftrace, target.command(), out, kernel_syscalls(target), env=target.env)
+    except kernel.KernelError as e:
+        raise TraceError(str(e), EXIT_SETUP) from None
 
 
 def chunked_lines(fd: int, raw: IO[bytes], flush: Callable[[], None],
@@ -233,7 +246,7 @@ def run(target: Target, out: Path, screen: Screen, load_seconds: int = LOAD_SECO
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with open(out / "raw.strace", "wb") as raw, open(out / "annotated.log", "w") as text, \
+        with open(out / raw_name(target), "wb") as raw, open(out / "annotated.log", "w") as text, \
                 open(out / "events.jsonl", "w") as jsonl:
             text.write(f"# epoll-lab live trace of {target.name}; raw lines, each followed by its note.\n")
 
@@ -264,8 +277,12 @@ def run(target: Target, out: Path, screen: Screen, load_seconds: int = LOAD_SECO
         screen.say("[epoll-lab] the server exited on its own")
     summary = ann.summary.as_dict()
     screen.say(summary_text(summary))
-    screen.say(f"files: {out / 'raw.strace'}\n       {out / 'annotated.log'}\n       {out / 'events.jsonl'}")
+    screen.say(f"files: {out / raw_name(target)}\n       {out / 'annotated.log'}\n       {out / 'events.jsonl'}")
     return summary
+
+
+def raw_name(target: Target) -> str:
+    return "raw.kernel" if target.tracer == "kernel" else "raw.strace"
 
 
 def main_live(target: Target, out: Path, wanted: list[str], load_seconds: int = LOAD_SECONDS,
