@@ -58,8 +58,9 @@ if [[ ! -x .venv/bin/python ]]; then
     fi
 fi
 stamp=.venv/.epoll-lab-installed
-if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
-    echo "[setup] installing epoll-lab and its test tools into .venv"
-    .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+# constraints.txt pins what the lessons were checked on (uvloop's bundled libuv).
+if [[ ! -f $stamp || pyproject.toml -nt $stamp || constraints.txt -nt $stamp ]]; then
+    echo "[setup] installing epoll-lab and its test tools into .venv (pinned by constraints.txt)"
+    .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
     touch "$stamp"
 fi

@@ -6,18 +6,18 @@ import argparse
 import json
 import signal
 import sys
+from importlib import metadata
 from pathlib import Path
 
 from tracing import recipes
-from tracing import annotated_log, browser, compare, inputs, live, timeline, trace_event
+from tracing import annotated_log, assets, browser, compare, inputs, live, timeline, trace_event
 from tracing.annotate import Annotator, annotate_items
 from tracing.parse import events
 from tracing.errors import EXIT_CODES_HELP, EXIT_NOT_STRACE, EXIT_OUTPUT, EXIT_SETUP, TraceError
-from tracing.outputs import report
+from tracing.outputs import output_error, report
 from tracing.procs import catch_stop_signals
 from tracing.run import trace
 from tracing.scenario import LOAD_SECONDS
-from tracing.outputs import output_error
 from tracing.views import eprint, summary_text, use_color, write_outputs
 
 EPILOG = """\
@@ -40,11 +40,19 @@ def _tracer_option(p: argparse.ArgumentParser) -> None:
                         "tracefs), written to traces/<run>-kernel/")
 
 
+def version() -> str:
+    try:
+        return metadata.version("epoll-lab")
+    except metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m tracing",
         description="epoll-lab: trace an event-loop server with strace and annotate what it does.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"epoll-lab {version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("trace", help="trace a demo server, any command, or a running process",
@@ -202,8 +210,9 @@ def _target(kind: str, port: int | None = None, **options) -> recipes.Target:
 
 
 def _check_built(target: recipes.Target) -> None:
-    if not Path(target.argv[0]).exists():
-        raise TraceError(f"{target.argv[0]} is not built: run `make build-c`", EXIT_SETUP)
+    """The C server is built on first use (the system compiler; see tracing/assets.py)."""
+    if target.argv and target.argv[0] == str(assets.c_binary()):
+        assets.ensure_c_binary()
 
 
 def _check_trace_args(parser: argparse.ArgumentParser, args) -> None:

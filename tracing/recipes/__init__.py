@@ -10,7 +10,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tracing import assets
+
 
 # The syscalls that tell the story: the loop's epoll calls, sockets, the
 # thread pool's file and resolver work, the wakeup fds, threads and children.
@@ -188,8 +189,7 @@ C_REQUESTS = [
 
 def c(pool: bool = False, port: int = 8080, tool: str = "strace", recipe: str = "story",
       **_ignored) -> Target:
-    argv = [str(ROOT / "cdemo" / "bin" / "epoll_server"),
-            "--data", str(ROOT / "server" / "data" / "lab.txt")]
+    argv = [str(assets.c_binary()), "--data", str(assets.lab_data())]
     if pool:
         argv.append("--pool")
     target = with_recipe(Target("c-pool" if pool else "c", argv, port, list(C_REQUESTS)), recipe)
