@@ -21,7 +21,7 @@ help:
 	@echo "       TRACER=kernel (trace-*, live-*, compare): bpftrace in the kernel instead of strace: io_uring epoll_ctl decoded, cheap"
 	@echo "       RECIPE=load (both): epoll/accept only, --seccomp-bpf, under wrk load"
 	@echo "make ltrace-sanic [LOOP=asyncio], ltrace-c [POOL=1]  library calls (getaddrinfo, epoll wrappers) with ltrace"
-	@echo "make screenshot                               render traces/sanic/timeline.html to a PNG with headless Chromium"
+	@echo "make screenshot [ZOOM='request 2: GET /file']  traces/sanic/timeline.html to PNGs (whole, one request) with headless Chromium"
 	@echo "make live-sanic, live-c [FILTER=epoll|loop]  trace and stream annotated lines while you curl"
 	@echo "make serve-sanic, serve-c                     the servers without tracing, for plain curl"
 	@echo "make compare [FRESH=1]                       C vs Sanic/uvloop (with, without io_uring) vs Sanic/asyncio"
@@ -83,6 +83,7 @@ screenshot: setup
 	@scripts/setup.sh --for-tests
 	@test -f traces/sanic/timeline.html || $(PY) -m tracing trace sanic
 	$(PY) -m tracing screenshot traces/sanic/timeline.html -o traces/sanic/timeline.png
+	$(PY) -m tracing screenshot traces/sanic/timeline.html -o traces/sanic/timeline-request.png --zoom "$(or $(ZOOM),request 3: GET /dns)"
 
 container-smoke:
 	scripts/container-smoke.sh

@@ -331,6 +331,16 @@ def where_time_goes(c: dict) -> list[str]:
     return out
 
 
+COND_COLORS = {"untraced": "#4c72b0", "story-recipe": "#dd8452", "load-recipe": "#55a868",
+               "kernel-story": "#8172b3"}
+
+
+def _err(values: list[float], lo_hi: list[tuple[float, float]]) -> list[list[float]]:
+    """matplotlib's yerr (distances below and above each bar) from (min, max) pairs."""
+    return [[max(v - lo, 0) for v, (lo, _) in zip(values, lo_hi)],
+            [max(hi - v, 0) for v, (_, hi) in zip(values, lo_hi)]]
+
+
 def plot(rows: list[dict], path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -338,18 +348,27 @@ def plot(rows: list[dict], path: Path) -> None:
 
     fig, (a, b, w) = plt.subplots(1, 3, figsize=(18, 4.8))
     width = 0.2
-    for i, cond in enumerate(CONDITIONS):
+    base = {s: next(r for r in rows if r["server"] == s and r["condition"] == "untraced")["rps"]
+            for s in SERVERS}
+    # Conditions a results.json from before one was added does not have are left out.
+    for i, cond in enumerate(c for c in CONDITIONS if any(r["condition"] == c for r in rows)):
         got = [next(r for r in rows if r["server"] == s and r["condition"] == cond) for s in SERVERS]
-        a.bar([j + (i - 1.5) * width for j in range(len(SERVERS))], [r["cpu_us_per_req"] for r in got],
-              width, label=cond)
+        # One colour per condition in both panels; error bars: the min-max over the rounds.
+        cpu = [r["cpu_us_per_req"] for r in got]
+        lo_hi = [span(r, "cpu_us_per_req") for r in got]
+        a.bar([j + (i - 1.5) * width for j in range(len(SERVERS))], cpu, width, label=cond,
+              color=COND_COLORS[cond], yerr=_err(cpu, lo_hi), capsize=3, ecolor="#333")
         if cond != "untraced":
-            b.bar([j + (i - 2) * width for j in range(len(SERVERS))],
-                  [r["ratio_vs_untraced"] for r in got], width, label=cond)
+            ratio = [r["ratio_vs_untraced"] for r in got]
+            lo_hi = [(lo / base[r["server"]], hi / base[r["server"]])
+                     for r, (lo, hi) in zip(got, (span(r, "rps") for r in got))]
+            b.bar([j + (i - 2) * width for j in range(len(SERVERS))], ratio, width, label=cond,
+                  color=COND_COLORS[cond], yerr=_err(ratio, lo_hi), capsize=3, ecolor="#333")
     idle = [next(r for r in rows if r["server"] == s and r["condition"] == "untraced") for s in SERVERS]
     user = [r["user_us_per_req"] for r in idle]
-    w.bar(range(len(SERVERS)), user, 0.6, label="user (in the process)")
+    w.bar(range(len(SERVERS)), user, 0.6, label="user (in the process)", color="#4c72b0")
     w.bar(range(len(SERVERS)), [r["sys_us_per_req"] for r in idle], 0.6, bottom=user,
-          label="system (in the kernel)")
+          label="system (in the kernel)", color="#a6bddb")
     for j, r in enumerate(idle):
         w.annotate(f"{r['user_us_per_req'] / r['cpu_us_per_req']:.0%} user\n{r['syscalls_per_req']:.1f} syscalls",
                    (j, r["cpu_us_per_req"]), ha="center", va="bottom", fontsize=8)

@@ -147,7 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     sh = sub.add_parser("screenshot", help="render a page to PNG with headless Chromium")
     sh.add_argument("page", type=Path)
     sh.add_argument("-o", "--output", type=Path, required=True)
-    sh.add_argument("--size", default="1600x420", help="window WIDTHxHEIGHT (default 1600x420)")
+    sh.add_argument("--size", default=None,
+                    help="window WIDTHxHEIGHT (default: 1600 wide, as tall as the page says its lanes need)")
+    sh.add_argument("--zoom", default=None, metavar="REQUEST",
+                    help="open on this request, as its button is labelled (e.g. \"request 2: GET /file\")")
 
     a = sub.add_parser("annotate", help="annotate a strace log (file or - for stdin)",
                        description="Annotate a strace log: every raw line kept, each with the "
@@ -325,9 +328,9 @@ def cmd_timeline(args) -> int:
 def cmd_screenshot(args) -> int:
     if not args.page.is_file():
         raise TraceError(f"no such file: {args.page}", EXIT_SETUP)
-    width, _, height = args.size.partition("x")
+    width, _, height = (args.size or f"1600x{browser.page_height(args.page)}").partition("x")
     try:
-        console = browser.screenshot(args.page, args.output, int(width), int(height))
+        console = browser.screenshot(args.page, args.output, int(width), int(height), args.zoom)
     except browser.BrowserError as e:
         raise TraceError(str(e), EXIT_SETUP) from None
     for line in console:

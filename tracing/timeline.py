@@ -23,6 +23,8 @@ COLORS = {"pollable": "#2e8b57", "thread-pooled": "#1f77b4", "blocking": "#d6272
           "wakeup": "#9467bd", "other": "#9a9a9a"}
 WAIT_COLOR = "#cfe8d6"
 LANE_H, TOP, LEFT, WIDTH = 34, 30, 150, 1400
+TAG_ROWS, TAG_H = 3, 14  # request labels: rows to stagger them on, and a row's height
+PAGE_CHROME = 85  # px above the labels: title, legend, buttons (a screenshot fits the page)
 MAX_MARKS = 3000  # per lane and kind (calls, waits), after folding repeats; ~2 per pixel
 FOLD_GAP = 0.0005  # seconds: identical calls closer than this fold together
 
@@ -178,7 +180,8 @@ def render(data: dict, title: str) -> str:
            '</marker></defs>' + "".join(parts) + "</svg>")
     meta = json.dumps({"span_s": span, "width": WIDTH})
     return PAGE.format(title=html.escape(title), labels=labels, svg=svg, buttons=buttons, legend=legend,
-                       tags=tags,
+                       tags=tags, tags_h=TAG_ROWS * TAG_H, tag_h=TAG_H, tag_rows=TAG_ROWS,
+                       page_h=height + PAGE_CHROME + TAG_ROWS * TAG_H,
                        height=height, left=LEFT, width=WIDTH, wait=WAIT_COLOR, meta=meta,
                        span=f"{span * 1000:.1f} ms", css_colors="".join(
                            f".{k}{{fill:{c}}}" for k, c in COLORS.items()))
@@ -198,6 +201,7 @@ def from_jsonl(path: Path) -> Iterable[dict]:
 
 PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<meta name="epoll-lab-page-height" content="{page_h}">
 <style>
 body{{font:13px system-ui,sans-serif;margin:12px;color:#222}}
 h1{{font-size:16px;margin:0 0 6px}}
@@ -208,8 +212,8 @@ h1{{font-size:16px;margin:0 0 6px}}
 .lab.loop{{color:#2e8b57}} .lab.pool{{color:#1f77b4}} .lab.other{{color:#777}}
 svg{{display:block;cursor:grab;background:#fff}}
 .req.r0{{fill:#fff3c4}} .req.r1{{fill:#e8f0fb}}
-#tags{{position:relative;height:18px;margin-left:{left}px;overflow:hidden}}
-.tag{{position:absolute;font-size:11px;white-space:nowrap;color:#555}} .lane{{stroke:#eee}} .wait{{fill:{wait}}}
+#tags{{position:relative;height:{tags_h}px;margin-left:{left}px;overflow:hidden}}
+.tag{{position:absolute;font-size:11px;line-height:{tag_h}px;white-space:nowrap;color:#555}} .lane{{stroke:#eee}} .wait{{fill:{wait}}}
 .arrow{{stroke:#9467bd;stroke-width:1.5;vector-effect:non-scaling-stroke}}
 {css_colors}
 </style></head><body>
@@ -224,10 +228,22 @@ svg{{display:block;cursor:grab;background:#fff}}
 (function () {{
   var meta = {meta}, svg = document.getElementById("tl"), vb = svg.viewBox.baseVal;
   var full = {{x: 0, w: meta.width}};
+  // Request labels never overprint: each goes on the first of {tag_rows} rows where it
+  // clears the label before it; one that fits on none is left out (its request's
+  // shading and button stay), and shows again when a zoom makes room.
   function place() {{
+    var ends = [];
+    for (var i = 0; i < {tag_rows}; i++) ends.push(-1e9);
     document.querySelectorAll(".tag").forEach(function (t) {{
       var px = (+t.dataset.a - vb.x) / vb.width * svg.clientWidth;
-      t.style.left = px + "px"; t.style.display = px < 0 || px > svg.clientWidth ? "none" : "";
+      t.style.display = "";
+      t.style.left = px + "px";
+      var w = t.offsetWidth, row = -1;
+      for (var r = 0; r < ends.length && row < 0; r++) if (px >= ends[r] + 6) row = r;
+      if (px < 0 || px > svg.clientWidth || row < 0) {{ t.style.display = "none"; t.dataset.row = ""; return; }}
+      ends[row] = px + w;
+      t.style.top = (row * {tag_h}) + "px";
+      t.dataset.row = row; t.dataset.w = w;
     }});
   }}
   function show(x, w) {{
@@ -257,6 +273,11 @@ svg{{display:block;cursor:grab;background:#fff}}
       show(a - pad, z - a + 2 * pad);
     }};
   }});
+  // #zoom=<request label> (`epoll-lab screenshot --zoom` uses it): open on that request.
+  var want = decodeURIComponent((location.hash.match(/^#zoom=(.*)$/) || [])[1] || "");
+  var pick = want && Array.prototype.find.call(document.querySelectorAll("#bar button[data-a]"),
+    function (b) {{ return b.textContent.indexOf(want) === 0; }});
+  if (pick) pick.onclick();
 }})();
 </script>
 </body></html>
