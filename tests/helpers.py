@@ -10,12 +10,12 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from tracing.names import WAITS  # noqa: F401  (the tests' one set of wait names)
 from tracing.parse import split_args
+from tracing import procs
 from tracing.procs import alive, port_answers, stop, wait_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,12 +38,8 @@ def curl(port: int, path: str, *extra: str) -> tuple[int, str]:
 
 
 def wait_for(cond, timeout: float = 5.0, step: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(step)
-    return cond()
+    """Until `cond()` is true (the library's loop); one last look when the time is up."""
+    return procs.wait_for(cond, timeout, step) or bool(cond())
 
 
 class Server:

@@ -40,14 +40,19 @@ def port_answers(port: int) -> bool:
         return False
 
 
-def wait_port(port: int, timeout: float = 10.0) -> bool:
-    """Until something accepts a connection on 127.0.0.1:port; False on timeout."""
+def wait_for(probe, timeout: float, step: float = 0.05) -> bool:
+    """Until `probe()` is true; False if `timeout` seconds pass first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if port_answers(port):
+        if probe():
             return True
-        time.sleep(0.05)
+        time.sleep(step)
     return False
+
+
+def wait_port(port: int, timeout: float = 10.0) -> bool:
+    """Until something accepts a connection on 127.0.0.1:port; False on timeout."""
+    return wait_for(lambda: port_answers(port), timeout)
 
 
 def http_answers(port: int, timeout: float = 0.5) -> bool:
@@ -62,12 +67,7 @@ def http_answers(port: int, timeout: float = 0.5) -> bool:
 
 def wait_http(port: int, timeout: float = 60.0) -> bool:
     """Until the server answers a GET; False on timeout."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if http_answers(port):
-            return True
-        time.sleep(0.1)
-    return False
+    return wait_for(lambda: http_answers(port), timeout, 0.1)
 
 
 def child_pids(pid: int) -> list[int]:
@@ -123,10 +123,7 @@ def kill(pid: int, sig: int = signal.SIGKILL) -> bool:
 
 
 def wait_gone(pid: int, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and alive(pid):
-        time.sleep(0.05)
-    return not alive(pid)
+    return wait_for(lambda: not alive(pid), seconds) or not alive(pid)
 
 
 def stop(pid: int, first: int = signal.SIGINT, wait: float = STOP_TIMEOUT) -> list[str]:
