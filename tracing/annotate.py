@@ -22,7 +22,7 @@ from tracing.handlers import HANDLERS, Ctx, Verdict, _exit_note, _generic, _sign
 from tracing.model import Knowledge, Model
 from tracing.names import (BLOCKING, CLONES, LOOP, OTHER, OTHER_CAT, POLLABLE,  # noqa: F401 (re-exported)
                            POLL_WAITS, POOL, POOLED, READS, TEACHING, WAITS, WAKEUP_CAT, WRITES)
-from tracing.parse import Event, Started, first_fd, numbered_events, peek, split_prefix
+from tracing.parse import Event, Started, first_fd, numbered_events, split_prefix
 from tracing.records import Summary  # noqa: F401 (re-exported)
 from tracing.uring import HANDLERS as KERNEL_HANDLERS
 
@@ -64,7 +64,7 @@ class Annotator:
         return R.thread_role(self.model, tid)
 
     def step_at(self, ts) -> str | None:
-        return records.step_at(self.steps, ts)
+        return records.step_at(self.steps, ts) if self.steps else None
 
     # -- stream -------------------------------------------------------
     def run(self, items: Iterable[Event | Started]) -> Iterator[dict]:
@@ -148,16 +148,21 @@ def _stall(item: Event, prev: Event) -> str:
             "in it or after it, the loop was blocked or computing, serving nobody]")
 
 
-_WRITE_FD = re.compile(r"(?:\[pid +\d+\] |\d+ +)? *(?:[\d:.]+ +)?\w+\((\d{1,10})[<,]")
+# A call line's thread, name and (for a plain `name(fd` start) first fd, in one
+# match: what the first pass needs to skip most lines unparsed.
+_TEACH = re.compile(r"(?:\[pid +(\d{1,10})\] |(\d{1,10}) +)? *(?:[\d:.]+ +)?(?:<\.\.\. )?"
+                    r"([a-z_][a-z0-9_]*)(?:\((\d{1,10})[<,]|[( ])")
 _PLAIN = {CLIENT, FILE, STDIO, DEVICE}
 
 
-def _plain_write(m: Model, tid, text: str) -> bool:
-    got = _WRITE_FD.match(text)
-    if got is None:
+def _plain_write(m: Model, seen: re.Match) -> bool:
+    """A write to a client, a file or stdio: it wakes nobody."""
+    fd = seen.group(4)
+    if fd is None:
         return False
-    fd = m.procs.table(tid).fds.get(int(got.group(1)))
-    return fd is not None and fd.role in _PLAIN
+    pid = seen.group(1) or seen.group(2)
+    got = m.procs.table(int(pid) if pid else None).fds.get(int(fd))
+    return got is not None and got.role in _PLAIN
 
 
 def learn(items: Iterable[tuple]) -> Knowledge:
@@ -167,16 +172,22 @@ def learn(items: Iterable[tuple]) -> Knowledge:
 
     def teaching() -> Iterator[tuple]:
         for item in items:
-            tid, name = peek(item[1])
+            seen = _TEACH.match(item[1])
+            if seen is None:
+                yield item
+                continue
+            name = seen.group(3)
             if name in WAITS:
                 # A wait only teaches that its thread is a loop, on which epoll
                 # fd. This runs when the parser asks for the line, after every
                 # earlier event.
                 got = _WAIT_FD.search(item[1])
-                m.saw_wait(tid, int(got.group(1)) if got else None)
-            elif name in WRITES and _plain_write(m, tid, item[1]):
-                continue  # a write to a client, a file or stdio wakes nobody
-            elif name is None or name in TEACHING:
+                pid = seen.group(1) or seen.group(2)
+                m.saw_wait(int(pid) if pid else None, int(got.group(1)) if got else None)
+            elif name in WRITES:
+                if not _plain_write(m, seen):
+                    yield item
+            elif name in TEACHING:
                 yield item
 
     for _ in ann.run(numbered_events(teaching())):

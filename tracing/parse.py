@@ -177,18 +177,17 @@ _FAST = re.compile(
 def parse_line(lineno: int, text: str) -> Event | Started | tuple[str, Event]:
     """One raw line to an Event, a Started marker, or ("resumed", partial)."""
     m = _FAST.match(text)
-    if m is not None and not m.group(5).endswith("<unfinished ..."):
-        pid = m.group(1) or m.group(2)
-        ts, dur, errno = m.group(3), m.group(11), m.group(8)
-        detail = m.group(7)
-        if errno is not None:
-            detail = detail or m.group(9)
-        elif m.group(10) is not None:
-            extra = m.group(10)
-            detail = f"{detail} {extra}" if detail else extra
-        return Event(lineno, text, "syscall", int(pid) if pid else None,
-                     float(ts) if ts else None, m.group(4), m.group(5), m.group(6), detail,
-                     errno, float(dur) if dur else None)
+    if m is not None:
+        pid, pid2, ts, name, args, ret, detail, errno, why, extra, dur = m.groups()
+        if not args.endswith("<unfinished ..."):
+            if errno is not None:
+                detail = detail or why
+            elif extra is not None:
+                detail = f"{detail} {extra}" if detail else extra
+            pid = pid or pid2
+            return Event(lineno, text, "syscall", int(pid) if pid else None,
+                         float(ts) if ts else None, name, args, ret, detail,
+                         errno, float(dur) if dur else None)
     return parse_line_carefully(lineno, text)
 
 
@@ -262,19 +261,6 @@ def _fill_result(ev: Event, tail: str) -> bool:
     return True
 
 
-# Just the thread and the call's name, for passes that skip most lines.
-_PEEK = re.compile(r"(?:\[pid +(\d{1,10})\] |(\d{1,10}) +)? *(?:[\d:.]+ +)?(?:<\.\.\. )?([a-z_][a-z0-9_]*)[( ]")
-
-
-def peek(text: str) -> tuple[int | None, str | None]:
-    """(tid, syscall name) of a call line, cheaply; (None, None) for others."""
-    m = _PEEK.match(text)
-    if m is None:
-        return None, None
-    pid = m.group(1) or m.group(2)
-    return (int(pid) if pid else None), m.group(3)
-
-
 def events(lines: Iterable[str]) -> Iterator[Event | Started]:
     """Fold a stream of raw lines into events, in completion order."""
     return numbered_events(enumerate(lines, 1))
@@ -342,10 +328,16 @@ def numbered_events(items: Iterable[tuple]) -> Iterator[Event | Started]:
                 yield from _fold_stitched(joined, held, lineno, text, pending)
                 held = None
                 continue
-        if not text.strip():
+        if not text or (text[0].isspace() and not text.strip()):
             yield Event(lineno, text, "unparsed", problem="empty line", source=source)
             continue
         got = parse_line(lineno, text)
+        if held is None and got.__class__ is Event and got.kind == "syscall":
+            # Most lines: one complete call, nothing to hold or pair up.
+            if source is not None:
+                got.source = source
+            yield got
+            continue
         if held is not None:
             if isinstance(got, Event) and got.kind == "unparsed":
                 got.problem = f"printed by the traced program inside strace's line {held.line}"
@@ -538,7 +530,14 @@ def to_int(text: str | None) -> int | None:
     returns (Python refuses to convert over 4,300 digits; no fd, pid or byte
     count comes near 20).
     """
-    if text is None or _INT.fullmatch(text) is None:
+    if text is None:
+        return None
+    # Most results: a plain count or fd, or -1.
+    if text.isdigit() and text.isascii() and len(text) <= 20:
+        return int(text)
+    if text[:1] == "-" and text[1:].isdigit() and text.isascii() and len(text) <= 21:
+        return -int(text[1:])
+    if _INT.fullmatch(text) is None:
         return None
     neg = text.startswith("-")
     body = text[1:] if neg else text

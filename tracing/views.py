@@ -54,43 +54,78 @@ def text_lines(records: Iterable[dict], headers: dict[str, str] | None = None,
 
 
 _str = json.encoder.encode_basestring  # the C encoder; keeps non-ASCII as is
-
-
-def _s(value: str | None) -> str:
-    return "null" if value is None else _str(value)
-
-
-def _n(value: int | float | None) -> str:
-    # Numbers here are line numbers, tids, timestamps and durations: finite.
-    return "null" if value is None else repr(value)
+_ready = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def _fds(fds: list[dict]) -> str:
-    if not fds:
-        return "[]"
-    return "[" + ", ".join(f'{{"fd": {_n(f["fd"])}, "role": {_str(f["role"])}, "detail": {_s(f["detail"])}}}'
-                           for f in fds) + "]"
+    out = []
+    for f in fds:
+        num, role, detail = f["fd"], f["role"], f["detail"]
+        key = (num, role, detail)
+        text = _FD_JSON.get(key)
+        if text is None:
+            if len(_FD_JSON) >= _KEEP:
+                _FD_JSON.clear()
+            text = _FD_JSON[key] = (f'{{"fd": {"null" if num is None else repr(num)}, "role": {_str(role)}, '
+                                    f'"detail": {"null" if detail is None else _str(detail)}}}')
+        out.append(text)
+    return "[" + ", ".join(out) + "]"
+
+
+def _number(value: float) -> str:
+    """repr of a duration: few distinct values, and repr of a float is slow."""
+    if value.__class__ is not float:
+        return repr(value)  # 1 and 1.0 are one key, and must not share a text
+    text = _NUMBERS.get(value)
+    if text is None:
+        if len(_NUMBERS) >= _KEEP:
+            _NUMBERS.clear()
+        text = _NUMBERS[value] = repr(value)
+    return text
+
+
+# The same fds and durations come back line after line; bounded, so memory
+# does not grow with the log.
+_KEEP = 4096
+_FD_JSON: dict[tuple, str] = {}
+_NUMBERS: dict[float, str] = {}
 
 
 def jsonl_line(rec: dict) -> str:
     """One record as a JSON object, fields in JSONL_FIELDS order.
 
-    Written by hand: json.dumps cost more than annotating the line, and big
-    logs are written this way, one line at a time.
+    Written by hand, each field inline: json.dumps, or a helper call per
+    field, cost more than annotating the line, and big logs are written this
+    way, a million lines at a time. Numbers here (line numbers, tids, times,
+    durations) are finite, so repr is their JSON.
     """
     g = rec.get
-    ready = g("ready")
-    out = (f'{{"line": {_n(g("line"))}, "resumed_line": {_n(g("resumed_line"))}, '
-           f'"tid": {_n(g("tid"))}, "kind": {_s(g("kind"))}, "syscall": {_s(g("syscall"))}, '
-           f'"args": {_s(g("args"))}, "ret": {_s(g("ret"))}, "errno": {_s(g("errno"))}, '
-           f'"duration": {_n(g("duration"))}, "ts": {_n(g("ts"))}, "thread": {_s(g("thread"))}, '
-           f'"fds": {_fds(g("fds"))}, '
-           f'"ready": {json.dumps(ready, ensure_ascii=False) if ready else "[]"}, '
-           f'"category": {_s(g("category"))}, "note": {_s(g("note"))}, "request": {_s(g("request"))}')
-    if rec["kind"] != "syscall":
-        out += f', "text": {_s(g("text"))}'
-    if g("source") is not None:
-        out += f', "source": {_s(g("source"))}'
+    line, resumed, tid, dur, ts = g("line"), g("resumed_line"), g("tid"), g("duration"), g("ts")
+    kind, syscall, ret, errno, thread = g("kind"), g("syscall"), g("ret"), g("errno"), g("thread")
+    args, cat, note, request = g("args"), g("category"), g("note"), g("request")
+    fds, ready = g("fds"), g("ready")
+    out = (f'{{"line": {"null" if line is None else repr(line)}, '
+           f'"resumed_line": {"null" if resumed is None else repr(resumed)}, '
+           f'"tid": {"null" if tid is None else repr(tid)}, '
+           f'"kind": {"null" if kind is None else _str(kind)}, '
+           f'"syscall": {"null" if syscall is None else _str(syscall)}, '
+           f'"args": {"null" if args is None else _str(args)}, '
+           f'"ret": {"null" if ret is None else _str(ret)}, '
+           f'"errno": {"null" if errno is None else _str(errno)}, '
+           f'"duration": {"null" if dur is None else _number(dur)}, '
+           f'"ts": {"null" if ts is None else repr(ts)}, '
+           f'"thread": {"null" if thread is None else _str(thread)}, '
+           f'"fds": {_fds(fds) if fds else "[]"}, '
+           f'"ready": {_ready(ready) if ready else "[]"}, '
+           f'"category": {"null" if cat is None else _str(cat)}, '
+           f'"note": {"null" if note is None else _str(note)}, '
+           f'"request": {"null" if request is None else _str(request)}')
+    if kind != "syscall":
+        text = g("text")
+        out += f', "text": {"null" if text is None else _str(text)}'
+    source = g("source")
+    if source is not None:
+        out += f', "source": {_str(source)}'
     return out + "}"
 
 
@@ -107,18 +142,42 @@ def write_outputs(records: Iterable[dict], text_out: IO | None, jsonl_out: IO | 
     """Stream records to the text view and/or JSON Lines at once."""
     headers = headers or {}
 
+    # Lines are written in batches: one write call per line cost as much as
+    # annotating it.
+    jsonl: list[str] = []
+    text: list[str] = []
+
     def tee() -> Iterator[dict]:
         for rec in records:
             if jsonl_out is not None and rec["kind"] != "started":
-                jsonl_out.write(jsonl_line(rec) + "\n")
+                jsonl.append(jsonl_line(rec))
+                if len(jsonl) >= BATCH:
+                    _write(jsonl_out, jsonl)
             yield rec
 
-    if text_out is not None:
-        for line in text_lines(tee(), headers, color):
-            text_out.write(line + "\n")
-    else:
-        for _ in tee():
-            pass
+    try:
+        if text_out is not None:
+            for line in text_lines(tee(), headers, color):
+                text.append(line)
+                if len(text) >= BATCH:
+                    _write(text_out, text)
+        else:
+            for _ in tee():
+                pass
+    finally:
+        if jsonl_out is not None:
+            _write(jsonl_out, jsonl)
+        if text_out is not None:
+            _write(text_out, text)
+
+
+BATCH = 512
+
+
+def _write(out: IO, lines: list[str]) -> None:
+    if lines:
+        out.write("\n".join(lines) + "\n")
+        lines.clear()
 
 
 def threads_by_role(threads: dict[str, str]) -> str:
