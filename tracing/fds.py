@@ -85,15 +85,23 @@ class Table:
     def watchers(self, num: int) -> list[int]:
         return [e for e, w in self.interest.items() if num in w]
 
-    def resolve(self, epfd: int, data: int) -> tuple[Fd | None, bool]:
+    def by_data(self, epfd: int) -> dict[int, int]:
+        """An epoll instance's interest list as data -> fd (the first registration
+        of a value wins), for resolving a wait's ready events in one look-up each."""
+        out: dict[int, int] = {}
+        for interest in self.interest.get(epfd, {}).values():
+            out.setdefault(interest.data, interest.fd)
+        return out
+
+    def resolve(self, epfd: int, data: int, by_data: dict[int, int] | None = None) -> tuple[Fd | None, bool]:
         """The fd a ready event's `data` names; bool = found in the interest list.
 
         libuv registers some fds through io_uring, which strace does not
         decode; libuv and asyncio put the fd in `data`, so fall back to that.
         """
-        for interest in self.interest.get(epfd, {}).values():
-            if interest.data == data:
-                return self.fds.get(interest.fd), True
+        num = (by_data if by_data is not None else self.by_data(epfd)).get(data)
+        if num is not None:
+            return self.fds.get(num), True
         if 0 <= data < 1 << 20 and data in self.fds:
             return self.fds[data], False
         return None, False

@@ -203,9 +203,10 @@ def _epoll_wait(c: Ctx) -> Verdict:
                          "(in asyncio: an asyncio.sleep or call_later ends now)")
         return c.say(f"{c.ev.syscall} on {epname}: nothing ready ({when})")
     ready, wakes = [], []
+    by_data = c.table.by_data(ep.num if ep else -1)  # one pass over the interest list per wait
     # Only the ready array holds {events, data} items; no need to split it out.
     for events, data in epoll_items(c.ev.args):
-        fd, registered = c.table.resolve(ep.num if ep else -1, data)
+        fd, registered = c.table.resolve(ep.num if ep else -1, data, by_data)
         wakes.append(fd.wakes if fd is not None else "")
         if fd is None:
             ready.append({"fd": None, "role": F.UNKNOWN, "events": events, "data": data})
@@ -214,7 +215,12 @@ def _epoll_wait(c: Ctx) -> Verdict:
         if not registered and ep is not None:
             # Registered out of strace's sight (io_uring): remember it now.
             item["via"] = "data"
-            c.table.interest.setdefault(ep.num, {})[fd.num] = F.Interest(fd.num, events, data)
+            watched = c.table.interest.setdefault(ep.num, {})
+            if fd.num in watched:
+                by_data = None  # a registration replaced: look afresh
+            watched[fd.num] = F.Interest(fd.num, events, data)
+            if by_data is not None:
+                by_data.setdefault(data, fd.num)
         ready.append(item)
     c.ready = ready
     names = "; ".join(_ready_text(r, w) for r, w in zip(ready, wakes)) or "?"
@@ -226,15 +232,17 @@ def _ready_text(r: dict, wakes: str = "") -> str:
         return f"data {r['data']} (fd unknown) {r['events']}"
     if wakes == "signal":
         return f"fd {r['fd']} {r['role']} {r['events']} (a signal arrived: its handler wrote the self-pipe)"
-    what = {
-        F.LISTENING: "a new connection is waiting",
-        F.CLIENT: "the client sent data or hung up",
-        F.WAKEUP: "another thread woke the loop",
-        F.PIPE: "data (or EOF) on a pipe",
-        F.TIMER: "the timer fired",
-        F.SIGNAL: "a signal arrived",
-    }.get(r["role"], "ready")
-    return f"fd {r['fd']} {r['role']} {r['events']} ({what})"
+    return f"fd {r['fd']} {r['role']} {r['events']} ({_READY_WHY.get(r['role'], 'ready')})"
+
+
+_READY_WHY = {
+    F.LISTENING: "a new connection is waiting",
+    F.CLIENT: "the client sent data or hung up",
+    F.WAKEUP: "another thread woke the loop",
+    F.PIPE: "data (or EOF) on a pipe",
+    F.TIMER: "the timer fired",
+    F.SIGNAL: "a signal arrived",
+}
 
 
 # poll/ppoll: `[{fd=3<TCP:[...]>, events=POLLIN}, ...]`, ready `([{fd=3, revents=POLLIN}])`;

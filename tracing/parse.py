@@ -501,13 +501,13 @@ def epoll_items(text: str) -> list[tuple[str, int]]:
     `{events=EPOLLIN, data=0x5}` (6.13 on).
     """
     out = []
-    for m in _EPOLL_ITEM.finditer(text):
-        if m.group("u64") is not None:
-            data = int(m.group("u64"))
+    # findall hands back every item's groups at once (a wait can return 64).
+    for events, _, u64, raw in _EPOLL_ITEM.findall(text):
+        if u64:
+            data = int(u64)
         else:
-            raw = m.group("hex")
             data = int(raw, 16) if raw.startswith("0x") else int(raw)
-        out.append((m.group("events"), data))
+        out.append((events, data))
     return out
 
 

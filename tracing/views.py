@@ -72,6 +72,19 @@ def _fds(fds: list[dict]) -> str:
     return "[" + ", ".join(out) + "]"
 
 
+def _readies(ready: list[dict]) -> str:
+    out = []
+    for item in ready:
+        key = tuple(item.items())
+        text = _READY_JSON.get(key)
+        if text is None:
+            if len(_READY_JSON) >= _KEEP:
+                _READY_JSON.clear()
+            text = _READY_JSON[key] = _ready(item)
+        out.append(text)
+    return "[" + ", ".join(out) + "]"
+
+
 def _number(value: float) -> str:
     """repr of a duration: few distinct values, and repr of a float is slow."""
     if value.__class__ is not float:
@@ -84,10 +97,11 @@ def _number(value: float) -> str:
     return text
 
 
-# The same fds and durations come back line after line; bounded, so memory
-# does not grow with the log.
+# The same fds, ready events and durations come back line after line; the
+# caches are bounded, so memory does not grow with the log.
 _KEEP = 4096
 _FD_JSON: dict[tuple, str] = {}
+_READY_JSON: dict[tuple, str] = {}
 _NUMBERS: dict[float, str] = {}
 
 
@@ -116,7 +130,7 @@ def jsonl_line(rec: dict) -> str:
            f'"ts": {"null" if ts is None else repr(ts)}, '
            f'"thread": {"null" if thread is None else _str(thread)}, '
            f'"fds": {_fds(fds) if fds else "[]"}, '
-           f'"ready": {_ready(ready) if ready else "[]"}, '
+           f'"ready": {_readies(ready) if ready else "[]"}, '
            f'"category": {"null" if cat is None else _str(cat)}, '
            f'"note": {"null" if note is None else _str(note)}, '
            f'"request": {"null" if request is None else _str(request)}')
