@@ -10,8 +10,9 @@ process, timed on the wall clock, with its peak RSS from wait4().
 
 strace-process-tree (PyPI) only splits each line and builds a process tree;
 the annotator parses every call, keeps the fd and interest tables, and
-writes a JSON record per line. Goals from issue 4: at least 0.5x its lines/s,
-at most 64 MB peak RSS on a 1M-line log.
+writes a JSON record per line. Goals (issues 4 and 18): at least 0.5x its
+lines/s, at most 64 MB peak RSS on a 1M-line log. The text view and the Trace
+Event export are timed in the same rounds, each with its ratio.
 Usage: .venv/bin/python bench/annotate_speed.py [--lines 1000000] [--rounds 3]
 """
 
@@ -113,10 +114,12 @@ def main() -> int:
         have = make_log(log, args.lines)
     say(f"log: {log} ({have:,} lines, {log.stat().st_size / 1e6:.0f} MB)")
 
+    annotate = [str(PY), "-m", "tracing", "annotate", str(log), "-o", os.devnull, "--summary", "--format"]
     tools = {
-        "epoll-lab annotate --format jsonl": [str(PY), "-m", "tracing", "annotate", str(log),
-                                              "--format", "jsonl", "-o", os.devnull, "--summary"],
+        "epoll-lab annotate --format jsonl": [*annotate, "jsonl"],
         "strace-process-tree": [str(spt), str(log)],
+        "epoll-lab annotate --format text": [*annotate, "text"],
+        "epoll-lab annotate --format trace-event": [*annotate, "trace-event"],
     }
     runs: dict[str, list[tuple[float, int]]] = {name: [] for name in tools}
     unparsed = None
@@ -129,7 +132,7 @@ def main() -> int:
                 unparsed = err.split("records, ")[1].split(" not understood")[0]
 
     print(f"log: {have:,} lines of real strace output (the C server under wrk)")
-    print(f"{'tool':<36} {'seconds (median, min-max)':>28} {'lines/s':>10} {'peak RSS MB':>12}")
+    print(f"{'tool':<42} {'seconds (median, min-max)':>28} {'lines/s':>10} {'ratio':>6} {'peak RSS MB':>12}")
     rate = {}
     rows = []
     for name, got in runs.items():
@@ -137,8 +140,11 @@ def main() -> int:
         med = statistics.median(walls)
         rate[name] = have / med
         rss = max(m for _, m in got) / 1024
-        print(f"{name:<36} {med:>12.2f} ({min(walls):.2f}-{max(walls):.2f}) {rate[name]:>14,.0f} {rss:>12.1f}")
-        rows.append({"tool": name, "seconds": walls, "lines_per_s": rate[name], "peak_rss_mb": rss})
+        ratio = rate[name] / (have / statistics.median(w for w, _ in runs["strace-process-tree"]))
+        print(f"{name:<42} {med:>12.2f} ({min(walls):.2f}-{max(walls):.2f}) {rate[name]:>10,.0f} {ratio:>6.2f} "
+              f"{rss:>12.1f}")
+        rows.append({"tool": name, "seconds": walls, "lines_per_s": rate[name], "ratio": ratio,
+                     "peak_rss_mb": rss})
     ours, ref = rate["epoll-lab annotate --format jsonl"], rate["strace-process-tree"]
     ratio = ours / ref
     ours_rss = rows[0]["peak_rss_mb"]
