@@ -22,6 +22,8 @@ def thread_role(m: Model, tid) -> str:
 
 
 def process_has_loop(m: Model, tid) -> bool:
+    if m.is_loop(tid):
+        return True  # asked for every client read and write: the loop thread itself, at once
     proc = m.proc(tid)
     return any(m.proc(t) == proc for t in m.loop_threads())
 
