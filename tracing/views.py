@@ -144,45 +144,22 @@ def jsonl_line(rec: dict) -> str:
 
 
 def jsonl_tee(records: Iterable[dict], jsonl_out: IO) -> Iterator[dict]:
-    """Pass records on, writing each (but a started half) as a JSON line on the way."""
-    for rec in records:
-        if rec["kind"] != "started":
-            jsonl_out.write(jsonl_line(rec) + "\n")
-        yield rec
+    """Pass records on, writing each (but a started half) as a JSON line on the way.
 
-
-def write_outputs(records: Iterable[dict], text_out: IO | None, jsonl_out: IO | None,
-                  headers: dict[str, str] | None = None, color: bool = False) -> None:
-    """Stream records to the text view and/or JSON Lines at once."""
-    headers = headers or {}
-
-    # Lines are written in batches: one write call per line cost as much as
-    # annotating it.
-    jsonl: list[str] = []
-    text: list[str] = []
-
-    def tee() -> Iterator[dict]:
-        for rec in records:
-            if jsonl_out is not None and rec["kind"] != "started":
-                jsonl.append(jsonl_line(rec))
-                if len(jsonl) >= BATCH:
-                    _write(jsonl_out, jsonl)
-            yield rec
-
+    Lines go out BATCH at a time (one write call per line cost as much as
+    annotating it), the rest when the records end or the tee is closed.
+    """
+    batch: list[str] = []
     try:
-        if text_out is not None:
-            for line in text_lines(tee(), headers, color):
-                text.append(line)
-                if len(text) >= BATCH:
-                    _write(text_out, text)
-        else:
-            for _ in tee():
-                pass
+        for rec in records:
+            if rec["kind"] != "started":
+                batch.append(jsonl_line(rec))
+                if len(batch) >= BATCH:
+                    _write(jsonl_out, batch)
+            yield rec
     finally:
-        if jsonl_out is not None:
-            _write(jsonl_out, jsonl)
-        if text_out is not None:
-            _write(text_out, text)
+        if not jsonl_out.closed:  # a run that failed half-way may have closed it first
+            _write(jsonl_out, batch)
 
 
 BATCH = 512
@@ -192,6 +169,27 @@ def _write(out: IO, lines: list[str]) -> None:
     if lines:
         out.write("\n".join(lines) + "\n")
         lines.clear()
+
+
+def write_outputs(records: Iterable[dict], text_out: IO | None, jsonl_out: IO | None,
+                  headers: dict[str, str] | None = None, color: bool = False) -> None:
+    """Stream records to the text view and/or JSON Lines at once."""
+    stream = jsonl_tee(records, jsonl_out) if jsonl_out is not None else iter(records)
+    text: list[str] = []
+    try:
+        if text_out is not None:
+            for line in text_lines(stream, headers or {}, color):
+                text.append(line)
+                if len(text) >= BATCH:
+                    _write(text_out, text)
+        else:
+            for _ in stream:
+                pass
+    finally:
+        if jsonl_out is not None:
+            stream.close()
+        if text_out is not None:
+            _write(text_out, text)
 
 
 def threads_by_role(threads: dict[str, str]) -> str:
