@@ -8,6 +8,7 @@ object per record. Both consume the record stream once.
 from __future__ import annotations
 
 import json
+import operator
 import os
 import sys
 from typing import IO, Iterable, Iterator
@@ -105,6 +106,10 @@ _READY_JSON: dict[tuple, str] = {}
 _NUMBERS: dict[float, str] = {}
 
 
+_FIELDS = operator.itemgetter(*JSONL_FIELDS)  # all of a record's fields in one C call
+_NULLS = dict.fromkeys(JSONL_FIELDS)
+
+
 def jsonl_line(rec: dict) -> str:
     """One record as a JSON object, fields in JSONL_FIELDS order.
 
@@ -113,11 +118,13 @@ def jsonl_line(rec: dict) -> str:
     way, a million lines at a time. Numbers here (line numbers, tids, times,
     durations) are finite, so repr is their JSON.
     """
+    try:
+        (line, resumed, tid, kind, syscall, args, ret, errno, dur, ts, thread, fds, ready, cat, note,
+         request) = _FIELDS(rec)
+    except KeyError:  # a record made elsewhere, without every field: the missing ones are null
+        (line, resumed, tid, kind, syscall, args, ret, errno, dur, ts, thread, fds, ready, cat, note,
+         request) = _FIELDS({**_NULLS, **rec})
     g = rec.get
-    line, resumed, tid, dur, ts = g("line"), g("resumed_line"), g("tid"), g("duration"), g("ts")
-    kind, syscall, ret, errno, thread = g("kind"), g("syscall"), g("ret"), g("errno"), g("thread")
-    args, cat, note, request = g("args"), g("category"), g("note"), g("request")
-    fds, ready = g("fds"), g("ready")
     out = (f'{{"line": {"null" if line is None else repr(line)}, '
            f'"resumed_line": {"null" if resumed is None else repr(resumed)}, '
            f'"tid": {"null" if tid is None else repr(tid)}, '
