@@ -14,7 +14,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from tests.helpers import ROOT, curl, free_port, show
+from tests.helpers import PROGRAMS, ROOT, Trace, curl, free_port, run_cli, sanic_server, show
+from tracing.procs import alive
 from tracing.kernel_lines import convert, decode_user_data, read_records, sqe_fields
 from tracing.parse import fd_arg, split_args
 
@@ -206,7 +207,6 @@ def test_compare_counts_every_client_add_strace_could_not_see(uvloop_trace, uvlo
 
 def test_live_mode_streams_the_kernel_tracers_lines(kernel_ready, tmp_path):
     from tests.test_live import Live
-    from tracing.procs import alive
     live = Live(tmp_path, "--tracer", "kernel")
     try:
         line = live.wait_for(r"live: strace \d+, server \d+", 60)
@@ -221,3 +221,34 @@ def test_live_mode_streams_the_kernel_tracers_lines(kernel_ready, tmp_path):
     assert not alive(server) and not alive(tracer), "server or bpftrace left behind"
     assert "GET /file" in (live.out / "annotated.log").read_text()
     assert (live.out / "raw.kernel").stat().st_size > 0
+
+
+def test_a_command_under_the_kernel_tracer_resolves_on_a_pool_thread(kernel_ready, tmp_path):
+    out = tmp_path / "cmd"
+    p = run_cli("trace", "--tracer", "kernel", "--out", str(out), "--", sys.executable,
+                str(PROGRAMS / "pool_and_resolve.py"), str(ROOT / "server" / "data" / "lab.txt"))
+    assert p.returncode == 0, p.stderr
+    trace = Trace.load(out)
+    calls = [r for r in trace.records if r["syscall"] == "getaddrinfo"]
+    assert calls and all(r["thread"] == "pool" and '"localhost"' in r["args"] for r in calls), show(calls)
+
+
+def test_pid_under_the_kernel_tracer_sees_the_hidden_adds_and_leaves_the_server_running(kernel_ready,
+                                                                                        tmp_path):
+    port = free_port()
+    server = sanic_server(port)
+    try:
+        out = tmp_path / "pid"
+        p = run_cli("trace", "--tracer", "kernel", "--pid", str(server.pid), "--port", str(port),
+                    "--request", "/", "--out", str(out))
+        assert p.returncode == 0, p.stderr
+        assert f"detached from {server.pid}" in p.stderr, p.stderr
+        assert alive(server.pid), "the traced server must keep running after bpftrace detaches"
+        assert curl(port, "/")[0] == 200
+        trace = Trace.load(out)
+        accepted = {int(r["ret"]) for r in trace.records if r["syscall"] == "accept4" and r["errno"] is None}
+        added = {_ctl(r)[1] for r in trace.records if r["syscall"] == "io_uring_sqe" and _ctl(r)
+                 and _ctl(r)[0] == "ADD"}
+        assert accepted and accepted <= added, show(trace.records)
+    finally:
+        server.stop()
