@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+
+import pytest
 
 from tests.helpers import PROGRAMS, ROOT, Trace, curl, free_port, run_cli, sanic_server, show
 from tracing.procs import alive
@@ -252,3 +255,17 @@ def test_pid_under_the_kernel_tracer_sees_the_hidden_adds_and_leaves_the_server_
         assert accepted and accepted <= added, show(trace.records)
     finally:
         server.stop()
+
+
+def test_preflight_as_an_unprivileged_user_stops_with_one_line(tmp_path: Path):
+    setpriv = shutil.which("setpriv")
+    if setpriv is None or os.geteuid() != 0:
+        pytest.skip("needs setpriv and root to become an unprivileged user")
+    os.chmod(tmp_path, 0o777)
+    p = subprocess.run([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+                        sys.executable, "-m", "tracing", "trace", "c", "--tracer", "kernel",
+                        "--port", str(free_port()), "--out", str(tmp_path / "out")],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    lines = [line for line in p.stderr.splitlines() if line.strip()]
+    assert p.returncode == 3, p.stderr
+    assert len(lines) == 1 and "needs root or CAP_BPF+CAP_PERFMON" in lines[0] and "strace" in lines[0], p.stderr
