@@ -40,6 +40,7 @@ from tracing.names import CLONES, LOOP, POOL, WAITS, WAKEUP, WAKEUP_CAT
 US = 1e6  # the format's times are microseconds
 WOKEN_US = 1.0  # the "woken" slice at the end of a wait
 RECENT_WAITS = 8  # woken waits kept per process for writes printed after them
+PENDING_MOST = 1000  # wakeups per process waiting for their wait; memory stays bounded
 WAIT_CAT = "epoll-wait"
 REQUESTS_PID = 0  # a track group of its own for the scenario's requests
 REQUEST_TID, PROBE_TID = 1, 2
@@ -169,7 +170,10 @@ class Exporter:
             end, tid, ts = min(ended)
             self._bind(self.flows, at, pid, tid, ts, end)
         else:
-            self.pending.setdefault(pid, []).append((self.flows, at, writer))
+            waiting = self.pending.setdefault(pid, [])
+            waiting.append((self.flows, at, writer))
+            if len(waiting) > PENDING_MOST:  # no wait returns them: end the oldest on its write
+                self._unmatched(pid, *waiting.pop(0))
 
     def _bind(self, flow: int, at: float, pid: int, tid: int, ts: float, end: float) -> None:
         # A short "woken" slice at the end of the wait, not before the write: the
@@ -183,6 +187,13 @@ class Exporter:
         self.emit({"name": "wakeup", "cat": WAKEUP_CAT, "ph": "f", "bp": "e", "id": flow, "ts": woken,
                    "pid": pid, "tid": tid})
 
+    def _unmatched(self, pid: int, flow: int, at: float, writer: int) -> None:
+        # No wait of a loop returned this wakeup: the arrow points at its own write.
+        self.unmatched += 1
+        self.emit({"name": "wakeup", "cat": WAKEUP_CAT, "ph": "f", "bp": "e", "id": flow, "ts": _us(at),
+                   "pid": pid, "tid": writer,
+                   "args": {"note": "no wait of a loop returned this wakeup"}})
+
     def add_probe(self, label: str, start: float, end: float) -> None:
         self.probes.append((label, start, end))
 
@@ -191,11 +202,7 @@ class Exporter:
         """Close the open flows, write spans and names, end the JSON; returns the counts."""
         for pid, left in self.pending.items():
             for flow, at, writer in left:
-                # The trace ended first: the arrow points at its own write.
-                self.unmatched += 1
-                self.emit({"name": "wakeup", "cat": WAKEUP_CAT, "ph": "f", "bp": "e", "id": flow,
-                           "ts": _us(at), "pid": pid, "tid": writer,
-                           "args": {"note": "no wait of a loop returned this wakeup before the trace ended"}})
+                self._unmatched(pid, flow, at, writer)
         if self.requests or self.probes:
             self.emit({"name": "process_name", "ph": "M", "pid": REQUESTS_PID, "tid": REQUEST_TID,
                        "args": {"name": "curl scenario"}})
