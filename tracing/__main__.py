@@ -6,26 +6,23 @@ import signal
 import sys
 
 
-def _early(signum, frame):
-    raise KeyboardInterrupt(signum)
-
-
 def run() -> None:
-    # Until the command line installs its own handlers, any stop signal ends
-    # the start-up quietly: nothing has been started yet.
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, _early)
     try:
+        # procs is small; from here on a stop signal is noted, not raised, until the
+        # command line has loaded and installs its own handlers (procs.catch_stop_signals).
+        from tracing import procs
+
+        procs.hold_stop_signals()
         from tracing.cli import main
 
         code = main()
-    except KeyboardInterrupt as e:
-        signum = getattr(e, "signum", None) or (e.args[0] if e.args and isinstance(e.args[0], int)
-                                                else signal.SIGINT)
+    except KeyboardInterrupt as e:  # only before hold_stop_signals: nothing was started
+        signum = getattr(e, "signum", signal.SIGINT)
         print(f"epoll-lab: interrupted ({signal.Signals(signum).name}) while starting; "
               "nothing was started", file=sys.stderr)
         code = 128 + signum
     sys.exit(code)
+
 
 if __name__ == "__main__":
     run()

@@ -221,11 +221,24 @@ def _raise_stopped(signum, frame) -> None:
     raise Stopped(signum)
 
 
+EARLY: list[int] = []  # stop signals that came while the command line was starting
+
+
+def hold_stop_signals() -> None:
+    """While modules load, a stop signal is only noted: raised inside an import it can land
+    in a callback of importlib's and be swallowed ("Exception ignored"), and the run go on."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, lambda signum, frame: EARLY.append(signum))
+
+
 def catch_stop_signals() -> None:
-    """SIGINT, SIGTERM and SIGHUP all unwind as Stopped, so every `finally` runs."""
+    """SIGINT, SIGTERM and SIGHUP all unwind as Stopped, so every `finally` runs; one that
+    came while starting (hold_stop_signals) unwinds now, before anything is started."""
     if threading.current_thread() is threading.main_thread():
         for sig in STOP_SIGNALS:
             signal.signal(sig, _raise_stopped)
+    if EARLY:
+        raise Stopped(EARLY[0])
 
 
 @contextlib.contextmanager
