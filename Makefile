@@ -20,6 +20,7 @@ help:
 	@echo "make trace-c [POOL=1] [PORT=8080]            trace the C epoll server, write traces/c*/"
 	@echo "       TRACER=kernel (trace-*, live-*, compare): bpftrace in the kernel instead of strace: io_uring epoll_ctl decoded, cheap"
 	@echo "       RECIPE=load (both): epoll/accept only, --seccomp-bpf, under wrk load"
+	@echo "$(PY) -m tracing trace [--port P --request PATH] -- CMD...   trace your own program (or --pid PID)"
 	@echo "make ltrace-sanic [LOOP=asyncio], ltrace-c [POOL=1]  library calls (getaddrinfo, epoll wrappers) with ltrace"
 	@echo "make screenshot [ZOOM='request 2: GET /file']  traces/sanic/timeline.html to PNGs (whole, one request) with headless Chromium"
 	@echo "make live-sanic, live-c [FILTER=epoll|loop]  trace and stream annotated lines while you curl"
