@@ -236,3 +236,13 @@ def test_without_decorations_the_fd_table_alone_names_the_fds():
     hostname = [r for r in recs if r["syscall"] == "read" and any(f["detail"] == "/etc/hostname" for f in r["fds"])]
     assert hostname and all(r["thread"] == "pool" for r in hostname)
     assert any(r["category"] == "wakeup" for r in recs)
+
+
+def test_an_fd_the_log_never_shows_made_is_said_to_be_not_known():
+    # notime-f-o lines 643-645: close(6) = 0 three times; no traced call makes a new fd 6
+    # between them, and without -y nothing names it: the note says so instead of guessing.
+    records, _ = annotate_file(str(FIXTURES / "notime-f-o.strace"))
+    recs = {r["line"]: r for r in records if r["kind"] == "syscall"}
+    assert "unicodedata" in recs[643]["note"]
+    for n in (644, 645):
+        assert recs[n]["syscall"] == "close" and "not known" in recs[n]["note"] and "-yy" in recs[n]["note"], recs[n]

@@ -1,8 +1,8 @@
 """The annotator on real servers built unlike the lab's own (issue 15): several
 loops in one process (memcached), one epoll fd shared by idle threads (Go's
 netpoller), a signal's self-pipe (uvloop), no event loop at all (python -m
-http.server), a log without -T (redis, -tt), text protocols (memcached,
-redis). fixtures/kinds/record.sh made each log with real strace; the line
+http.server), logs without -T (redis and an asyncio callback that sleeps,
+-tt), text protocols (memcached, redis). fixtures/kinds/record.sh made each log with real strace; the line
 numbers and expectations below come from reading those logs."""
 
 from __future__ import annotations
@@ -171,6 +171,18 @@ def test_without_durations_a_loop_asleep_in_epoll_wait_is_not_called_stalled(log
     assert recs[121]["duration"] is None and recs[122]["syscall"] == "accept4"
     stalls = [r for r in recs.values() if "no traced call" in r["note"] or "passed since" in r["note"]]
     assert not stalls, show(stalls)
+
+
+def test_without_durations_the_gap_after_a_call_is_named_with_what_the_log_cannot_show(log):
+    recs = log("stall-tt")
+    # line 522: epoll_wait(..., 50) = 0 at .072066; line 523: write "before" at .122410;
+    # line 524: write "after" at .322713 (time.sleep(0.2) between); line 525: epoll_wait(..., 100);
+    # line 526: epoll_ctl at .427396.
+    assert "passed since" not in recs[523]["note"] and "no traced call" not in recs[523]["note"], show([recs[523]])
+    assert "no traced call" not in recs[526]["note"] and "passed since" not in recs[526]["note"], show([recs[526]])
+    note = recs[524]["note"]
+    assert "200 ms passed since the loop thread started write (line 523)" in note, show([recs[524]])
+    assert "no -T" in note and "not shown" in note, show([recs[524]])
 
 
 # -- 6. text protocols get their first line --------------------------------

@@ -25,6 +25,9 @@ class Fd:
     wakes: str = ""  # for a wakeup fd: who writes it to wake a wait ("thread", "signal")
 
     def describe(self) -> str:
+        if self.role == UNKNOWN and not self.detail:
+            # Say what the log cannot tell rather than guess.
+            return "not known: made before the log starts or by an untraced call, and no -yy to name it"
         name = self.role.replace("-", " ")
         return f"{name} {self.detail}".strip() if self.detail else name
 

@@ -30,6 +30,9 @@ class Knowledge:
     complete: bool = False  # learned from the whole log (False: one pass, as it streams)
 
 
+_NONE: frozenset = frozenset()
+
+
 class Model:
     """Everything the log has shown, as the stream goes."""
 
@@ -44,6 +47,20 @@ class Model:
         self.accepted: set = set()  # processes that have accepted a connection
         self.loopless_said: set = set()  # processes already told they have no loop
         self.uring: dict = {}  # tid -> io_uring submissions seen inside its io_uring_enter (kernel tracer)
+        # Who waits on what, from the first pass and this one: tid -> epoll
+        # fds, and epoll fd -> tids (any process; filtered when asked).
+        self.waits_on: dict = {tid: set(eps) for tid, eps in self.prior.waits_on.items()}
+        self.by_epoll: dict = {}
+        self.shared: set = set()  # epoll fds more than one thread waits on
+        for tid, eps in self.waits_on.items():
+            for ep in eps:
+                self._waits(tid, ep)
+
+    def _waits(self, tid, ep: int) -> None:
+        waiting = self.by_epoll.setdefault(ep, set())
+        waiting.add(tid)
+        if len(waiting) > 1:
+            self.shared.add(ep)
 
     def proc(self, tid) -> int | None:
         return self.procs.process_of.get(tid, tid)
@@ -56,6 +73,8 @@ class Model:
         self.in_signal.pop(tid, None)
         if epfd is not None:
             self.learned.waits_on.setdefault(tid, set()).add(epfd)
+            self.waits_on.setdefault(tid, set()).add(epfd)
+            self._waits(tid, epfd)
             fd = self.procs.table(tid).fds.get(epfd)
             if fd is not None and fd.born is not None:
                 self.learned.waited_epolls.add((self.proc(tid), fd.born))
@@ -82,13 +101,12 @@ class Model:
 
     def epolls_of(self, tid) -> set:
         """The epoll fds `tid` waits on (this pass, or the whole log if known)."""
-        return self.learned.waits_on.get(tid, set()) | self.prior.waits_on.get(tid, set())
+        return self.waits_on.get(tid, _NONE)
 
     def waiters(self, tid, epfd: int) -> set:
         """Threads of `tid`'s process that wait on epoll fd `epfd`."""
         proc = self.proc(tid)
-        return {t for t in self.loop_threads()
-                if self.proc(t) == proc and epfd in self.epolls_of(t)}
+        return {t for t in self.by_epoll.get(epfd, ()) if self.proc(t) == proc}
 
     def born_wakeup(self, tid, line: int | None) -> str:
         """Who writes the fd born at `line` to wake a wait ("" if nobody does)."""

@@ -14,7 +14,7 @@ from tracing.names import (BLOCKING, LOOP, OTHER, OTHER_CAT, POOL, POOLED, WAKEU
 
 
 def thread_role(m: Model, tid) -> str:
-    if m.is_loop(tid):
+    if tid in m.waited or tid in m.prior.loops:  # m.is_loop, inlined: asked for every record
         return LOOP
     if tid in m.prior.pools or tid in m.learned.pools:
         return POOL
@@ -34,7 +34,12 @@ def serving(m: Model, tid) -> bool:
 
 def fellow_waiters(m: Model, tid) -> set:
     """Other threads that wait on an epoll fd `tid` waits on (Go's netpoller)."""
-    return {t for ep in m.epolls_of(tid) for t in m.waiters(tid, ep)} - {tid}
+    if not m.shared:  # the common case: one thread per epoll fd
+        return set()
+    eps = m.epolls_of(tid) & m.shared
+    if not eps:
+        return set()
+    return {t for ep in eps for t in m.waiters(tid, ep)} - {tid}
 
 
 def work_category(m: Model, tid) -> str:
