@@ -30,7 +30,8 @@ fi
 
 # The kernel tracer (TRACER=kernel) is optional: bpftrace and a mounted
 # tracefs, set up here when root; otherwise it says what is missing when used.
-if [[ $(id -u) -eq 0 ]]; then
+# EPOLL_LAB_KERNEL_TRACER=0 skips it (the container image: it runs unprivileged).
+if [[ $(id -u) -eq 0 && ${EPOLL_LAB_KERNEL_TRACER:-1} != 0 ]]; then
     if ! command -v bpftrace >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
         echo "[setup] installing bpftrace with apt-get (for TRACER=kernel)"
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bpftrace >/dev/null \
