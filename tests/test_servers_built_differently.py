@@ -149,6 +149,19 @@ def test_http_server_poll_on_the_listener_is_decoded_like_an_epoll_wait(log):
     assert recs[561]["ready"] == [] and "ERESTART_RESTARTBLOCK" in recs[561]["note"]
 
 
+def test_select_reports_the_fds_it_watches_and_the_ones_ready_by_set(log):
+    recs = log("select")
+    # line 250/252: pselect6(4, [3<UNIX-STREAM:[..]>], NULL, NULL, {tv_sec=1, ..}) = 1 (in [3], ...)
+    # after thread 11360's sendto on fd 4 (line 251); line 254: = 1 (out [4]); line 257: = 0 (Timeout).
+    first, both, none = recs[252], recs[254], recs[257]
+    assert [(f["fd"], f["role"]) for f in first["fds"]] == [(3, "pipe")], show([first])
+    assert [(x["fd"], x["events"]) for x in first["ready"]] == [(3, "readable")], show([first])
+    assert "timeout 1000 ms" in first["note"] and "slept 50.2 ms" in first["note"], show([first])
+    assert [f["fd"] for f in both["fds"]] == [3, 4] and [(x["fd"], x["events"]) for x in both["ready"]] == [(4, "writable")]
+    assert "room to write" in both["note"], show([both])
+    assert none["ready"] == [] and "nothing ready, timed out" in none["note"], show([none])
+
+
 def test_http_server_says_once_there_is_no_event_loop(log):
     said = [r for r in log("http-server").values() if "there is no event loop" in r["note"]]
     assert len(said) == 1 and said[0]["line"] == 508 and said[0]["syscall"] == "accept4", show(said)

@@ -231,6 +231,9 @@ def _ready_text(r: dict, wakes: str = "") -> str:
         return f"data {r['data']} (fd unknown) {r['events']}"
     if wakes == "signal":
         return f"fd {r['fd']} {r['role']} {r['events']} (a signal arrived: its handler wrote the self-pipe)"
+    ev = r["events"]
+    if ev == "writable" or ("OUT" in ev and "IN" not in ev and "HUP" not in ev):
+        return f"fd {r['fd']} {r['role']} {ev} (there is room to write without blocking)"
     return f"fd {r['fd']} {r['role']} {r['events']} ({_READY_WHY.get(r['role'], 'ready')})"
 
 
@@ -246,8 +249,9 @@ _READY_WHY = {
 
 # poll/ppoll: `[{fd=3<TCP:[...]>, events=POLLIN}, ...]`, ready `([{fd=3, revents=POLLIN}])`;
 # select/pselect6: fd sets `[3 4]`, ready `(in [3], out [], left {...})`.
-_POLLFD = re.compile(r"\{fd=(-?\d{1,10})(?:<((?:[^<>]|<[^<>]*>)*)>)?, (?:r?events)=([A-Za-z0-9_|]+)\}")
-_SETFD = re.compile(r"(\d{1,10})(?:<((?:[^<>]|<[^<>]*>)*)>)?")
+_DECO = r"(?:<((?:->|[^<>]|<(?:->|[^<>])*>)*)>)?"  # -yy text, which may hold "->" and one nested <...>
+_POLLFD = re.compile(r"\{fd=(-?\d{1,10})" + _DECO + r", (?:r?events)=([A-Za-z0-9_|]+)\}")
+_SETFD = re.compile(r"(\d{1,10})" + _DECO)
 _SETS = re.compile(r"\b(in|out|exc) \[([^\]]*)\]")
 _TIMESPEC = re.compile(r"\{tv_sec=(\d{1,19}), tv_(n|u)sec=(\d{1,10})\}")
 _SET_EVENTS = {"in": "readable", "out": "writable", "exc": "exception"}
