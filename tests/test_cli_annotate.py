@@ -87,6 +87,8 @@ def test_a_fifo_is_read_once_as_a_stream(tmp_path):
         writer.stdin.close()
         got = annotate_bytes(str(fifo), "--format", "jsonl")
     finally:
+        if writer.poll() is None:  # nobody opened the FIFO: do not leave dd blocked on it
+            writer.kill()
         writer.wait(timeout=60)
     assert got.returncode == 0, got.stderr
     assert len(got.stdout.decode().splitlines()) > 100
