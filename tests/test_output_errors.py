@@ -55,3 +55,11 @@ def test_an_out_folder_under_a_file_is_one_line(tmp_path):
     p = subprocess.run([sys.executable, "-m", "tracing", "trace", "c", "--port", str(free_port()),
                         "--out", str(tmp_path / "afile" / "run")], cwd=ROOT, capture_output=True, text=True)
     assert "Not a directory" in one_error(p)
+
+
+def test_a_run_folder_removed_during_the_run_is_one_line(tools_present, tmp_path):
+    out = tmp_path / "run"
+    p = subprocess.run([sys.executable, "-m", "tracing", "trace", "--out", str(out), "--",
+                        "sh", "-c", f"sleep 0.3; rm -rf {out}"], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120)
+    assert "is gone (was the run folder removed while it ran?)" in one_error(p)

@@ -14,6 +14,9 @@ from tracing.views import jsonl_tee, summary_text, threads_by_role
 
 
 def output_error(path: Path, err: OSError) -> TraceError:
+    if isinstance(err, FileNotFoundError):
+        return TraceError(f"{path} is gone (was the run folder removed while it ran?): nothing more "
+                          "could be written; run again, or pick another folder with --out", EXIT_OUTPUT)
     why = err.strerror or str(err)
     return TraceError(f"cannot write {path}: {why} (pick another folder with --out)", EXIT_OUTPUT)
 
