@@ -20,6 +20,7 @@ from typing import Iterable, Iterator
 
 from tracing import records
 from tracing.annotate import Step
+from tracing.inputs import open_text
 from tracing.names import LOOP, OTHER, POOL, RESOLVER_CALLS, WAITS
 from tracing.parse import Event, Started, numbered_events, to_int
 
@@ -165,7 +166,7 @@ def learn_loops(lines: Iterable[str]) -> tuple[set, set]:
 
 def annotate_file(path: str, steps: Iterable[Step] = ()) -> tuple[Iterator[dict], LtraceAnnotator]:
     """Two passes, streamed: roles first, then records with ltrace's own text."""
-    with open(path, errors="replace") as f:
+    with open_text(path) as f:
         loops, pools = learn_loops(f)
     ann = LtraceAnnotator(loops, pools, steps)
 
@@ -175,7 +176,7 @@ def annotate_file(path: str, steps: Iterable[Step] = ()) -> tuple[Iterator[dict]
         libs: dict[int, str] = {}
 
         def numbered() -> Iterator[tuple[int, str]]:
-            with open(path, errors="replace") as f:
+            with open_text(path) as f:
                 for n, converted, lib, text in strace_syntax(f):
                     originals[n] = text
                     if lib:
