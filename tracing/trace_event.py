@@ -49,6 +49,10 @@ ARGS_MOST = 300  # characters of the raw arguments kept per event
 _EXE = re.compile(r'^"([^"]+)"')
 
 
+# One encoder for every event: json.dumps with an option builds a new one per call.
+_encode = json.JSONEncoder(ensure_ascii=False).encode
+
+
 def _us(seconds: float) -> float:
     return round(seconds * US, 3)
 
@@ -75,7 +79,7 @@ class Exporter:
 
     # -- writing ------------------------------------------------------------
     def emit(self, event: dict) -> None:
-        self.out.write(("" if self.first else ",\n") + json.dumps(event, ensure_ascii=False))
+        self.out.write(("" if self.first else ",\n") + _encode(event))
         self.first = False
         key = event["ph"] if event["ph"] != "X" else ("X:" + event["cat"])
         self.counts[key] = self.counts.get(key, 0) + 1
