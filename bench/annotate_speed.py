@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from helpers import ROOT, free_port, need, pin, stop_server, wait_port
+from helpers import ROOT, count_lines, free_port, need, pin, stop_server, wait_port
 
 sys.path.insert(0, str(ROOT))
 from tracing.recipes import strace_flags  # noqa: E402
@@ -39,11 +39,6 @@ PY = ROOT / ".venv" / "bin" / "python"
 
 def say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def count_lines(path: Path) -> int:
-    with open(path, "rb") as f:
-        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
 
 
 def make_log(path: Path, lines: int) -> int:

@@ -61,3 +61,8 @@ def stop_server(top: subprocess.Popen, traced: bool, first: int = signal.SIGINT)
         procs.stop(pid, first)
     procs.stop(top.pid, first)
     top.wait()
+
+
+def count_lines(path: Path) -> int:
+    with open(path, "rb") as f:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))

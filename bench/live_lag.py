@@ -38,7 +38,7 @@ import threading
 import time
 from pathlib import Path
 
-from helpers import ROOT, cpu_seconds, free_port, need, wait_port
+from helpers import ROOT, count_lines, cpu_seconds, free_port, need, stop_server, wait_port
 
 sys.path.insert(0, str(ROOT))
 from tracing.live import clock  # noqa: E402
@@ -126,25 +126,13 @@ def file_run(seconds: int) -> tuple[int, int]:
         done = subprocess.run([wrk, "-t1", "-c16", f"-d{seconds}s", f"http://127.0.0.1:{port}/"],
                               capture_output=True, text=True, check=True)
     finally:
-        server = Path(f"/proc/{tracer.pid}/task/{tracer.pid}/children")
-        for pid in (server.read_text().split() if server.exists() else []):
-            os.kill(int(pid), signal.SIGINT)
-        try:
-            tracer.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(tracer.pid, signal.SIGKILL)
-            tracer.wait()
+        stop_server(tracer, traced=True)  # SIGINT to the server, then strace ends with it
     return count_lines(log), requests(done.stdout)
 
 
 def requests(wrk_output: str) -> int:
     m = re.search(r"(\d+) requests", wrk_output)
     return int(m.group(1)) if m else 0
-
-
-def count_lines(path: Path) -> int:
-    with open(path, "rb") as f:
-        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
 
 
 def measure(seconds: int, out: Path, shown: list[tuple[float, str]]) -> dict:
