@@ -246,3 +246,12 @@ def test_an_fd_the_log_never_shows_made_is_said_to_be_not_known():
     assert "unicodedata" in recs[643]["note"]
     for n in (644, 645):
         assert recs[n]["syscall"] == "close" and "not known" in recs[n]["note"] and "-yy" in recs[n]["note"], recs[n]
+
+
+def test_a_thread_whose_clone_is_not_in_the_log_is_said_to_be_unplaced_once():
+    # window-resumed-first starts mid-run: 3681 (line 1) is the first thread seen, 3682
+    # first shows at line 6 with no clone3 returning 3682 before it; 3683 is made by the
+    # clone3 at line 46. Only 3682's first record says what the log cannot show.
+    records, _ = annotate_file(str(FIXTURES / "window-resumed-first.strace"))
+    said = [r for r in records if r["kind"] != "started" and "without the clone that made it" in r["note"]]
+    assert [(r["line"], r["tid"]) for r in said] == [(6, 3682)], said

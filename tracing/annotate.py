@@ -72,10 +72,13 @@ class Annotator:
 
     def feed(self, item: Event | Started) -> dict:
         m = self.model
-        if m.pending_clones and item.tid not in m.procs.process_of:
-            # A new thread's first call can be printed before clone returns.
-            parent, flags = next(iter(m.pending_clones.items()))
-            m.procs.cloned(parent, item.tid, flags)
+        if item.tid not in m.procs.process_of:
+            if m.pending_clones:
+                # A new thread's first call can be printed before clone returns.
+                parent, flags = next(iter(m.pending_clones.items()))
+                m.procs.cloned(parent, item.tid, flags)
+            elif m.procs.process_of and item.tid is not None:
+                m.unplaced.add(item.tid)  # not the first thread, and no clone made it
         if isinstance(item, Started):
             if item.syscall in CLONES:
                 m.pending_clones[item.tid] = item.args
@@ -114,6 +117,10 @@ class Annotator:
             prev = m.last.get(item.tid)
             if rec["thread"] == LOOP and item.ts is not None and prev is not None and prev.ts is not None:
                 rec["note"] += _stall(item, prev)
+        if m.unplaced and item.tid in m.unplaced:
+            m.unplaced.discard(item.tid)
+            rec["note"] += (f" [thread {item.tid} first shows here without the clone that made it: which "
+                            "process it belongs to, and so which fds it shares, this log does not show]")
         m.last[item.tid] = item
         self.summary.add(rec)
         return rec

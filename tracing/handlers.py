@@ -507,7 +507,7 @@ def _shared_wait(c: Ctx, cat: str) -> str:
     if not others:
         return ""
     eps = ", ".join(str(e) for e in sorted(c.m.epolls_of(c.ev.tid)))
-    return (f": blocks thread {c.ev.tid} only; threads {' '.join(str(t) for t in sorted(others, key=str))} "
+    return (f": blocks thread {c.ev.tid} only; threads {_tids(others)} "
             f"wait on the same epoll {eps} and keep serving")
 
 
@@ -654,7 +654,7 @@ def _wakeup_write(c: Ctx, fd: F.Fd) -> Verdict | None:
     how = "eventfd" if fd.detail == "eventfd" else "self-pipe"
     eps = ", ".join(str(e) for e in wake.epolls) or "(registered via io_uring)"
     head = f"{name} to fd {fd.num} ({how}) that epoll {eps} watches"
-    woken = " ".join(str(t) for t in sorted(wake.woken, key=str))
+    woken = _tids(wake.woken)
     if c.m.is_loop(tid):
         if len(wake.woken) == 1:
             return c.say(f"{head}: loop thread {tid} wakes loop thread {woken}, which waits on epoll "
@@ -694,6 +694,12 @@ def _in_handler(c: Ctx) -> tuple[str | None, str]:
         return sig, (f" (this log does not trace rt_sigreturn; {gap * 1000:.1f} ms after {sig} with no "
                      "wait between, so taken as its handler's)")
     return sig, " (this log does not trace rt_sigreturn or times, so its handler's is an inference)"
+
+
+def _tids(tids) -> str:
+    """Thread ids for a note; strace to stderr prints no pid on the first process's lines."""
+    return " ".join(str(t) if t is not None else "(the one whose lines have no pid)"
+                    for t in sorted(tids, key=str))
 
 
 def _mark_wakeup(c: Ctx, fd: F.Fd, by: str = "thread") -> None:

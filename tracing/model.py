@@ -46,6 +46,7 @@ class Model:
         self.in_signal: dict = {}  # tid -> signal delivered and not yet returned from
         self.accepted: set = set()  # processes that have accepted a connection
         self.loopless_said: set = set()  # processes already told they have no loop
+        self.unplaced: set = set()  # threads first seen without a clone in the log, not yet said
         self.uring: dict = {}  # tid -> io_uring submissions seen inside its io_uring_enter (kernel tracer)
         # Who waits on what, from the first pass and this one: tid -> epoll
         # fds, and epoll fd -> tids (any process; filtered when asked).
