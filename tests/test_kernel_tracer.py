@@ -269,3 +269,19 @@ def test_preflight_as_an_unprivileged_user_stops_with_one_line(tmp_path: Path):
     lines = [line for line in p.stderr.splitlines() if line.strip()]
     assert p.returncode == 3, p.stderr
     assert len(lines) == 1 and "needs root or CAP_BPF+CAP_PERFMON" in lines[0] and "strace" in lines[0], p.stderr
+
+
+def test_a_recorded_run_annotates_like_a_live_one_without_root():
+    """The fixture's records, converted and annotated here: no root needed, so this
+    holds where the live tests skip (a container)."""
+    from tracing.annotate import Annotator
+    from tracing.parse import events
+    lines = list(convert(read_records(FIXTURE.read_text().splitlines()), 0.0))
+    recs = [r for r in Annotator().run(events(lines)) if r["kind"] != "started"]
+    assert not [r for r in recs if r["kind"] == "unparsed"], show(r for r in recs if r["kind"] == "unparsed")
+    accepted = {int(r["ret"]) for r in recs if r["syscall"] == "accept4" and r["errno"] is None}
+    adds = [r for r in recs if r["syscall"] == "io_uring_sqe" and "= client connection" in r["note"]]
+    assert accepted and {_ctl(r)[1] for r in adds} == accepted, show(adds)
+    assert all(r["note"].startswith("EPOLL_CTL_ADD fd") and "user_data" in r["note"] for r in adds), show(adds)
+    gai = [r for r in recs if r["syscall"] == "getaddrinfo"]
+    assert gai and all(r["thread"] == "pool" for r in gai), show(gai)
