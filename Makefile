@@ -8,8 +8,13 @@ PORT ?=
 CC ?= gcc
 CFLAGS := -O2 -Wall -Wextra -Werror -pthread
 ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all -Wall -Wextra -Werror -pthread
+# ThreadSanitizer sees what ASan cannot: the loop and the pool threads sharing data.
+TSAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=thread -Wall -Wextra -Werror -pthread
+C_SRC := cdemo/epoll_server.c cdemo/http.c
+C_DEPS := $(C_SRC) cdemo/http.h
 C_BIN := cdemo/bin/epoll_server
 C_ASAN := cdemo/bin/epoll_server-asan
+C_TSAN := cdemo/bin/epoll_server-tsan
 
 .PHONY: help setup build-c trace-sanic trace-c compare ltrace-sanic ltrace-c live-sanic live-c serve-sanic serve-c test screenshot container-smoke bench bench-c bench-annotate bench-live clean
 
@@ -29,7 +34,7 @@ help:
 	@echo "make test                                     run the whole test suite (real strace, servers, curl)"
 	@echo "make container-smoke                          build the image, run trace-c and trace-sanic inside it"
 	@echo "make setup                                    install tools and .venv (done by the targets above)"
-	@echo "make build-c                                  build the C server and its sanitizer build"
+	@echo "make build-c                                  build the C server and its ASan and TSan builds"
 	@echo "make bench [ROUNDS=3 SECONDS=3]              req/s, latency, user/system CPU and syscalls per request, tracing overhead: C, nginx, Sanic, aiohttp, tornado (a benchmark)"
 	@echo "make bench-c                                  CPU per request: the C server beside nginx (a benchmark)"
 	@echo "make bench-annotate [LINES=1000000]          annotate speed and memory beside strace-process-tree"
@@ -39,15 +44,19 @@ help:
 setup:
 	@scripts/setup.sh
 
-$(C_BIN): cdemo/epoll_server.c | setup
+$(C_BIN): $(C_DEPS) | setup
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -o $@ $<
+	$(CC) $(CFLAGS) -o $@ $(C_SRC)
 
-$(C_ASAN): cdemo/epoll_server.c | setup
+$(C_ASAN): $(C_DEPS) | setup
 	@mkdir -p $(@D)
-	$(CC) $(ASAN_FLAGS) -o $@ $<
+	$(CC) $(ASAN_FLAGS) -o $@ $(C_SRC)
 
-build-c: $(C_BIN) $(C_ASAN)
+$(C_TSAN): $(C_DEPS) | setup
+	@mkdir -p $(@D)
+	$(CC) $(TSAN_FLAGS) -o $@ $(C_SRC)
+
+build-c: $(C_BIN) $(C_ASAN) $(C_TSAN)
 
 trace-sanic: setup
 	$(PY) -m tracing trace sanic --tracer $(TRACER) --loop $(LOOP) $(if $(SCENARIO),--scenario $(SCENARIO)) $(if $(RECIPE),--recipe $(RECIPE)) $(if $(filter 0,$(IO_URING)),--no-io-uring) $(if $(PORT),--port $(PORT))

@@ -1,0 +1,117 @@
+"""The C server's sanitizer builds, started by hand for tests that speak raw HTTP.
+
+ASan (+UBSan, LeakSanitizer at exit) for the loop, TSan for the loop beside
+its pool threads. A test ends with `stop_clean()`: exit 0, no sanitizer report.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import socket
+import subprocess
+import time
+
+from tests.helpers import ROOT, free_port, wait_for
+from tracing.procs import port_answers
+
+ASAN = ROOT / "cdemo" / "bin" / "epoll_server-asan"
+TSAN = ROOT / "cdemo" / "bin" / "epoll_server-tsan"
+BUILDS = {"asan": ASAN, "tsan": TSAN}
+REPORTS = ("AddressSanitizer", "LeakSanitizer", "ThreadSanitizer", "runtime error")
+HOST = b"Host: lab\r\n"
+
+
+def get(path: str, *headers: bytes, version: bytes = b"HTTP/1.1") -> bytes:
+    """One well-formed request (with a Host header on 1.1)."""
+    host = HOST if version == b"HTTP/1.1" else b""
+    return b"GET " + path.encode() + b" " + version + b"\r\n" + host + b"".join(headers) + b"\r\n"
+
+
+class Server:
+    def __init__(self, *args, build: str = "asan", nofile=None, idle_ms=1500):
+        binary = BUILDS[build]
+        assert binary.exists(), f"{binary} missing: run `make build-c` (make test does)"
+        self.port = free_port()
+        limit = (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))) if nofile else None
+        self.proc = subprocess.Popen(
+            [str(binary), "--port", str(self.port), "--data", str(ROOT / "server/data/lab.txt"),
+             "--idle-ms", str(idle_ms), "--header-ms", "400", *args],
+            stderr=subprocess.PIPE, preexec_fn=limit,
+            env={**os.environ, "ASAN_OPTIONS": "detect_leaks=1", "UBSAN_OPTIONS": "halt_on_error=1",
+                 "TSAN_OPTIONS": "halt_on_error=0"})
+        assert wait_for(self.answers, 10), "the sanitizer build did not start"
+        # The start-up probe's connection may still be open: take the count
+        # once it has held still for a few readings.
+        readings = []
+
+        def settled():
+            readings.append(self.fds())
+            return len(readings) >= 5 and len(set(readings[-5:])) == 1
+
+        assert wait_for(settled, 5, step=0.05)
+        self.baseline = readings[-1]
+
+    def answers(self):
+        return port_answers(self.port)
+
+    def fds(self):
+        return len(os.listdir(f"/proc/{self.proc.pid}/fd"))
+
+    def cpu_ticks(self):
+        fields = open(f"/proc/{self.proc.pid}/stat").read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+
+    def connect(self):
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return s
+
+    def back_to_baseline(self):
+        return wait_for(lambda: self.fds() == self.baseline, 5)
+
+    def stop(self, sig=signal.SIGINT, timeout=15):
+        """Signal it; returns (exit code, stderr, seconds it took to exit)."""
+        t0 = time.monotonic()
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        took = time.monotonic() - t0
+        return self.proc.returncode, self.proc.stderr.read().decode(errors="replace"), took
+
+    def stop_clean(self):
+        code, err, _ = self.stop()
+        assert code == 0, f"exit {code}\n{err}"
+        bad = [r for r in REPORTS if r in err]
+        assert not bad, err
+
+
+def read_responses(sock, n, timeout=5.0):
+    """Read until n HTTP responses (or EOF); returns the raw text."""
+    sock.settimeout(timeout)
+    data = b""
+    while data.count(b"HTTP/1.1 ") < n or not data.endswith(b"}"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode(errors="replace")
+
+
+def read_to_eof(sock, timeout=5.0) -> bytes:
+    """Everything until the server closes; socket.timeout if it never does."""
+    sock.settimeout(timeout)
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def exchange(server, raw: bytes, n=1):
+    with server.connect() as s:
+        s.sendall(raw)
+        return read_responses(s, n)

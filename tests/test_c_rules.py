@@ -1,0 +1,205 @@
+"""The rules a correct epoll loop keeps under a hostile client, one test each,
+against the C server's ASan build (and its TSan build where the pool runs)."""
+
+from __future__ import annotations
+
+import re
+import socket
+import struct
+import threading
+import time
+
+import pytest
+
+from tests.helpers import curl
+from tests.cserver import HOST, Server, get, read_responses, read_to_eof
+
+ROUTES = ["/", "/file", "/sleep?ms=50", "/dns?host=localhost"]
+# (server flags, build): the pool mode runs under both sanitizers.
+MODES = [((), "asan"), (("--pool",), "asan"), (("--pool",), "tsan")]
+MODE_IDS = ["loop-asan", "pool-asan", "pool-tsan"]
+
+
+@pytest.fixture(params=MODES, ids=MODE_IDS)
+def any_server(request):
+    flags, build = request.param
+    s = Server(*flags, build=build, idle_ms=10000)
+    yield s
+    s.stop_clean()
+
+
+@pytest.fixture
+def server():
+    s = Server()
+    yield s
+    s.stop_clean()
+
+
+def statuses(raw: bytes) -> list[str]:
+    return re.findall(r"HTTP/1\.1 (\d{3}) ", raw.decode(errors="replace"))
+
+
+def test_a_pipelining_client_gets_every_answer(server):
+    # 2,000 requests in flight, more answers than the 16 KiB output buffer
+    # holds: the server must stop reading until they drain, not drop the
+    # connection. A thread writes while this one reads, as a real client would.
+    n = 2000
+    with server.connect() as s:
+        burst = get("/") * (n - 1) + get("/", b"Connection: close\r\n")
+        writer = threading.Thread(target=s.sendall, args=(burst,))
+        writer.start()
+        time.sleep(0.3)     # let the output side fill up before reading
+        raw = read_to_eof(s, timeout=20)
+        writer.join()
+    codes = statuses(raw)
+    assert codes == ["200"] * n, f"{len(codes)} answers of {n}; last bytes: {raw[-200:]!r}"
+    assert server.back_to_baseline()
+
+
+@pytest.mark.parametrize("path", ROUTES)
+def test_a_half_closed_request_is_still_answered(any_server, path):
+    with any_server.connect() as s:
+        s.sendall(get(path))
+        s.shutdown(socket.SHUT_WR)  # "that was all": the answer must still come
+        raw = read_to_eof(s)
+    assert statuses(raw) == ["200"], raw[:300]
+    assert any_server.back_to_baseline()
+
+
+def test_the_loop_sleeps_while_an_answer_is_owed(server):
+    # A /sleep answer is owed and 16 KiB more wait to be read: with
+    # EPOLLIN still watched the level-triggered loop would spin.
+    s = server.connect()
+    s.sendall(get("/sleep?ms=3000") + b"x" * 16384)
+    time.sleep(0.3)
+    before = server.cpu_ticks()
+    time.sleep(1.0)
+    spent = server.cpu_ticks() - before
+    assert spent <= 20, f"{spent} ticks of CPU in 1 s while only a timer was pending: the loop spins"
+    s.close()       # the client leaves: still no spin
+    time.sleep(0.2)
+    before = server.cpu_ticks()
+    time.sleep(0.6)
+    spent = server.cpu_ticks() - before
+    assert spent <= 12, f"{spent} ticks of CPU in 0.6 s after the client left: the loop spins"
+    assert server.back_to_baseline()
+    assert curl(server.port, "/")[0] == 200
+
+
+DEFERRED = [("/sleep?ms=50", ()), ("/file", ("--pool",)), ("/dns?host=localhost", ("--pool",))]
+
+
+@pytest.mark.parametrize("path, flags", DEFERRED, ids=["sleep", "pool-file", "pool-dns"])
+@pytest.mark.parametrize("ask", ["connection-close", "http-1.0"])
+def test_a_deferred_answer_keeps_the_clients_connection_close(path, flags, ask):
+    # idle_ms is long: a connection left open would outlive read_to_eof's 5 s.
+    srv = Server(*flags, idle_ms=30000)
+    try:
+        req = get(path, b"Connection: close\r\n") if ask == "connection-close" else get(path, version=b"HTTP/1.0")
+        with srv.connect() as s:
+            s.sendall(req)
+            raw = read_to_eof(s)
+        assert statuses(raw) == ["200"] and b"Connection: close\r\n" in raw, raw[:300]
+    finally:
+        srv.stop_clean()
+
+
+def test_a_head_request_does_not_make_the_next_answer_bodyless(server):
+    with server.connect() as s:
+        s.sendall(get("/").replace(b"GET", b"HEAD", 1) + b"garbage\r\n\r\n")
+        raw = read_to_eof(s)
+    head, _, rest = raw.partition(b"\r\n\r\n")
+    assert statuses(head) == ["200"], raw
+    second, _, body = rest.partition(b"\r\n\r\n")
+    length = int(re.search(rb"Content-Length: (\d+)", second).group(1))
+    assert statuses(second) == ["400"] and len(body) == length, raw
+
+
+@pytest.mark.parametrize("build", ["asan", "tsan"])
+def test_a_client_that_resets_while_its_job_waits_is_freed(build):
+    # Jobs queue behind each other; clients reset (RST) at once. LeakSanitizer
+    # reports any connection nobody frees, TSan any unguarded shared field.
+    srv = Server("--pool", build=build)
+    try:
+        for _ in range(20):
+            s = srv.connect()
+            s.sendall(get("/file") + get("/dns?host=localhost"))
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()
+        assert srv.back_to_baseline()
+        assert curl(srv.port, "/dns?host=localhost")[0] == 200
+        # Stop with jobs still queued: they and their connections are freed.
+        socks = [srv.connect() for _ in range(10)]
+        for s in socks:
+            s.sendall(get("/file"))
+    finally:
+        srv.stop_clean()
+        for s in socks:
+            s.close()
+
+
+@pytest.mark.parametrize("host, why", [
+    ("example.com", "not in /etc/hosts"),
+    ("nonexistent.invalid", "not in /etc/hosts"),
+    ("localhost.", "valid host name"),
+    ("localhost..", "valid host name"),
+    ("", "host is blank"),
+])
+def test_dns_answers_400_for_a_name_not_in_etc_hosts(server, host, why):
+    status, body = curl(server.port, f"/dns?host={host}")
+    assert status == 400 and why in body, body
+
+
+@pytest.mark.parametrize("raw, status, why", [
+    (b"GET / HTTP/1.1\r\nHost: x\r\nX: a\x00b\r\nContent-Length: 5\r\n\r\nGET /", 400, "NUL"),
+    (b"GET / HTTP/1.1\nHost: x\n\n", 400, "bare LF"),
+    (b"GET / HTTP/1.1\r\nHost: x\nContent-Length: 5\r\n\r\nGET /", 400, "bare LF"),
+    (b"GET / HTTP/1.1\r\nHost: x\rY: z\r\n\r\n", 400, "bare CR"),
+    (b"GET / HTTP/1.\r\nHost: x\r\n\r\n", 400, "HTTP version"),
+    (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", 505, "HTTP/1.x"),
+    (b"GET / HTTP/1.1 extra\r\nHost: x\r\n\r\n", 400, "HTTP version"),
+    (b"GET  / HTTP/1.1\r\nHost: x\r\n\r\n", 400, "request line"),
+    (b"GET / HTTP/1.1\r\n\r\n", 400, "Host"),
+    (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, "Host"),
+    (b"GET / HTTP/1.1\r\nHost : x\r\n\r\n", 400, "colon"),
+    (b"GET / HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n", 400, "obs-fold"),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5x\r\n\r\n", 400, "Content-Length"),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400, "Content-Length"),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 413, "bodies"),
+    (b"GET /" + b"a" * 3000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414, "too long"),
+])
+def test_a_request_the_rfc_calls_invalid_gets_a_4xx_and_the_connection_closes(server, raw, status, why):
+    with server.connect() as s:
+        s.sendall(raw)
+        out = read_to_eof(s).decode(errors="replace")   # closed: nothing after it is a request
+    assert statuses(out.encode()) == [str(status)] and why in out, out[:400]
+    assert server.back_to_baseline()
+
+
+@pytest.mark.parametrize("raw", [
+    b"GET / HTTP/1.1\r\nHost: x\r\nConnection:close\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Close\r\n\r\n",
+    b"GET / HTTP/1.0\r\n\r\n",
+])
+def test_connection_close_is_read_as_a_token_list(server, raw):
+    with server.connect() as s:
+        s.sendall(raw)
+        out = read_to_eof(s)
+    assert statuses(out) == ["200"] and b"Connection: close\r\n" in out, out
+
+
+def test_the_rfc_leniencies_the_server_keeps(server):
+    # RFC 9110 2.5: HTTP/1.9 is served as 1.1; RFC 9112 2.2: empty lines
+    # before a request are ignored; 3.2.2: the absolute-form is accepted.
+    raw = (b"\r\nGET / HTTP/1.9\r\n" + HOST + b"\r\n"
+           + b"GET http://lab/file HTTP/1.1\r\n" + HOST + b"Connection: close\r\n\r\n")
+    with server.connect() as s:
+        s.sendall(raw)
+        out = read_to_eof(s)
+    assert statuses(out) == ["200", "200"] and b'"bytes":' in out, out
+
+
+@pytest.mark.parametrize("path", ["/sleep?ms=", "/dns?host=", "/sleep?ms"])
+def test_a_blank_value_is_a_400_as_on_the_sanic_server(server, path):
+    status, body = curl(server.port, path)
+    assert status == 400 and "is blank; give a value or leave it out" in body, body
