@@ -15,7 +15,9 @@ from pathlib import Path
 
 import ujson
 from sanic import Sanic
+from sanic.errorpages import JSONRenderer, exception_response
 from sanic.exceptions import SanicException
+from sanic.handlers import ErrorHandler
 from sanic.request import Request
 from sanic.response import HTTPResponse, json
 
@@ -161,8 +163,18 @@ def check_host(host: str | None) -> str:
 LOCAL_NAMES = local_names()
 
 
+class JSONErrors(ErrorHandler):
+    """Every error as JSON without reading Accept: Sanic's own guess parses it,
+    and a malformed Accept turned any 4xx into a 500."""
+
+    def default(self, request: Request, exception: Exception) -> HTTPResponse:
+        self.log(request, exception)
+        return exception_response(request, exception, debug=self.debug, fallback="json",
+                                  base=JSONRenderer, renderer=JSONRenderer)
+
+
 def create_app(name: str = "epoll_lab") -> Sanic:
-    app = Sanic(name)
+    app = Sanic(name, error_handler=JSONErrors())
     app.config.FALLBACK_ERROR_FORMAT = "json"
 
     @app.before_server_start

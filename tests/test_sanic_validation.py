@@ -43,3 +43,11 @@ def test_values_that_are_given_still_work(sanic_server):
     assert curl(sanic_server, "/sleep?ms=0")[0] == 200
     assert curl(sanic_server, "/dns?host=localhost")[0] == 200
     assert curl(sanic_server, "/file?name=lab.txt")[0] == 200
+
+
+@pytest.mark.parametrize("path", ["/nope", "/sleep?ms=x"])
+def test_an_error_answer_does_not_read_a_malformed_accept_header(sanic_server, path):
+    # Found by tests/test_hostile_clients: Sanic picked the error page's
+    # format from Accept, and a bad byte in it made every 4xx a 500.
+    status, raw = curl(sanic_server, path, "-H", "Accept: *\xaf*")
+    assert 400 <= status < 500 and json.loads(raw)["status"] == status, raw[:300]
