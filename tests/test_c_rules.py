@@ -12,7 +12,8 @@ import time
 import pytest
 
 from tests.helpers import curl
-from tests.cserver import HOST, Server, get, read_responses, read_to_eof
+from tests.cserver import HOST, REPORTS, Server, get, read_to_eof
+from tests.netns import in_private_net
 
 ROUTES = ["/", "/file", "/sleep?ms=50", "/dns?host=localhost"]
 # (server flags, build): the pool mode runs under both sanitizers.
@@ -203,3 +204,26 @@ def test_the_rfc_leniencies_the_server_keeps(server):
 def test_a_blank_value_is_a_400_as_on_the_sanic_server(server, path):
     status, body = curl(server.port, path)
     assert status == 400 and "is blank; give a value or leave it out" in body, body
+
+
+@pytest.mark.parametrize("build", ["asan", "tsan"])
+def test_the_pool_stops_soon_even_with_lookups_stuck_and_frees_every_queued_client(build):
+    # Both pool threads wait on a resolver that never answers (private
+    # network); three clients reset while queued, three more are still
+    # queued at SIGTERM. The stop must not wait out the 30 s lookup, and
+    # LeakSanitizer / TSan must find nothing.
+    r = in_private_net("stalled-lookups", build)
+    assert r["root"].startswith("HTTP/1.1 200"), f"the loop did not answer GET / meanwhile: {r}"
+    assert "not waiting for 2 lookup(s)" in r["err"], f"the lookups did not stall, the test proves nothing:\n{r['err']}"
+    assert r["code"] == 0 and r["took"] < 6, f"exit {r['code']} after {r['took']:.1f} s\n{r['err']}"
+    assert not [x for x in REPORTS if x in r["err"]], r["err"]
+
+
+@pytest.mark.parametrize("pool", ["loop", "pool"])
+def test_dns_never_asks_the_network_for_a_name_not_in_etc_hosts(pool):
+    r = in_private_net("dns-under-strace", pool)
+    assert r["accepts"] >= 6, f"strace saw {r['lines']} network calls, {r['accepts']} accept4: not a real trace"
+    assert not r["port53"], "\n".join(r["port53"])
+    refused = {h: a for h, a in r["answers"].items() if h != "localhost"}
+    assert all(a.startswith("HTTP/1.1 400") for a in refused.values()), r["answers"]
+    assert r["answers"]["localhost"].startswith("HTTP/1.1 200"), r["answers"]
