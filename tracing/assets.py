@@ -27,10 +27,16 @@ def in_checkout() -> bool:
     return (CHECKOUT / "cdemo" / "epoll_server.c").is_file() and (CHECKOUT / "Makefile").is_file()
 
 
-def c_source() -> Path:
+def c_source_dir() -> Path:
     if in_checkout():
-        return CHECKOUT / "cdemo" / "epoll_server.c"
-    return Path(str(resources.files("tracing.cdemo") / "epoll_server.c"))
+        return CHECKOUT / "cdemo"
+    # Through a file: the package may be a namespace (a MultiplexedPath).
+    return Path(str(resources.files("tracing.cdemo") / "epoll_server.c")).parent
+
+
+def c_sources() -> list[Path]:
+    """The C server's .c files (the loop, its HTTP parser), compiled together."""
+    return sorted(c_source_dir().glob("*.c"))
 
 
 def lab_data() -> Path:
@@ -49,7 +55,10 @@ def c_binary() -> Path:
     """Where the C server's binary is (or will be, once `ensure_c_binary` built it)."""
     if in_checkout():
         return CHECKOUT / "cdemo" / "bin" / "epoll_server"
-    digest = hashlib.sha256(c_source().read_bytes()).hexdigest()[:12]
+    h = hashlib.sha256()
+    for f in sorted(c_source_dir().glob("*.[ch]")):
+        h.update(f.read_bytes())
+    digest = h.hexdigest()[:12]
     return cache_dir() / f"epoll_server-{digest}"
 
 
@@ -74,7 +83,7 @@ def ensure_c_binary() -> Path:
     except OSError as e:
         raise TraceError(f"cannot make {binary.parent} for the C server: {e.strerror}", EXIT_SETUP) from None
     partial = binary.with_name(binary.name + f".{os.getpid()}.tmp")
-    cmd = [cc, *CFLAGS, "-o", str(partial), str(c_source())]
+    cmd = [cc, *CFLAGS, "-o", str(partial), *map(str, c_sources())]
     print(f"[epoll-lab] building the C server once: {' '.join(cmd)}", flush=True, file=sys.stderr)
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
