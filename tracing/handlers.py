@@ -396,7 +396,7 @@ def _connect(c: Ctx) -> Verdict:
         text += f": {c.ev.errno}"
     if "nscd" in addr:
         text += " (getaddrinfo asks the name service cache daemon first)"
-    return c.say(text, R.work_category(c.m, c.ev.tid) if resolver else OTHER_CAT)
+    return c.say(text, _work(c) if resolver else OTHER_CAT)
 
 
 def _pair(c: Ctx, role: str, detail: str, arg_index: int) -> Verdict:
@@ -484,7 +484,7 @@ def _open(c: Ctx) -> Verdict:
     path_arg = c.args[1] if c.ev.syscall == "openat" and len(c.args) > 1 else (c.args[0] if c.args else "")
     path = quoted(path_arg) or path_arg
     resolver = path in F.RESOLVER_FILES
-    cat = R.work_category(c.m, c.ev.tid)
+    cat = _work(c)
     if not c.ok:
         return c.say(f"open {path}: {c.ev.errno}", cat)
     n = c.ret_int()
@@ -511,6 +511,16 @@ def _shared_wait(c: Ctx, cat: str) -> str:
             f"wait on the same epoll {eps} and keep serving")
 
 
+def _work(c: Ctx) -> str:
+    """Category of file or resolver work; done beside a loop, it makes the thread a pool thread."""
+    cat = R.work_category(c.m, c.ev.tid)
+    if cat == POOLED:
+        # uvloop skips the eventfd write when a wakeup is already pending, so a
+        # pool thread may never write it: its work is what shows it.
+        c.m.saw_pool_work(c.ev.tid)
+    return cat
+
+
 def _file_note(what: str, path: str, cat: str, resolver: bool) -> str:
     why = ""
     if resolver:
@@ -533,7 +543,7 @@ def _rw(c: Ctx) -> Verdict:
     if fd is None:
         return c.say(f"{name} on an fd the lab could not read")
     if fd.role in (F.FILE, F.DEVICE) or (fd.role == F.UNKNOWN and fd.detail.startswith("/")):
-        cat = R.work_category(c.m, c.ev.tid) if fd.role == F.FILE else OTHER_CAT
+        cat = _work(c) if fd.role == F.FILE else OTHER_CAT
         resolver = fd.detail in F.RESOLVER_FILES
         verb = "write" if is_write else "read"
         amount = f"{nbytes} bytes" if nbytes is not None and c.ok else (c.ev.errno or "?")
@@ -721,7 +731,7 @@ def _close(c: Ctx) -> Verdict:
         cat = POLLABLE
         what += ": the connection is done"
     elif fd.role == F.FILE:
-        cat = R.work_category(c.m, c.ev.tid)
+        cat = _work(c)
     c.table.close(fd.num)
     return c.say(f"close fd {fd.num} ({what})" if c.ok else c.failed_note(f"close fd {fd.num}"), cat)
 

@@ -8,7 +8,7 @@ from typing import Callable
 
 from tracing import fds as F
 from tracing import roles as R
-from tracing.handlers import _WHY_WATCH, Ctx, Verdict
+from tracing.handlers import _WHY_WATCH, Ctx, Verdict, _work
 from tracing.kernel_lines import sqe_fields
 from tracing.names import BLOCKING, OTHER_CAT, POLLABLE, POOLED
 from tracing.parse import epoll_items, quoted
@@ -60,9 +60,7 @@ def _io_uring_sqe(c: Ctx) -> Verdict:
 
 def _getaddrinfo(c: Ctx) -> Verdict:
     node = quoted(c.args[0]) if c.args else None
-    cat = R.work_category(c.m, c.ev.tid)
-    if cat == POOLED:
-        c.m.saw_pool_work(c.ev.tid)
+    cat = _work(c)
     took = f" took {c.ev.duration * 1000:.1f} ms" if c.ev.duration is not None else ""
     where = {POOLED: "on a pool thread, so the loop is not blocked",
              BLOCKING: "BLOCKING on the loop thread: nobody else is served until the resolver answers"
