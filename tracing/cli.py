@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "       %(prog)s [options] -- CMD [ARGS...]\n"
                              "       %(prog)s [options] --pid PID",
                        description="Trace with strace and write traces/<run>/: raw.strace, "
-                       "annotated.log, events.jsonl, timeline.html, summary.json. `c` and `sanic` "
+                       "annotated.log, events.jsonl, timeline.html, trace.json (Perfetto), summary.json, and the "
+                       "program's own output in server.log. `c` and `sanic` "
                        "start a demo server, send it the lab's curl scenario and stop it with SIGINT. "
                        "`-- CMD ...` runs your command until it exits, Ctrl-C or --seconds; "
                        "`--pid PID` attaches to a running process and all its threads and detaches "
