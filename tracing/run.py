@@ -130,7 +130,8 @@ def trace(target: Target, out: Path, annotate: bool = True, seconds: float | Non
             wait_attached(traced)
         else:
             pids["server"] = _program_pid(traced)
-            eprint(f"[epoll-lab] the program runs as PID {pids['server']}")
+            eprint(f"[epoll-lab] the program runs as PID {pids['server']}" if pids["server"] else
+                   "[epoll-lab] the program exited before its PID could be read (raw.strace has it)")
         if target.port:
             results.append(wait_ready(traced, target.port, wait))
             pids["server"] = traced.server_pid() or pids["server"]
