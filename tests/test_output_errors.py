@@ -63,3 +63,12 @@ def test_a_run_folder_removed_during_the_run_is_one_line(tools_present, tmp_path
                         "sh", "-c", f"sleep 0.3; rm -rf {out}"], cwd=ROOT, capture_output=True, text=True,
                        timeout=120)
     assert "is gone (was the run folder removed while it ran?)" in one_error(p)
+
+
+def test_an_out_folder_that_cannot_be_made_is_not_called_removed_during_the_run(tmp_path):
+    # /proc refuses mkdir with ENOENT, before anything has run
+    p = subprocess.run([sys.executable, "-m", "tracing", "trace", "--out", "/proc/epoll-lab-run", "--", "true"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    error = one_error(p)
+    assert "cannot write /proc/epoll-lab-run" in error and "removed while it ran" not in error, p.stderr
+    assert "starting:" not in p.stderr, "nothing is started when the folder cannot be made"

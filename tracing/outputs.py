@@ -13,8 +13,8 @@ from tracing.tracers import Tracer
 from tracing.views import jsonl_tee, summary_text, threads_by_role
 
 
-def output_error(path: Path, err: OSError) -> TraceError:
-    if isinstance(err, FileNotFoundError):
+def output_error(path: Path, err: OSError, running: bool = True) -> TraceError:
+    if running and isinstance(err, FileNotFoundError):
         return TraceError(f"{path} is gone (was the run folder removed while it ran?): nothing more "
                           "could be written; run again, or pick another folder with --out", EXIT_OUTPUT)
     why = err.strerror or str(err)
@@ -28,8 +28,8 @@ def ready_folder(out: Path) -> None:
         out.mkdir(parents=True, exist_ok=True)
         probe.write_bytes(b"x" * 4096)
         probe.unlink()
-    except OSError as e:
-        raise output_error(out, e) from None
+    except OSError as e:  # nothing ran yet: a missing path here is not a removed run folder
+        raise output_error(out, e, running=False) from None
 
 
 def write_run(out: Path, tracer: Tracer, full: bool = False) -> tuple[dict, list[tuple[str, int]]]:
