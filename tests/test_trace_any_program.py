@@ -4,7 +4,9 @@ errors with documented exit codes when it cannot."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -139,6 +141,7 @@ def _child_named(parent: int, name: str) -> int | None:
 
 def test_a_pid_another_tracer_holds_cannot_be_traced_one_line_and_exit_6(tools_present, tmp_path):
     held = subprocess.Popen(["strace", "-o", "/dev/null", "sleep", "60"])
+    sleeper = None
     try:
         assert wait_for(lambda: _child_named(held.pid, "sleep"), 10)
         sleeper = _child_named(held.pid, "sleep")
@@ -147,9 +150,14 @@ def test_a_pid_another_tracer_holds_cannot_be_traced_one_line_and_exit_6(tools_p
         assert "Operation not permitted" in p.stderr
         assert alive(sleeper), "the refused attach must not hurt the process"
     finally:
-        held.kill()
+        held.kill()  # a killed strace detaches its tracee: the sleep would run on for a minute
         held.wait()
-        assert not none_alive([held.pid])
+        if sleeper:
+            try:
+                os.kill(sleeper, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        assert not none_alive([held.pid, sleeper] if sleeper else [held.pid])
 
 
 def test_a_port_that_never_answers_is_one_line_exit_4_and_the_program_is_stopped(tools_present, tmp_path):
