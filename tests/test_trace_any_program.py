@@ -70,6 +70,17 @@ def test_the_pool_wakes_the_loop_through_its_self_pipe(program_run):
     assert woken, "the loop's wait returns the wakeup socket"
 
 
+def test_a_program_that_waits_in_poll_has_its_waits_traced_and_decoded(tools_present, tmp_path):
+    # http.server waits in poll(), not epoll: a recipe that left poll out showed no wait at all.
+    port, out = free_port(), tmp_path / "http"
+    p = run_cli("trace", "--out", str(out), "--port", str(port), "--",
+                sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(tmp_path))
+    assert p.returncode == 0, p.stderr
+    polls = [r for r in Trace.load(out).records if r["syscall"] == "poll"]
+    ready = [r for r in polls if r["ready"] and r["ready"][0]["role"] == "listening-socket"]
+    assert ready and all(r["category"] == "pollable" for r in ready), show(polls)
+
+
 def test_pid_attaches_to_a_running_server_while_curl_hits_it_and_detaches(tools_present, tmp_path):
     port = free_port()
     server = sanic_server(port)

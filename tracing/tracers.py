@@ -58,7 +58,7 @@ class Tracer:
         return False
 
     def flags(self, target: Target) -> list[str]:
-        return [*(load_flags() if target.recipe == "load" else strace_flags()), *target.extra_strace]
+        return [*(load_flags() if target.recipe == "load" else strace_flags(target.syscalls)), *target.extra_strace]
 
     def argv(self, path: str, target: Target, output: str) -> list[str]:
         # -p with -f attaches every thread of the process, not only the one PID names.

@@ -26,6 +26,11 @@ STORY_SYSCALLS = (
 )
 
 
+# Any program (`trace -- CMD`, `--pid`) may wait in poll or select instead of
+# epoll (http.server, older C servers): without these its waits would not show.
+PROGRAM_SYSCALLS = STORY_SYSCALLS + ",poll,ppoll,select,pselect6"
+
+
 def strace_flags(syscalls: str = STORY_SYSCALLS) -> list[str]:
     # -f threads and children; -ttt timestamps on the clock time.time() uses,
     # so the recipe can mark requests; -T durations (how long a wait slept);
@@ -81,6 +86,7 @@ class Target:
     tracer_flags: list[str] = field(default_factory=list)  # ltrace's, when tracer is ltrace
     pid: int | None = None  # attach to this running process instead of starting argv
     port_flag: bool = True  # the demo servers take `--port N`; a user's command is run as given
+    syscalls: str = STORY_SYSCALLS  # strace's story set (the kernel tracer keeps STORY_SYSCALLS)
 
     @property
     def raw_name(self) -> str:
@@ -202,7 +208,8 @@ def program(argv: list[str], port: int | None = None, paths: list[str] | None = 
     if paths is None:
         paths = ["/"] if port else []
     name = f"pid-{pid}" if pid else Path(argv[0]).name or "program"
-    target = Target(name, list(argv), port, [Request(p, "") for p in paths], pid=pid, port_flag=False)
+    target = Target(name, list(argv), port, [Request(p, "") for p in paths], pid=pid, port_flag=False,
+                    syscalls=PROGRAM_SYSCALLS)
     return with_tool(target, tool, LTRACE_PY)
 
 
