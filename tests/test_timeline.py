@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from tests.helpers import show
+from tests.helpers import run_cli, show
 from tracing import browser, timeline
 
 
@@ -102,3 +102,13 @@ def test_headless_chromium_renders_the_timeline_without_console_errors(uvloop_tr
 
     assert any(near(p, timeline.COLORS["thread-pooled"]) for p in pixels), "no pool work drawn"
     assert any(near(p, timeline.COLORS["wakeup"]) for p in pixels), "no wakeup drawn"
+
+
+@pytest.mark.parametrize("content", [b"# not JSON Lines\n", b"1\n", b"\x7fELF\x02\x01\x01\x00\xff\xfe\n"])
+def test_timeline_of_a_file_that_is_not_events_jsonl_is_one_line_exit_2(tmp_path, content):
+    bad = tmp_path / "notes.jsonl"
+    bad.write_bytes(content)
+    p = run_cli("timeline", str(bad), "-o", str(tmp_path / "t.html"))
+    errors = [l for l in p.stderr.splitlines() if l.startswith("epoll-lab: error:")]
+    assert p.returncode == 2 and len(errors) == 1 and "line 1" in errors[0], p.stderr
+    assert "Traceback" not in p.stderr, p.stderr

@@ -321,7 +321,11 @@ def cmd_timeline(args) -> int:
     if not args.events.is_file():
         raise TraceError(f"no such file: {args.events}", EXIT_SETUP)
     out = args.output or args.events.with_name("timeline.html")
-    timeline.write(timeline.from_jsonl(args.events), out, args.title or f"epoll-lab timeline: {args.events}")
+    try:
+        timeline.write(timeline.from_jsonl(args.events), out, args.title or f"epoll-lab timeline: {args.events}")
+    except timeline.NotEvents as e:
+        raise TraceError(f"{e}: timeline reads the events.jsonl of a run (or of annotate --format jsonl)",
+                         2) from None
     eprint(f"[epoll-lab] wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0
 

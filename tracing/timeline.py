@@ -192,11 +192,21 @@ def write(records: Iterable[dict], out: Path, title: str) -> Path:
     return out
 
 
+class NotEvents(ValueError):
+    """A line of the input is not an events.jsonl record."""
+
+
 def from_jsonl(path: Path) -> Iterable[dict]:
-    with open(path) as f:
-        for line in f:
+    with open(path, errors="replace") as f:
+        for n, line in enumerate(f, 1):
             if line.strip():
-                yield json.loads(line)
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise NotEvents(f"{path} line {n} is not JSON ({e.msg})") from None
+                if not isinstance(rec, dict):
+                    raise NotEvents(f"{path} line {n} is JSON but not a record")
+                yield rec
 
 
 PAGE = """<!DOCTYPE html>
