@@ -472,9 +472,8 @@ static void route(struct conn *c, struct http_request *req) {
             timer_start(c, (int)ms);        /* the answer comes when it fires */
     } else if (strcmp(path, "/dns") == 0) {
         int got = query_param(c, query, "host", arg, sizeof arg);
-        if (got < 0) {
-            /* answered */
-        } else if (got == 0) {
+        if (got < 0) return;                /* query_param has answered 400 */
+        if (got == 0) {
             fail(c, 400, "host is required, e.g. /dns?host=localhost");
         } else if (!valid_host(arg)) {
             fail(c, 400, "host must be a valid host name");
