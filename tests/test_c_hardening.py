@@ -46,7 +46,7 @@ def test_pipelined_requests_are_answered_in_order(server):
     (b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", "413"),
     (b"GET /sleep?ms=abc HTTP/1.1\r\nHost: x\r\n\r\n", "400"),
     (b"GET /sleep?ms=10001 HTTP/1.1\r\nHost: x\r\n\r\n", "400"),
-    (b"GET /dns?host=bad_name! HTTP/1.1\r\nHost: x\r\n\r\n", "400"),
+    (b"GET /dns?host= HTTP/1.1\r\nHost: x\r\n\r\n", "400"),  # names that could reach DNS: tests/netns.py
 ])
 def test_bad_requests_get_a_clear_status_and_the_server_goes_on(server, raw, status):
     out = exchange(server, raw)
