@@ -19,7 +19,7 @@ from tests.helpers import (PROGRAMS, ROOT, Trace, curl, free_port, none_alive, p
 from tracing.errors import EXIT_NOT_FOUND, EXIT_PID, EXIT_START
 from tracing.procs import alive, child_pids
 
-FILES = ("raw.strace", "annotated.log", "events.jsonl", "timeline.html", "summary.json")
+FILES = ("raw.strace", "annotated.log", "events.jsonl", "timeline.html", "trace.json", "summary.json")
 DATA = ROOT / "server" / "data" / "lab.txt"
 
 
