@@ -57,9 +57,11 @@ def test_the_file_read_sits_on_a_pool_lane_while_the_loop_waits(uvloop_trace):
               for m in lane.marks if m.category == "thread-pooled" and a <= m.start <= b]
     assert pooled, show(uvloop_trace.in_request("/file"))
     loops = [lane for lane in data["lanes"].values() if lane.role == "loop"]
-    first, last = min(m.start for _, m in pooled), max(m.end for _, m in pooled)
-    assert any(w.start <= last and w.end >= first for lane in loops for w in lane.waits), \
-        "the loop waits in epoll while the pool reads"
+    # On a loaded machine the pool may finish before the loop is back in epoll; the
+    # loop still waits there, in the request, until the pool's wakeup ends the wait.
+    first = min(m.start for _, m in pooled)
+    assert any(w.start <= b and w.end >= first for lane in loops for w in lane.waits), \
+        "the loop does not wait in epoll while the pool works for it"
 
 
 def test_a_wakeup_arrow_goes_from_a_pool_lane_to_the_loop_lane(uvloop_trace):
