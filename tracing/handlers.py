@@ -676,7 +676,8 @@ def _wakeup_write(c: Ctx, fd: F.Fd) -> Verdict | None:
         return c.say(f"{head}: this thread wakes one of the threads {woken}, which all wait on epoll "
                      f"{eps} (one epoll fd shared by several threads)", WAKEUP_CAT)
     whom = f"loop thread {woken}" if woken else "the loop"
-    return c.say(f"{head}: this thread wakes {whom}, which then runs the finished job's callback",
+    return c.say(f"{head}: this thread wakes {whom}, which then runs what this thread "
+                 "queued (for a pool thread, the finished job's callback)",
                  WAKEUP_CAT)
 
 
