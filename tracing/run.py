@@ -136,7 +136,8 @@ def trace(target: Target, out: Path, annotate: bool = True, seconds: float | Non
             results.append(wait_ready(traced, target.port, wait))
             pids["server"] = traced.server_pid() or pids["server"]
             eprint(f"[epoll-lab] server {pids['server']} is up on 127.0.0.1:{target.port} "
-                   f"({tracer.name} {traced.strace.pid}); sending {len(target.requests)} requests with curl")
+                   f"({tracer.name} {traced.strace.pid}); sending {len(target.requests)} "
+                   f"request{'s' if len(target.requests) != 1 else ''} with curl")
             if target.recipe == "load":
                 results.append(load(target.port))
             run_requests(target.port, target.requests, results)
