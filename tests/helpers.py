@@ -110,7 +110,7 @@ def processes_running(needle: str) -> list[str]:
     return found
 
 
-def none_alive(pids) -> list[int]:
+def still_alive_after_a_while(pids) -> list[int]:
     """The PIDs of `pids` still running, after giving them a few seconds to go."""
     wait_for(lambda: not any(alive(p) for p in pids), 10, 0.1)
     return [p for p in pids if alive(p)]
@@ -174,5 +174,5 @@ def assert_add_follows_each_accept(trace):
 
 
 __all__ = ["ROOT", "PROGRAMS", "WAITS", "Server", "Trace", "assert_add_follows_each_accept", "curl",
-           "fd_roles", "free_port", "none_alive", "processes_running", "run_cli", "sanic_server", "serving", "show",
+           "fd_roles", "free_port", "still_alive_after_a_while", "processes_running", "run_cli", "sanic_server", "serving", "show",
            "wait_for", "wait_port"]

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.helpers import ROOT, free_port, none_alive
+from tests.helpers import ROOT, free_port, still_alive_after_a_while
 from tracing.errors import EXIT_OUTPUT
 
 
@@ -47,7 +47,7 @@ def test_a_full_disk_while_writing_the_views_is_one_line_and_no_process_is_left(
                       str(tmp_path / "mnt" / "run"))
     assert "No space left on device" in one_error(p)
     pids = [int(x) for x in re.findall(r"runs as PID (\d+)", p.stderr) + re.findall(r"\(strace (\d+)\)", p.stderr)]
-    assert pids and not none_alive(pids), p.stderr
+    assert pids and not still_alive_after_a_while(pids), p.stderr
 
 
 def test_an_out_folder_under_a_file_is_one_line(tmp_path):

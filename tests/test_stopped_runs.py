@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.helpers import ROOT, free_port, none_alive, processes_running, wait_for
+from tests.helpers import ROOT, free_port, still_alive_after_a_while, processes_running, wait_for
 from tracing.procs import port_free
 
 
@@ -60,7 +60,7 @@ def test_a_signal_to_the_command_stops_strace_and_the_server(tools_present, tmp_
     seen = watch.stop() | {server, strace}
     err = "".join(lines)
     assert rc == 128 + sig, err
-    assert not none_alive(seen), f"left running: {[p for p in seen if os.path.exists(f'/proc/{p}')]}"
+    assert not still_alive_after_a_while(seen), f"left running: {[p for p in seen if os.path.exists(f'/proc/{p}')]}"
     assert port_free(port)
     assert "Traceback" not in err and f"interrupted ({signal.Signals(sig).name})" in err, err
 
@@ -77,7 +77,7 @@ def test_timeout_on_make_leaves_no_strace_or_server(tools_present, sig):
     time.sleep(0.5)
     seen = watch.stop()
     assert seen, f"the run never started in 3 s, so nothing was tested:\n{p.stderr}"
-    assert not none_alive(seen), f"left running: {processes_running(f'--port {port}')}"
+    assert not still_alive_after_a_while(seen), f"left running: {processes_running(f'--port {port}')}"
     assert wait_for(lambda: port_free(port), 10)
     assert "Traceback" not in p.stderr, p.stderr
 
@@ -94,4 +94,4 @@ def test_ctrl_c_in_the_first_second_is_one_line_not_a_traceback(tmp_path, after)
     out, err = cli.communicate(timeout=60)
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert cli.returncode == 130 and "interrupted (SIGINT)" in err, (cli.returncode, err)
-    assert not none_alive(watch.stop()), "nothing it started is left"
+    assert not still_alive_after_a_while(watch.stop()), "nothing it started is left"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import (PROGRAMS, ROOT, Trace, curl, free_port, none_alive, processes_running,
+from tests.helpers import (PROGRAMS, ROOT, Trace, curl, free_port, still_alive_after_a_while, processes_running,
                            run_cli, sanic_server, show, wait_for)
 from tracing.errors import EXIT_NOT_FOUND, EXIT_PID, EXIT_START
 from tracing.procs import alive, child_pids
@@ -168,7 +168,7 @@ def test_a_pid_another_tracer_holds_cannot_be_traced_one_line_and_exit_6(tools_p
                 os.kill(sleeper, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        assert not none_alive([held.pid, sleeper] if sleeper else [held.pid])
+        assert not still_alive_after_a_while([held.pid, sleeper] if sleeper else [held.pid])
 
 
 def test_a_port_that_never_answers_is_one_line_exit_4_and_the_program_is_stopped(tools_present, tmp_path):
@@ -178,4 +178,4 @@ def test_a_port_that_never_answers_is_one_line_exit_4_and_the_program_is_stopped
     assert_one_line_error(p, EXIT_START, f"nothing answered HTTP on 127.0.0.1:{port} within 2 s")
     started = re.search(r"the program runs as PID (\d+)", p.stderr)
     assert started, p.stderr
-    assert not none_alive([int(started.group(1))]), "the program must be stopped"
+    assert not still_alive_after_a_while([int(started.group(1))]), "the program must be stopped"
