@@ -18,7 +18,8 @@ exit codes:
   port in use)   4 the server or program did not start, or its port never
   answered   5 a scenario request failed   6 --pid: no such process, or it
   cannot be traced   7 the output folder cannot be written (read-only, full,
-  missing)   8 annotate: no line of the input is strace output
+  missing, not a folder)   8 annotate: the input is empty, or no line of it is
+  strace output
   127 the command to trace is not found
   128+N stopped by signal N: 130 Ctrl-C, 129 SIGHUP, 143 SIGTERM (the traced
   processes are stopped first; nothing is left running)
