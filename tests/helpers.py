@@ -7,15 +7,23 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pty
+import queue
+import re
+import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
+from tracing import procs
 from tracing.names import WAITS  # noqa: F401  (the tests' one set of wait names)
 from tracing.parse import split_args
-from tracing import procs
 from tracing.procs import alive, port_answers, stop, wait_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -173,6 +181,70 @@ def assert_add_follows_each_accept(trace):
         assert ops[-1] == "EPOLL_CTL_DEL", f"fd {fd}: {ops}\n{show(life)}"
 
 
-__all__ = ["ROOT", "PROGRAMS", "WAITS", "Server", "Trace", "assert_add_follows_each_accept", "curl",
-           "fd_roles", "free_port", "still_alive_after_a_while", "processes_running", "run_cli", "sanic_server", "serving", "show",
-           "wait_for", "wait_port"]
+
+
+
+class Live:
+    """`python -m tracing live c` with its output read line by line, with deadlines."""
+
+    def __init__(self, tmp_path, *extra: str, tty: bool = False, env: dict | None = None) -> None:
+        self.port = free_port()
+        self.out = tmp_path / "live"
+        cmd = [sys.executable, "-m", "tracing", "live", "c", "--port", str(self.port),
+               "--out", str(self.out), *extra]
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.seen: list[str] = []
+        full_env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+        full_env.update(env or {})
+        if tty:
+            master, slave = pty.openpty()
+            self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=slave, stderr=slave, env=full_env)
+            os.close(slave)
+            stream = os.fdopen(master, "r", errors="replace")
+        else:
+            self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                         text=True, env=full_env)
+            stream = self.proc.stdout
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream) -> None:
+        try:
+            for line in stream:
+                self.lines.put(line)
+        except OSError:  # the pty closes when the process ends
+            pass
+
+    def wait_for(self, pattern: str, seconds: float = 30) -> str:
+        deadline = time.monotonic() + seconds
+        for line in self.seen:
+            if re.search(pattern, line):
+                return line
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            self.seen.append(line)
+            if re.search(pattern, line):
+                return line
+        pytest.fail(f"no line matching {pattern!r} within {seconds} s; got:\n" + "".join(self.seen[-30:]))
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGINT)
+        rc = self.proc.wait(timeout=60)
+        time.sleep(0.2)
+        while not self.lines.empty():
+            self.seen.append(self.lines.get())
+        return rc
+
+    def pids(self, seconds: float = 30) -> tuple[int, int]:
+        """The tracer's and the server's PIDs, from live mode's first line."""
+        line = self.wait_for(r"live: strace \d+, server \d+", seconds)
+        strace, server = map(int, re.search(r"strace (\d+), server (\d+)", line).groups())
+        return strace, server
+
+
+__all__ = ["Live", "PROGRAMS", "ROOT", "Server", "Trace", "WAITS",
+           "assert_add_follows_each_accept", "curl", "fd_roles", "free_port", "processes_running",
+           "run_cli", "sanic_server", "serving", "show", "still_alive_after_a_while", "wait_for",
+           "wait_port"]

@@ -8,7 +8,6 @@ everywhere.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -17,10 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import PROGRAMS, ROOT, Trace, curl, free_port, run_cli, sanic_server, show
-from tracing.procs import alive
+from tests.helpers import (PROGRAMS, ROOT, Live, Trace, curl, free_port, run_cli, sanic_server,
+                           show)
 from tracing.kernel_lines import convert, decode_user_data, read_records, sqe_fields
 from tracing.parse import fd_arg, split_args
+from tracing.procs import alive
 
 FIXTURE = ROOT / "tests" / "fixtures" / "kernel" / "sanic-uvloop.records"
 
@@ -209,11 +209,9 @@ def test_compare_counts_every_client_add_strace_could_not_see(uvloop_trace, uvlo
 
 
 def test_live_mode_streams_the_kernel_tracers_lines(kernel_ready, tmp_path):
-    from tests.test_live import Live
     live = Live(tmp_path, "--tracer", "kernel")
     try:
-        line = live.wait_for(r"live: strace \d+, server \d+", 60)
-        tracer, server = map(int, re.search(r"strace (\d+), server (\d+)", line).groups())
+        tracer, server = live.pids(60)
         curl(live.port, "/file")
         live.wait_for(r"accept4\(.*client connection", 15)
         live.wait_for(r"epoll_ctl\(.*ADD fd \d+ = client connection", 15)

@@ -4,78 +4,14 @@ it runs, annotated lines streaming out; then Ctrl-C (SIGINT)."""
 from __future__ import annotations
 
 import os
-import pty
-import queue
 import re
 import signal
-import subprocess
-import sys
 import threading
-import time
 
 import pytest
 
-from tests.helpers import ROOT, curl, free_port
+from tests.helpers import Live, curl
 from tracing.run import alive
-
-
-class Live:
-    """`python -m tracing live c` with its output read line by line, with deadlines."""
-
-    def __init__(self, tmp_path, *extra: str, tty: bool = False, env: dict | None = None) -> None:
-        self.port = free_port()
-        self.out = tmp_path / "live"
-        cmd = [sys.executable, "-m", "tracing", "live", "c", "--port", str(self.port),
-               "--out", str(self.out), *extra]
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        full_env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
-        full_env.update(env or {})
-        if tty:
-            master, slave = pty.openpty()
-            self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=slave, stderr=slave, env=full_env)
-            os.close(slave)
-            stream = os.fdopen(master, "r", errors="replace")
-        else:
-            self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                         text=True, env=full_env)
-            stream = self.proc.stdout
-        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
-
-    def _read(self, stream) -> None:
-        try:
-            for line in stream:
-                self.lines.put(line)
-        except OSError:  # the pty closes when the process ends
-            pass
-
-    def wait_for(self, pattern: str, seconds: float = 30) -> str:
-        deadline = time.monotonic() + seconds
-        for line in self.seen:
-            if re.search(pattern, line):
-                return line
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            self.seen.append(line)
-            if re.search(pattern, line):
-                return line
-        pytest.fail(f"no line matching {pattern!r} within {seconds} s; got:\n" + "".join(self.seen[-30:]))
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGINT)
-        rc = self.proc.wait(timeout=60)
-        time.sleep(0.2)
-        while not self.lines.empty():
-            self.seen.append(self.lines.get())
-        return rc
-
-    def pids(self) -> tuple[int, int]:
-        line = self.wait_for(r"live: strace \d+, server \d+")
-        strace, server = map(int, re.search(r"strace (\d+), server (\d+)", line).groups())
-        return strace, server
 
 
 def test_accept_and_read_stream_out_while_the_server_runs(tmp_path):
