@@ -8,7 +8,7 @@ import os
 import sys
 
 from tests.cserver import REPORTS, Server
-from tests.helpers import ROOT, Server as Process, curl, free_port, wait_for
+from tests.helpers import Server as Process, curl, free_port, wait_for
 from tests.hostile import requests, throw
 
 SEED = 14

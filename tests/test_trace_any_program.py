@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import (PROGRAMS, ROOT, Trace, curl, free_port, still_alive_after_a_while, processes_running,
-                           run_cli, sanic_server, show, wait_for)
+from tests.helpers import (PROGRAMS, ROOT, Trace, curl, free_port, still_alive_after_a_while, run_cli, sanic_server, show, wait_for)
 from tracing.errors import EXIT_NOT_FOUND, EXIT_PID, EXIT_START
 from tracing.procs import alive, child_pids
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Callable
 
 from tracing import fds as F
-from tracing import roles as R
 from tracing.handlers import _WHY_WATCH, Ctx, Verdict, _work
 from tracing.kernel_lines import sqe_fields
 from tracing.names import BLOCKING, OTHER_CAT, POLLABLE, POOLED
