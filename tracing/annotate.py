@@ -14,11 +14,11 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
-from tracing import records
+from tracing import changes, records
 from tracing import roles as R
 from tracing.fds import CLIENT, DEVICE, FILE, STDIO
 from tracing.inputs import open_text
-from tracing.handlers import HANDLERS, Ctx, Verdict, _exit_note, _generic, _signal
+from tracing.handlers import HANDLERS, Ctx, _exit_note, _generic, _signal
 from tracing.model import Knowledge, Model
 from tracing.names import (BLOCKING, CLONES, LOOP, OTHER, OTHER_CAT, POLLABLE,  # noqa: F401 (re-exported)
                            POLL_WAITS, POOL, POOLED, READS, TEACHING, WAITS, WAKEUP_CAT, WRITES)
@@ -42,10 +42,14 @@ class Step:
 
 
 class Annotator:
-    def __init__(self, prior: Knowledge | None = None, steps: Iterable[Step] = ()) -> None:
+    def __init__(self, prior: Knowledge | None = None, steps: Iterable[Step] = (),
+                 check_reuse: bool = False) -> None:
         self.model = Model(prior)
         self.steps = sorted(steps, key=lambda s: s.start)
         self.summary = records.Summary()
+        self.reuse: dict[tuple, tuple[int, tuple]] = {}  # call -> (changes.count(), verdict)
+        self.check_reuse = check_reuse  # tests: work out every verdict, and fail where a reuse would differ
+        self.reused = 0  # verdicts reused rather than worked out again
 
     # Kept for callers that ask the annotator: the answers come from the role stage.
     @property
@@ -87,43 +91,80 @@ class Annotator:
                 got = first_fd(item.args)
                 m.saw_wait(item.tid, got[0] if got else None)
             return records.started(item, R.thread_role(m, item.tid), self.step_at(item.ts))
-        rec = records.record(item, self.step_at(item.ts))
-        ctx = None
-        if item.kind == "syscall":
-            ctx = Ctx(m, item)
-            verdict: Verdict = ALL_HANDLERS.get(item.syscall or "", _generic)(ctx)
-            rec["category"], rec["note"], rec["ready"] = verdict
-            if item.problem:
-                rec["note"] = (rec["note"] + f" [{item.problem}]").strip()
-        elif item.kind == "signal":
-            rec["category"], rec["note"], _ = _signal(Ctx(m, item))
-        elif item.kind == "exit":
-            rec["note"] = _exit_note(item)
-            m.pending_clones.pop(item.tid, None)
-            # Forget the thread's state: memory follows live threads, not the log.
-            m.last.pop(item.tid, None)
-            by = re.match(r"superseded by execve in pid (\d{1,10})", item.args or "")
-            if by:
-                m.procs.superseded(item.tid, int(by.group(1)))
-            else:
-                m.procs.exited(item.tid)
-        elif item.kind == "strace":
-            rec["note"] = "strace's own message"
+        tid, kind = item.tid, item.kind
+        if kind == "syscall":
+            category, note, ready, fds, thread = self.verdict(item)
+            prev = m.last.get(tid)
+            if thread == LOOP and prev is not None and item.ts is not None and prev.ts is not None:
+                note += _stall(item, prev)
         else:
-            rec["note"] = f"not understood, kept verbatim ({item.problem})"
-        rec["thread"] = R.thread_role(m, item.tid)
-        if ctx is not None:
-            rec["fds"] = [{"fd": f.num, "role": f.role, "detail": f.detail} for f in ctx.fds]
-            prev = m.last.get(item.tid)
-            if rec["thread"] == LOOP and item.ts is not None and prev is not None and prev.ts is not None:
-                rec["note"] += _stall(item, prev)
-        if m.unplaced and item.tid in m.unplaced:
-            m.unplaced.discard(item.tid)
-            rec["note"] += (f" [thread {item.tid} first shows here without the clone that made it: which "
-                            "process it belongs to, and so which fds it shares, this log does not show]")
-        m.last[item.tid] = item
+            ready, fds, category = [], [], OTHER_CAT
+            if kind == "signal":
+                category, note, _ = _signal(Ctx(m, item))
+            elif kind == "exit":
+                note = _exit_note(item)
+                m.pending_clones.pop(tid, None)
+                # Forget the thread's state: memory follows live threads, not the log.
+                m.last.pop(tid, None)
+                by = re.match(r"superseded by execve in pid (\d{1,10})", item.args or "")
+                if by:
+                    m.procs.superseded(tid, int(by.group(1)))
+                else:
+                    m.procs.exited(tid)
+            elif kind == "strace":
+                note = "strace's own message"
+            else:
+                note = f"not understood, kept verbatim ({item.problem})"
+            thread = R.thread_role(m, tid)
+        if m.unplaced and tid in m.unplaced:
+            m.unplaced.discard(tid)
+            note += (f" [thread {tid} first shows here without the clone that made it: which "
+                     "process it belongs to, and so which fds it shares, this log does not show]")
+        m.last[tid] = item
+        rec = records.record(item, self.step_at(item.ts) if self.steps else None,
+                             thread, fds, ready, category, note)
         self.summary.add(rec)
         return rec
+
+    def verdict(self, item: Event) -> tuple[str, str, list, list, str]:
+        """A call's category, note, ready list, fds and thread role.
+
+        Worked out by the call's handler, or reused: an identical call (same
+        thread, same text but its time) while the model has not changed since
+        gets the same answer (see `changes`). Handlers whose note reads the
+        line's own time, or the call before, are always run.
+        """
+        key = (item.tid, item.syscall, item.args, item.ret, item.errno, item.ret_detail, item.problem)
+        seen = self.reuse.get(key)
+        if seen is not None and seen[0] == changes.count() and not self.check_reuse:
+            self.reused += 1
+            return seen[1]
+        before = changes.count()
+        m = self.model
+        ctx = Ctx(m, item)
+        handler = ALL_HANDLERS.get(item.syscall or "", _generic)
+        category, note, ready = handler(ctx)
+        if item.problem:
+            note = (note + f" [{item.problem}]").strip()
+        got = (category, note, ready, [{"fd": f.num, "role": f.role, "detail": f.detail} for f in ctx.fds],
+               R.thread_role(m, item.tid))
+        if seen is not None and seen[0] == before and (changes.count() != before or seen[1] != got):
+            raise AssertionError(f"line {item.line}: a reused verdict would differ from the handler's: "
+                                 f"{seen[1]!r} != {got!r}, or the handler changed the model")
+        if changes.count() == before and handler not in READS_THE_LINE and len(item.args) <= REUSE_ARGS:
+            if len(self.reuse) >= REUSE_KEEP:
+                self.reuse.clear()
+            self.reuse[key] = (before, got)
+        return got
+
+
+# How many verdicts are kept for reuse, and for calls of what size (a
+# server's requests and answers; not a 64 KB buffer).
+REUSE_KEEP = 4096
+REUSE_ARGS = 2048
+# Verdicts that read the line's own time or the call before it: never reused.
+READS_THE_LINE = {HANDLERS[w] for w in WAITS | POLL_WAITS} | {HANDLERS["io_uring_enter"],
+                                                              KERNEL_HANDLERS["getaddrinfo"]}
 
 
 def _stall(item: Event, prev: Event) -> str:
@@ -206,19 +247,20 @@ def learn(items: Iterable[tuple]) -> Knowledge:
 _WAIT_FD = re.compile(r"epoll_p?wait2?\((\d{1,10})")
 
 
-def annotate_items(open_items: Callable[[], Iterator[tuple]], steps: Iterable[Step] = ()
-                   ) -> tuple[Iterator[dict], Annotator]:
+def annotate_items(open_items: Callable[[], Iterator[tuple]], steps: Iterable[Step] = (),
+                   check_reuse: bool = False) -> tuple[Iterator[dict], Annotator]:
     """Two passes over an input that can be opened twice: learn roles, then stream records."""
     prior = learn(open_items())
-    ann = Annotator(prior, steps)
+    ann = Annotator(prior, steps, check_reuse)
     return ann.run(numbered_events(open_items())), ann
 
 
-def annotate_file(path: str, steps: Iterable[Step] = ()) -> tuple[Iterator[dict], Annotator]:
+def annotate_file(path: str, steps: Iterable[Step] = (), check_reuse: bool = False
+                  ) -> tuple[Iterator[dict], Annotator]:
     def numbered() -> Iterator[tuple]:
         # Lines are what "\n" ends, as sed and strace count them; a lone "\r"
         # is part of a line.
         with open_text(path) as f:
             yield from enumerate(f, 1)
 
-    return annotate_items(numbered, steps)
+    return annotate_items(numbered, steps, check_reuse)

@@ -10,12 +10,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from tracing.changes import Dict, Tracked
 from tracing.names import (CLIENT, DEVICE, EPOLL, FILE, IO_URING, LISTENING, PIDFD,  # noqa: F401
                            PIPE, RESOLVER_FILES, SIGNAL, SOCKET, STDIO, TIMER, UNKNOWN, WAKEUP)
 
 
 @dataclass
-class Fd:
+class Fd(Tracked):
     num: int
     role: str
     detail: str = ""
@@ -33,25 +34,29 @@ class Fd:
 
 
 @dataclass
-class Interest:
+class Interest(Tracked):
     fd: int
     events: str
     data: int
 
 
 @dataclass
-class Table:
+class Table(Tracked):
     """One process's fds; shared by its threads."""
 
-    fds: dict[int, Fd] = field(default_factory=dict)
+    fds: dict[int, Fd] = field(default_factory=Dict)
     # epoll fd -> {watched fd -> Interest}
-    interest: dict[int, dict[int, Interest]] = field(default_factory=dict)
+    interest: dict[int, dict[int, Interest]] = field(default_factory=Dict)
 
     def copy(self) -> "Table":
-        t = Table({n: Fd(**vars(f)) for n, f in self.fds.items()})
-        t.interest = {e: {n: Interest(**vars(i)) for n, i in w.items()}
-                      for e, w in self.interest.items()}
+        t = Table(Dict({n: Fd(**vars(f)) for n, f in self.fds.items()}))
+        t.interest = Dict({e: Dict({n: Interest(**vars(i)) for n, i in w.items()})
+                           for e, w in self.interest.items()})
         return t
+
+    def watched(self, epfd: int) -> dict[int, Interest]:
+        """An epoll instance's interest list (made empty on first use)."""
+        return self.interest.setdefault(epfd, Dict())
 
     def get(self, num: int, deco: str | None = None) -> Fd:
         """The fd `num`; one never seen born is guessed from its -yy decoration."""
@@ -151,12 +156,12 @@ def from_decoration(num: int, deco: str | None) -> Fd:
     return Fd(num, UNKNOWN, deco)
 
 
-class Processes:
+class Processes(Tracked):
     """tid -> Table, following clone: CLONE_FILES shares, anything else copies."""
 
     def __init__(self) -> None:
-        self._by_tid: dict[int | None, Table] = {}
-        self.process_of: dict[int | None, int | None] = {}
+        self._by_tid: dict[int | None, Table] = Dict()
+        self.process_of: dict[int | None, int | None] = Dict()
 
     def table(self, tid: int | None) -> Table:
         t = self._by_tid.get(tid)

@@ -142,7 +142,7 @@ def _epoll_ctl(c: Ctx) -> Verdict:
         why = " (regular files are always ready, epoll refuses them)" if c.ev.errno == "EPERM" else ""
         return c.say(f"epoll_ctl {opname} fd {target.num} ({target.describe()}) on epoll {ep.num} "
                       f"failed: {c.ev.errno}{why}")
-    watched = c.table.interest.setdefault(ep.num, {})
+    watched = c.table.watched(ep.num)
     if opname == "DEL":
         watched.pop(target.num, None)
         return c.say(f"epoll_ctl DEL fd {target.num} ({target.describe()}) from epoll {ep.num}: "
@@ -214,7 +214,7 @@ def _epoll_wait(c: Ctx) -> Verdict:
         if not registered and ep is not None:
             # Registered out of strace's sight (io_uring): remember it now.
             item["via"] = "data"
-            watched = c.table.interest.setdefault(ep.num, {})
+            watched = c.table.watched(ep.num)
             if fd.num in watched:
                 by_data = None  # a registration replaced: look afresh
             watched[fd.num] = F.Interest(fd.num, events, data)

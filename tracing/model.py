@@ -14,18 +14,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tracing.changes import Dict, Set, Tracked
 from tracing.fds import Processes
 
 
 @dataclass
-class Knowledge:
+class Knowledge(Tracked):
     """Facts of a whole log (first pass), keyed so a second pass can use them early."""
 
-    loops: set = field(default_factory=set)  # tids that wait on an epoll fd
-    pools: set = field(default_factory=set)  # tids that wake a loop or work for one
-    wakeup_births: dict = field(default_factory=dict)  # (process, line that made the fd) -> who writes it
-    waits_on: dict = field(default_factory=dict)  # tid -> {epoll fd numbers it waited on}
-    waited_epolls: set = field(default_factory=set)  # (process, line that made the epoll fd)
+    loops: set = field(default_factory=Set)  # tids that wait on an epoll fd
+    pools: set = field(default_factory=Set)  # tids that wake a loop or work for one
+    wakeup_births: dict = field(default_factory=Dict)  # (process, line that made the fd) -> who writes it
+    waits_on: dict = field(default_factory=Dict)  # tid -> {epoll fd numbers it waited on}
+    waited_epolls: set = field(default_factory=Set)  # (process, line that made the epoll fd)
     sigreturns: bool = False  # the log traces rt_sigreturn: a handler's end is visible
     complete: bool = False  # learned from the whole log (False: one pass, as it streams)
 
@@ -33,32 +34,38 @@ class Knowledge:
 _NONE: frozenset = frozenset()
 
 
-class Model:
-    """Everything the log has shown, as the stream goes."""
+class Model(Tracked):
+    """Everything the log has shown, as the stream goes.
+
+    Its containers count their changes (`changes`), all but `last`, which
+    changes with every line: a verdict that reads it is never reused.
+    """
+
+    PER_LINE = ("last",)
 
     def __init__(self, prior: Knowledge | None = None) -> None:
         self.prior = prior or Knowledge()
         self.learned = Knowledge()
         self.procs = Processes()
-        self.waited: set = set()  # tids that have made an epoll wait in this pass
+        self.waited: set = Set()  # tids that have made an epoll wait in this pass
         self.last: dict = {}  # tid -> last event (for "right after accept4", stalls)
-        self.pending_clones: dict = {}  # parent tid -> flags of a clone not yet returned
-        self.in_signal: dict = {}  # tid -> signal delivered and not yet returned from
-        self.accepted: set = set()  # processes that have accepted a connection
-        self.loopless_said: set = set()  # processes already told they have no loop
-        self.unplaced: set = set()  # threads first seen without a clone in the log, not yet said
-        self.uring: dict = {}  # tid -> io_uring submissions seen inside its io_uring_enter (kernel tracer)
+        self.pending_clones: dict = Dict()  # parent tid -> flags of a clone not yet returned
+        self.in_signal: dict = Dict()  # tid -> signal delivered and not yet returned from
+        self.accepted: set = Set()  # processes that have accepted a connection
+        self.loopless_said: set = Set()  # processes already told they have no loop
+        self.unplaced: set = Set()  # threads first seen without a clone in the log, not yet said
+        self.uring: dict = Dict()  # tid -> io_uring submissions seen inside its io_uring_enter (kernel tracer)
         # Who waits on what, from the first pass and this one: tid -> epoll
         # fds, and epoll fd -> tids (any process; filtered when asked).
-        self.waits_on: dict = {tid: set(eps) for tid, eps in self.prior.waits_on.items()}
-        self.by_epoll: dict = {}
-        self.shared: set = set()  # epoll fds more than one thread waits on
+        self.waits_on: dict = Dict({tid: Set(eps) for tid, eps in self.prior.waits_on.items()})
+        self.by_epoll: dict = Dict()
+        self.shared: set = Set()  # epoll fds more than one thread waits on
         for tid, eps in self.waits_on.items():
             for ep in eps:
                 self._waits(tid, ep)
 
     def _waits(self, tid, ep: int) -> None:
-        waiting = self.by_epoll.setdefault(ep, set())
+        waiting = self.by_epoll.setdefault(ep, Set())
         waiting.add(tid)
         if len(waiting) > 1:
             self.shared.add(ep)
@@ -73,8 +80,8 @@ class Model:
         self.learned.loops.add(tid)
         self.in_signal.pop(tid, None)
         if epfd is not None:
-            self.learned.waits_on.setdefault(tid, set()).add(epfd)
-            self.waits_on.setdefault(tid, set()).add(epfd)
+            self.learned.waits_on.setdefault(tid, Set()).add(epfd)
+            self.waits_on.setdefault(tid, Set()).add(epfd)
             self._waits(tid, epfd)
             fd = self.procs.table(tid).fds.get(epfd)
             if fd is not None and fd.born is not None:

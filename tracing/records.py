@@ -15,15 +15,15 @@ def started(item, thread: str, request: str | None) -> dict:
             "source": item.source}
 
 
-def record(ev, request: str | None) -> dict:
-    """A record for a complete event; the annotator fills thread, fds, ready,
-    category and note."""
+def record(ev, request: str | None, thread: str = OTHER, fds: list | None = None, ready: list | None = None,
+           category: str = OTHER_CAT, note: str = "") -> dict:
+    """A record for a complete event, with what the annotator made of it."""
     return {
         "line": ev.line, "resumed_line": ev.resumed_line, "tid": ev.tid,
         "kind": ev.kind, "syscall": ev.syscall, "args": ev.args, "ret": ev.ret,
         "errno": ev.errno, "duration": ev.duration, "ts": ev.ts,
-        "thread": OTHER, "fds": [], "ready": [], "category": OTHER_CAT, "note": "",
-        "request": request,
+        "thread": thread, "fds": [] if fds is None else fds, "ready": [] if ready is None else ready,
+        "category": category, "note": note, "request": request,
         "text": ev.text, "resumed_text": ev.resumed_text, "source": ev.source,
     }
 

@@ -8,6 +8,7 @@ from typing import Callable
 
 from tracing import fds as F
 from tracing.handlers import _WHY_WATCH, Ctx, Verdict, _work
+from tracing.changes import List
 from tracing.kernel_lines import sqe_fields
 from tracing.names import BLOCKING, OTHER_CAT, POLLABLE, POOLED
 from tracing.parse import epoll_items, quoted
@@ -38,11 +39,11 @@ def _io_uring_sqe(c: Ctx) -> Verdict:
            f"decoded from libuv's user_data {ud:#x} = op {op} | slot {got['slot']}<<2 | fd {fd_num}<<32"
            f"{res}{checked}")
     epname = f"epoll {ep.num}" if ep else "the loop's epoll (its fd was not recorded)"
-    c.m.uring.setdefault(c.ev.tid, []).append(f"EPOLL_CTL_{op} fd {fd_num}")
+    c.m.uring.setdefault(c.ev.tid, List()).append(f"EPOLL_CTL_{op} fd {fd_num}")
     events = epoll_items(kernel["event"]) if kernel else []
     if ep is not None and c.ok:
         # The interest list changes as with a plain epoll_ctl.
-        watched = c.table.interest.setdefault(ep.num, {})
+        watched = c.table.watched(ep.num)
         if op == "DEL":
             watched.pop(fd_num, None)
         else:

@@ -104,19 +104,60 @@ _KEEP = 4096
 _FD_JSON: dict[tuple, str] = {}
 _READY_JSON: dict[tuple, str] = {}
 _NUMBERS: dict[float, str] = {}
+# A server repeats its calls, and the annotator hands a repeated call the very
+# same verdict (see tracing.changes): the JSON of a call's text and of its
+# verdict is kept, keyed on its values. The fds and ready lists are keyed on
+# identity; the entry holds them, so an id is not reused while it is kept.
+_CALL_JSON: dict[tuple, str] = {}
+_VERDICT_JSON: dict[tuple, tuple[list, list, str]] = {}
 
 
 _FIELDS = operator.itemgetter(*JSONL_FIELDS)  # all of a record's fields in one C call
 _NULLS = dict.fromkeys(JSONL_FIELDS)
 
 
+def _json_str(value: str | None) -> str:
+    return "null" if value is None else _str(value)
+
+
+def _call_json(kind, syscall, args, ret, errno) -> str:
+    key = (kind, syscall, args, ret, errno)
+    text = _CALL_JSON.get(key)
+    if text is None:
+        text = (f'"kind": {_json_str(kind)}, "syscall": {_json_str(syscall)}, "args": {_json_str(args)}, '
+                f'"ret": {_json_str(ret)}, "errno": {_json_str(errno)}')
+        if len(args or "") <= _LONG:
+            if len(_CALL_JSON) >= _KEEP:
+                _CALL_JSON.clear()
+            _CALL_JSON[key] = text
+    return text
+
+
+def _verdict_json(thread, fds, ready, cat, note) -> str:
+    key = (thread, id(fds), id(ready), cat, note)
+    got = _VERDICT_JSON.get(key)
+    if got is not None and got[0] is fds and got[1] is ready:
+        return got[2]
+    text = (f'"thread": {_json_str(thread)}, "fds": {_fds(fds) if fds else "[]"}, '
+            f'"ready": {_readies(ready) if ready else "[]"}, "category": {_json_str(cat)}, '
+            f'"note": {_json_str(note)}')
+    if not ready:  # a wait's verdict (the one with ready fds) is never reused: not worth keeping
+        if len(_VERDICT_JSON) >= _KEEP:
+            _VERDICT_JSON.clear()
+        _VERDICT_JSON[key] = (fds, ready, text)
+    return text
+
+
+_LONG = 2048  # a call's text longer than this is not kept: one big buffer, seldom repeated
+
+
 def jsonl_line(rec: dict) -> str:
     """One record as a JSON object, fields in JSONL_FIELDS order.
 
-    Written by hand, each field inline: json.dumps, or a helper call per
-    field, cost more than annotating the line, and big logs are written this
-    way, a million lines at a time. Numbers here (line numbers, tids, times,
-    durations) are finite, so repr is their JSON.
+    Written by hand: json.dumps, or a helper call per field, cost more than
+    annotating the line, and big logs are written this way, a million lines
+    at a time. Numbers here (line numbers, tids, times, durations) are
+    finite, so repr is their JSON.
     """
     try:
         (line, resumed, tid, kind, syscall, args, ret, errno, dur, ts, thread, fds, ready, cat, note,
@@ -124,27 +165,18 @@ def jsonl_line(rec: dict) -> str:
     except KeyError:  # a record made elsewhere, without every field: the missing ones are null
         (line, resumed, tid, kind, syscall, args, ret, errno, dur, ts, thread, fds, ready, cat, note,
          request) = _FIELDS({**_NULLS, **rec})
-    g = rec.get
     out = (f'{{"line": {"null" if line is None else repr(line)}, '
            f'"resumed_line": {"null" if resumed is None else repr(resumed)}, '
            f'"tid": {"null" if tid is None else repr(tid)}, '
-           f'"kind": {"null" if kind is None else _str(kind)}, '
-           f'"syscall": {"null" if syscall is None else _str(syscall)}, '
-           f'"args": {"null" if args is None else _str(args)}, '
-           f'"ret": {"null" if ret is None else _str(ret)}, '
-           f'"errno": {"null" if errno is None else _str(errno)}, '
+           f'{_call_json(kind, syscall, args, ret, errno)}, '
            f'"duration": {"null" if dur is None else _number(dur)}, '
            f'"ts": {"null" if ts is None else repr(ts)}, '
-           f'"thread": {"null" if thread is None else _str(thread)}, '
-           f'"fds": {_fds(fds) if fds else "[]"}, '
-           f'"ready": {_readies(ready) if ready else "[]"}, '
-           f'"category": {"null" if cat is None else _str(cat)}, '
-           f'"note": {"null" if note is None else _str(note)}, '
+           f'{_verdict_json(thread, fds, ready, cat, note)}, '
            f'"request": {"null" if request is None else _str(request)}')
     if kind != "syscall":
-        text = g("text")
+        text = rec.get("text")
         out += f', "text": {"null" if text is None else _str(text)}'
-    source = g("source")
+    source = rec.get("source")
     if source is not None:
         out += f', "source": {_str(source)}'
     return out + "}"
