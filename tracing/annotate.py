@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
 from tracing import changes, records
+from tracing.changes import made as _made
 from tracing import roles as R
 from tracing.fds import CLIENT, DEVICE, FILE, STDIO
 from tracing.inputs import open_text
@@ -83,7 +84,7 @@ class Annotator:
                 m.procs.cloned(parent, item.tid, flags)
             elif m.procs.process_of and item.tid is not None:
                 m.unplaced.add(item.tid)  # not the first thread, and no clone made it
-        if isinstance(item, Started):
+        if item.__class__ is Started:
             if item.syscall in CLONES:
                 m.pending_clones[item.tid] = item.args
             elif item.syscall in WAITS:
@@ -95,7 +96,9 @@ class Annotator:
         if kind == "syscall":
             category, note, ready, fds, thread = self.verdict(item)
             prev = m.last.get(tid)
-            if thread == LOOP and prev is not None and item.ts is not None and prev.ts is not None:
+            # A stall is time after the previous call ended, so at most the time since it began.
+            if (thread == LOOP and prev is not None and item.ts is not None and prev.ts is not None
+                    and item.ts - prev.ts >= STALL):
                 note += _stall(item, prev)
         else:
             ready, fds, category = [], [], OTHER_CAT
@@ -136,7 +139,7 @@ class Annotator:
         """
         key = (item.tid, item.syscall, item.args, item.ret, item.errno, item.ret_detail, item.problem)
         seen = self.reuse.get(key)
-        if seen is not None and seen[0] == changes.count() and not self.check_reuse:
+        if seen is not None and seen[0] == _made[0] and not self.check_reuse:
             self.reused += 1
             return seen[1]
         before = changes.count()

@@ -13,15 +13,11 @@ made: nobody has to remember to say "changed". `count()` is the number so far.
 
 from __future__ import annotations
 
-_count = [0]
+made = [0]
 
 
 def count() -> int:
-    return _count[0]
-
-
-def _bump() -> None:
-    _count[0] += 1
+    return made[0]
 
 
 class Tracked:
@@ -30,7 +26,7 @@ class Tracked:
     __slots__ = ()
 
     def __setattr__(self, name: str, value) -> None:
-        _count[0] += 1
+        made[0] += 1
         object.__setattr__(self, name, value)
 
 
@@ -40,37 +36,37 @@ class Dict(dict):
     __slots__ = ()
 
     def __setitem__(self, key, value) -> None:
-        _count[0] += 1
+        made[0] += 1
         dict.__setitem__(self, key, value)
 
     def __delitem__(self, key) -> None:
-        _count[0] += 1
+        made[0] += 1
         dict.__delitem__(self, key)
 
     def pop(self, key, *default):
         if key in self:
-            _count[0] += 1
+            made[0] += 1
         return dict.pop(self, key, *default)
 
     def popitem(self):
-        _count[0] += 1
+        made[0] += 1
         return dict.popitem(self)
 
     def setdefault(self, key, default=None):
         if key not in self:
-            _count[0] += 1
+            made[0] += 1
         return dict.setdefault(self, key, default)
 
     def update(self, *args, **kwargs) -> None:
-        _count[0] += 1
+        made[0] += 1
         dict.update(self, *args, **kwargs)
 
     def clear(self) -> None:
-        _count[0] += 1
+        made[0] += 1
         dict.clear(self)
 
     def __ior__(self, other):
-        _count[0] += 1
+        made[0] += 1
         return dict.__ior__(self, other)
 
 
@@ -81,56 +77,56 @@ class Set(set):
 
     def add(self, item) -> None:
         if item not in self:
-            _count[0] += 1
+            made[0] += 1
             set.add(self, item)
 
     def discard(self, item) -> None:
         if item in self:
-            _count[0] += 1
+            made[0] += 1
             set.discard(self, item)
 
     def remove(self, item) -> None:
-        _count[0] += 1
+        made[0] += 1
         set.remove(self, item)
 
     def pop(self):
-        _count[0] += 1
+        made[0] += 1
         return set.pop(self)
 
     def clear(self) -> None:
-        _count[0] += 1
+        made[0] += 1
         set.clear(self)
 
     def update(self, *others) -> None:
-        _count[0] += 1
+        made[0] += 1
         set.update(self, *others)
 
     def difference_update(self, *others) -> None:
-        _count[0] += 1
+        made[0] += 1
         set.difference_update(self, *others)
 
     def intersection_update(self, *others) -> None:
-        _count[0] += 1
+        made[0] += 1
         set.intersection_update(self, *others)
 
     def symmetric_difference_update(self, other) -> None:
-        _count[0] += 1
+        made[0] += 1
         set.symmetric_difference_update(self, other)
 
     def __ior__(self, other):
-        _count[0] += 1
+        made[0] += 1
         return set.__ior__(self, other)
 
     def __iand__(self, other):
-        _count[0] += 1
+        made[0] += 1
         return set.__iand__(self, other)
 
     def __isub__(self, other):
-        _count[0] += 1
+        made[0] += 1
         return set.__isub__(self, other)
 
     def __ixor__(self, other):
-        _count[0] += 1
+        made[0] += 1
         return set.__ixor__(self, other)
 
 
@@ -140,51 +136,51 @@ class List(list):
     __slots__ = ()
 
     def append(self, item) -> None:
-        _count[0] += 1
+        made[0] += 1
         list.append(self, item)
 
     def extend(self, items) -> None:
-        _count[0] += 1
+        made[0] += 1
         list.extend(self, items)
 
     def insert(self, i, item) -> None:
-        _count[0] += 1
+        made[0] += 1
         list.insert(self, i, item)
 
     def pop(self, *i):
-        _count[0] += 1
+        made[0] += 1
         return list.pop(self, *i)
 
     def remove(self, item) -> None:
-        _count[0] += 1
+        made[0] += 1
         list.remove(self, item)
 
     def clear(self) -> None:
-        _count[0] += 1
+        made[0] += 1
         list.clear(self)
 
     def sort(self, *args, **kwargs) -> None:
-        _count[0] += 1
+        made[0] += 1
         list.sort(self, *args, **kwargs)
 
     def reverse(self) -> None:
-        _count[0] += 1
+        made[0] += 1
         list.reverse(self)
 
     def __setitem__(self, i, value) -> None:
-        _count[0] += 1
+        made[0] += 1
         list.__setitem__(self, i, value)
 
     def __delitem__(self, i) -> None:
-        _count[0] += 1
+        made[0] += 1
         list.__delitem__(self, i)
 
     def __iadd__(self, other):
-        _count[0] += 1
+        made[0] += 1
         return list.__iadd__(self, other)
 
     def __imul__(self, n):
-        _count[0] += 1
+        made[0] += 1
         return list.__imul__(self, n)
 
 
