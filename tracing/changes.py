@@ -8,7 +8,8 @@ annotator can reuse it instead of working it out again.
 
 That holds only if every change counts. The model is built from the
 containers below (and `Tracked` records), which count each change as it is
-made: nobody has to remember to say "changed". `count()` is the number so far.
+made: nobody has to remember to say "changed". `count()` is the number so far
+(`made[0]`, for a caller that asks on every line).
 """
 
 from __future__ import annotations
@@ -30,51 +31,49 @@ class Tracked:
         object.__setattr__(self, name, value)
 
 
+def _counting(*names: str):
+    """Class decorator: the base type's methods `names` each count a change before they run."""
+    def wrap(cls: type) -> type:
+        base = cls.__bases__[0]
+        for name in names:
+            method = getattr(base, name)
+
+            def counted(self, *args, _method=method, **kwargs):
+                made[0] += 1
+                return _method(self, *args, **kwargs)
+            counted.__name__ = name
+            setattr(cls, name, counted)
+        return cls
+    return wrap
+
+
+@_counting("__setitem__", "__delitem__", "popitem", "update", "clear", "__ior__")
 class Dict(dict):
     """A dict whose changes count. Reads are dict's own."""
 
     __slots__ = ()
 
-    def __setitem__(self, key, value) -> None:
-        made[0] += 1
-        dict.__setitem__(self, key, value)
-
-    def __delitem__(self, key) -> None:
-        made[0] += 1
-        dict.__delitem__(self, key)
-
+    # These two count only when they change something: they are asked often
+    # of keys that are there already.
     def pop(self, key, *default):
         if key in self:
             made[0] += 1
         return dict.pop(self, key, *default)
-
-    def popitem(self):
-        made[0] += 1
-        return dict.popitem(self)
 
     def setdefault(self, key, default=None):
         if key not in self:
             made[0] += 1
         return dict.setdefault(self, key, default)
 
-    def update(self, *args, **kwargs) -> None:
-        made[0] += 1
-        dict.update(self, *args, **kwargs)
 
-    def clear(self) -> None:
-        made[0] += 1
-        dict.clear(self)
-
-    def __ior__(self, other):
-        made[0] += 1
-        return dict.__ior__(self, other)
-
-
+@_counting("remove", "pop", "clear", "update", "difference_update", "intersection_update",
+           "symmetric_difference_update", "__ior__", "__iand__", "__isub__", "__ixor__")
 class Set(set):
     """A set whose changes count. Reads (and `in`) are set's own."""
 
     __slots__ = ()
 
+    # Every epoll wait adds its thread again: count only a new member.
     def add(self, item) -> None:
         if item not in self:
             made[0] += 1
@@ -85,103 +84,13 @@ class Set(set):
             made[0] += 1
             set.discard(self, item)
 
-    def remove(self, item) -> None:
-        made[0] += 1
-        set.remove(self, item)
 
-    def pop(self):
-        made[0] += 1
-        return set.pop(self)
-
-    def clear(self) -> None:
-        made[0] += 1
-        set.clear(self)
-
-    def update(self, *others) -> None:
-        made[0] += 1
-        set.update(self, *others)
-
-    def difference_update(self, *others) -> None:
-        made[0] += 1
-        set.difference_update(self, *others)
-
-    def intersection_update(self, *others) -> None:
-        made[0] += 1
-        set.intersection_update(self, *others)
-
-    def symmetric_difference_update(self, other) -> None:
-        made[0] += 1
-        set.symmetric_difference_update(self, other)
-
-    def __ior__(self, other):
-        made[0] += 1
-        return set.__ior__(self, other)
-
-    def __iand__(self, other):
-        made[0] += 1
-        return set.__iand__(self, other)
-
-    def __isub__(self, other):
-        made[0] += 1
-        return set.__isub__(self, other)
-
-    def __ixor__(self, other):
-        made[0] += 1
-        return set.__ixor__(self, other)
-
-
+@_counting("append", "extend", "insert", "pop", "remove", "clear", "sort", "reverse",
+           "__setitem__", "__delitem__", "__iadd__", "__imul__")
 class List(list):
     """A list whose changes count."""
 
     __slots__ = ()
-
-    def append(self, item) -> None:
-        made[0] += 1
-        list.append(self, item)
-
-    def extend(self, items) -> None:
-        made[0] += 1
-        list.extend(self, items)
-
-    def insert(self, i, item) -> None:
-        made[0] += 1
-        list.insert(self, i, item)
-
-    def pop(self, *i):
-        made[0] += 1
-        return list.pop(self, *i)
-
-    def remove(self, item) -> None:
-        made[0] += 1
-        list.remove(self, item)
-
-    def clear(self) -> None:
-        made[0] += 1
-        list.clear(self)
-
-    def sort(self, *args, **kwargs) -> None:
-        made[0] += 1
-        list.sort(self, *args, **kwargs)
-
-    def reverse(self) -> None:
-        made[0] += 1
-        list.reverse(self)
-
-    def __setitem__(self, i, value) -> None:
-        made[0] += 1
-        list.__setitem__(self, i, value)
-
-    def __delitem__(self, i) -> None:
-        made[0] += 1
-        list.__delitem__(self, i)
-
-    def __iadd__(self, other):
-        made[0] += 1
-        return list.__iadd__(self, other)
-
-    def __imul__(self, n):
-        made[0] += 1
-        return list.__imul__(self, n)
 
 
 TRACKED = (Tracked, Dict, Set, List, frozenset, tuple, str, int, float, bool, type(None))

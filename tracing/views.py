@@ -210,26 +210,9 @@ def _write(out: IO, lines: list[str]) -> None:
         lines.clear()
 
 
-def _write_jsonl(records: Iterable[dict], out: IO) -> None:
-    """JSON Lines alone: the tee's work without a generator between (a layer per line)."""
-    batch: list[str] = []
-    try:
-        for rec in records:
-            if rec["kind"] != "started":
-                batch.append(jsonl_line(rec))
-                if len(batch) >= BATCH:
-                    _write(out, batch)
-    finally:
-        if not out.closed:
-            _write(out, batch)
-
-
 def write_outputs(records: Iterable[dict], text_out: IO | None, jsonl_out: IO | None,
                   headers: dict[str, str] | None = None, color: bool = False) -> None:
     """Stream records to the text view and/or JSON Lines at once."""
-    if text_out is None and jsonl_out is not None:
-        _write_jsonl(records, jsonl_out)
-        return
     stream = jsonl_tee(records, jsonl_out) if jsonl_out is not None else iter(records)
     text: list[str] = []
     try:
