@@ -96,9 +96,10 @@ class Annotator:
         if kind == "syscall":
             category, note, ready, fds, thread = self.verdict(item)
             prev = m.last.get(tid)
-            # A stall is time after the previous call ended, so at most the time since it began.
+            # A stall is time after the previous call ended, so at most the time since it
+            # began; only its `resumed>` line's time (which -r makes relative) can say more.
             if (thread == LOOP and prev is not None and item.ts is not None and prev.ts is not None
-                    and item.ts - prev.ts >= STALL):
+                    and (item.ts - prev.ts >= STALL or prev.resumed_text is not None)):
                 note += _stall(item, prev)
         else:
             ready, fds, category = [], [], OTHER_CAT
