@@ -12,7 +12,9 @@ strace-process-tree (PyPI) only splits each line and builds a process tree;
 the annotator parses every call, keeps the fd and interest tables, and
 writes a JSON record per line. Goals (issues 4 and 18): at least 0.5x its
 lines/s, at most 64 MB peak RSS on a 1M-line log. The text view and the Trace
-Event export are timed in the same rounds, each with its ratio.
+Event export are timed in the same rounds, each with its ratio, and so is
+bench/python_floor.py: the lab's Event, record, count and JSON line per line
+with no annotation at all, the most a CPython annotator of this shape can do.
 Usage: .venv/bin/python bench/annotate_speed.py [--lines 1000000] [--rounds 3]
 """
 
@@ -116,6 +118,8 @@ def main() -> int:
         "strace-process-tree": [str(spt), str(log)],
         "epoll-lab annotate --format text": [*annotate, "text"],
         "epoll-lab annotate --format trace-event": [*annotate, "trace-event"],
+        # The floor: per line only the lab's Event, record, count and JSON line, no annotation.
+        "floor: bench/python_floor.py": [str(PY), str(ROOT / "bench" / "python_floor.py"), str(log)],
     }
     runs: dict[str, list[tuple[float, int, float]]] = {name: [] for name in tools}
     unparsed = None
@@ -155,6 +159,10 @@ def main() -> int:
     ours_rss = rows[0]["peak_rss_mb"]
     print(f"ratio annotate / strace-process-tree lines/s: {ratio:.2f} wall, {cpu_ratio:.2f} CPU "
           f"(goal >= 0.50: {'met' if min(ratio, cpu_ratio) >= 0.5 else 'NOT met'})")
+    floor = rate["floor: bench/python_floor.py"] / ref
+    print(f"the floor (no annotation, the lab's records and JSON in CPython): {floor:.2f} of "
+          "strace-process-tree's lines/s; annotate reaches "
+          f"{ours / rate['floor: bench/python_floor.py']:.2f} of the floor")
     print(f"annotate peak RSS: {ours_rss:.1f} MB (goal <= 64 MB on 1M lines: "
           f"{'met' if ours_rss <= 64 else 'NOT met'}); lines it did not understand: {unparsed}")
     (OUT / "results.json").write_text(json.dumps({"lines": have, "rows": rows, "ratio": ratio, "cpu_ratio": cpu_ratio},
