@@ -5,7 +5,9 @@ model) -> roles (read off the model) -> records (the JSON Lines schema).
 Thread roles are known for sure only after a thread has shown what it does
 (a `loop` waits on an epoll fd, a `pool` thread wakes a loop), so
 `annotate_file` reads a file twice: the first pass learns the facts, the
-second writes records that use them from line 1.
+second writes records that use them from line 1. A call identical to one
+already annotated, while the model has not changed since, reuses its
+verdict (`changes`): a server under load repeats itself.
 """
 
 from __future__ import annotations
