@@ -123,3 +123,55 @@ def test_latin1_bytes_on_stdin_come_out_as_valid_utf8_json():
     assert got.returncode == 0, got.stderr
     recs = [json.loads(line) for line in got.stdout.decode("utf-8").splitlines()]
     assert any("p\ufffdng\ufffd" in r["args"] for r in recs)
+
+
+def _big_log(path: Path, seconds: int = 4) -> int:
+    """The C server under wrk, traced with the lab's story flags: real lines, and many."""
+    from tests.helpers import ROOT, free_port
+    from tracing.procs import descendants, stop, wait_port
+    from tracing.recipes import strace_flags
+    port = free_port()
+    tracer = subprocess.Popen(["strace", *strace_flags(), "-o", str(path),
+                               str(ROOT / "cdemo/bin/epoll_server"), "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_port(port), "the C server did not listen"
+        subprocess.run(["wrk", "-t1", "-c4", f"-d{seconds}s", f"http://127.0.0.1:{port}/"],
+                       capture_output=True, timeout=seconds + 30)
+    finally:
+        for pid in descendants(tracer.pid):
+            stop(pid)  # the server: SIGINT, and strace ends with it
+        stop(tracer.pid)
+        tracer.wait(timeout=10)
+    return sum(1 for _ in path.open(errors="replace"))
+
+
+def test_a_long_annotation_says_how_far_it_has_read_on_a_terminal_and_nowhere_else(tmp_path):
+    import pty
+    lines = _big_log(tmp_path / "big.strace")
+    assert lines > 2 * 8192, lines  # the status line is first drawn after 8,192 lines
+    cmd = [sys.executable, "-m", "tracing", "annotate", str(tmp_path / "big.strace"), "--format", "jsonl",
+           "-o", str(tmp_path / "out.jsonl"), "--summary"]
+    master, slave = pty.openpty()
+    proc = subprocess.run(cmd, stderr=slave, stdout=subprocess.DEVNULL, timeout=120)
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the pty is drained
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    tty = seen.decode(errors="replace")
+    assert proc.returncode == 0, tty
+    assert "pass 1 of 2: learning thread roles" in tty, tty[-2000:]
+    assert f" of {lines:,} lines (" in tty, tty[-2000:]  # pass 2 knows the total from pass 1
+    # Wiped before the summary: the summary's first line starts clean.
+    assert "\r\x1b[Klines traced:" in tty, tty[-2000:]
+    assert sum(1 for _ in (tmp_path / "out.jsonl").open()) == lines
+    piped = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert piped.returncode == 0 and "pass 1 of 2" not in piped.stderr and "\x1b" not in piped.stderr, \
+        piped.stderr

@@ -16,6 +16,7 @@ from tracing.parse import events
 from tracing.errors import EXIT_CODES_HELP, EXIT_NOT_STRACE, EXIT_OUTPUT, EXIT_SETUP, TraceError
 from tracing.outputs import output_error, report
 from tracing.procs import catch_stop_signals
+from tracing.progress import Progress
 from tracing.run import trace
 from tracing.scenario import LOAD_SECONDS
 from tracing.views import eprint, summary_text, use_color, write_outputs
@@ -155,7 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("annotate", help="annotate a strace log (file or - for stdin)",
                        description="Annotate a strace log: every raw line kept, each with the "
-                       "thread's role, a category and a plain-language note.",
+                       "thread's role, a category and a plain-language note. A file is read twice "
+                       "(the first pass learns each thread's role); on a terminal a status line "
+                       "says how far each pass has read.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     a.add_argument("log", nargs="+",
                    help="strace output file, or - for standard input; several files (or the NAME "
@@ -347,14 +350,18 @@ def cmd_screenshot(args) -> int:
 def cmd_annotate(args) -> int:
     out = _annotate_output(args.output)
     once = inputs.stream(args.log)
+    progress = Progress(sys.stderr, on=False)
     if once is not None:
         # One pass (standard input, a FIFO): roles are learned as the stream goes.
         ann = Annotator()
         source = inputs.as_text(sys.stdin.buffer) if once == "-" else inputs.open_text(once)
         records = ann.run(events(source))
     else:
+        # A big log takes a while: say how far, on a terminal not also showing the output.
+        progress = Progress(sys.stderr, sys.stderr.isatty() and not (out is sys.stdout and sys.stdout.isatty()))
         try:
-            records, ann = annotate_items(inputs.opener(args.log, warn=lambda m: eprint(f"epoll-lab: {m}")))
+            records, ann = annotate_items(progress.passes(
+                inputs.opener(args.log, warn=lambda m: eprint(f"epoll-lab: {m}"))))
         except inputs.InputError as e:
             raise TraceError(str(e), EXIT_SETUP) from None
     try:
@@ -377,6 +384,7 @@ def cmd_annotate(args) -> int:
     except OSError as e:
         raise output_error(Path(args.output), e) from None
     finally:
+        progress.clear()
         if out is not sys.stdout:
             out.close()
     summary = ann.summary
