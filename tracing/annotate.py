@@ -26,6 +26,7 @@ from tracing.model import Knowledge, Model
 from tracing.names import (BLOCKING, CLONES, LOOP, OTHER, OTHER_CAT, POLLABLE,  # noqa: F401 (re-exported)
                            POLL_WAITS, POOL, POOLED, READS, TEACHING, WAITS, WAKEUP_CAT, WRITES)
 from tracing.parse import Event, Started, first_fd, numbered_events, split_prefix
+from tracing.progress import Progress
 from tracing.records import Summary  # noqa: F401 (re-exported)
 from tracing.uring import HANDLERS as KERNEL_HANDLERS
 
@@ -261,12 +262,12 @@ def annotate_items(open_items: Callable[[], Iterator[tuple]], steps: Iterable[St
     return ann.run(numbered_events(open_items())), ann
 
 
-def annotate_file(path: str, steps: Iterable[Step] = (), check_reuse: bool = False
-                  ) -> tuple[Iterator[dict], Annotator]:
+def annotate_file(path: str, steps: Iterable[Step] = (), check_reuse: bool = False,
+                  progress: Progress | None = None) -> tuple[Iterator[dict], Annotator]:
     def numbered() -> Iterator[tuple]:
         # Lines are what "\n" ends, as sed and strace count them; a lone "\r"
         # is part of a line.
         with open_text(path) as f:
             yield from enumerate(f, 1)
 
-    return annotate_items(numbered, steps, check_reuse)
+    return annotate_items(progress.passes(numbered) if progress else numbered, steps, check_reuse)

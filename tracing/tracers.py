@@ -12,12 +12,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Callable, Iterator
 
 from tracing import kernel, ltrace
 from tracing.annotate import Step, annotate_file
 from tracing.errors import EXIT_SCENARIO, EXIT_SETUP, TraceError
+from tracing.progress import Progress
 from tracing.recipes import Target, kernel_syscalls, load_flags, strace_flags
 from tracing.views import eprint
 
@@ -67,7 +69,7 @@ class Tracer:
 
     def records(self, raw: Path, steps: list[Step]) -> tuple[Iterator[dict], Callable[[], dict]]:
         """Annotated records of the raw file (a stream), and the summary once they are read."""
-        records, ann = annotate_file(str(raw), steps)
+        records, ann = annotate_file(str(raw), steps, progress=Progress(sys.stderr))
         return records, lambda: ann.summary.as_dict()
 
 
@@ -133,7 +135,7 @@ class Kernel(Tracer):
         if got["lost_events"]:
             eprint(f"[epoll-lab] the kernel dropped {got['lost_events']} events (perf buffer full): "
                    "the trace has gaps")
-        records, ann = annotate_file(str(raw), steps)
+        records, ann = annotate_file(str(raw), steps, progress=Progress(sys.stderr))
         return records, lambda: {**ann.summary.as_dict(), "tool": "kernel", **got}
 
 
