@@ -51,6 +51,9 @@ _EXE = re.compile(r'^"([^"]+)"')
 
 # One encoder for every event: json.dumps with an option builds a new one per call.
 _encode = json.JSONEncoder(ensure_ascii=False).encode
+# The JSON around a call slice's times and line number, by its name, category and args.
+_SLICE_JSON: dict[tuple, tuple[str, str, str]] = {}
+SLICES_KEPT = 4096
 
 
 def _us(seconds: float) -> float:
@@ -79,10 +82,32 @@ class Exporter:
 
     # -- writing ------------------------------------------------------------
     def emit(self, event: dict) -> None:
-        self.out.write(("" if self.first else ",\n") + _encode(event))
+        self._write(_encode(event), event["ph"] if event["ph"] != "X" else ("X:" + event["cat"]))
+
+    def _write(self, text: str, key: str) -> None:
+        self.out.write(text if self.first else ",\n" + text)
         self.first = False
-        key = event["ph"] if event["ph"] != "X" else ("X:" + event["cat"])
         self.counts[key] = self.counts.get(key, 0) + 1
+
+    def _slice(self, name: str, cat: str, ts: float, dur: float, pid: int, tid: int, line,
+               args: tuple) -> None:
+        """What emit() writes for a call's slice, from kept pieces: a server's calls repeat,
+        and with them the JSON around the times and the line number."""
+        key = (name, cat, args)
+        pieces = _SLICE_JSON.get(key)
+        if pieces is None:
+            note, category, raw, ret, errno, label = args
+            more = {"args": raw, "ret": ret, **({"errno": errno} if errno else {}),
+                    **({"request": label} if label else {})}
+            pieces = (f'{{"name": {_encode(name)}, "cat": {_encode(cat)}, "ph": "X", "ts": ',
+                      f'"args": {_encode({"note": note, "category": category})[:-1]}, "line": ',
+                      f", {_encode(more)[1:]}}}")
+            if len(_SLICE_JSON) >= SLICES_KEPT:
+                _SLICE_JSON.clear()
+            _SLICE_JSON[key] = pieces
+        head, args_head, args_tail = pieces
+        self._write(f'{head}{ts!r}, "dur": {dur!r}, "pid": {pid!r}, "tid": {tid!r}, '
+                    f'{args_head}{_encode(line)}{args_tail}', "X:" + cat)
 
     # -- records ------------------------------------------------------------
     def process(self, tid: int) -> int:
@@ -113,15 +138,11 @@ class Exporter:
             return
         name = rec.get("syscall") or "?"
         category = rec.get("category") or "other"
-        args = {"note": rec.get("note", ""), "category": category, "line": rec.get("line"),
-                "args": (rec.get("args") or "")[:ARGS_MOST], "ret": rec.get("ret")}
-        if rec.get("errno"):
-            args["errno"] = rec["errno"]
-        if label:
-            args["request"] = label
         is_wait = name in WAITS
-        self.emit({"name": name, "cat": WAIT_CAT if is_wait else category, "ph": "X", "ts": _us(ts),
-                   "dur": _us(end - ts), "pid": pid, "tid": tid, "args": args})
+        # args: note, category, line, the raw arguments (cut), ret, errno and request if any.
+        self._slice(name, WAIT_CAT if is_wait else category, _us(ts), _us(end - ts), pid, tid, rec.get("line"),
+                    (rec.get("note", ""), category, (rec.get("args") or "")[:ARGS_MOST], rec.get("ret"),
+                     rec.get("errno"), label))
         if name in CLONES and rec.get("errno") is None:
             self._cloned(tid, rec)
         elif name == "execve" and rec.get("errno") is None:
