@@ -125,33 +125,41 @@ def test_latin1_bytes_on_stdin_come_out_as_valid_utf8_json():
     assert any("p\ufffdng\ufffd" in r["args"] for r in recs)
 
 
-def _big_log(path: Path, seconds: int = 4) -> int:
-    """The C server under wrk, traced with the lab's story flags: real lines, and many."""
-    from tests.helpers import ROOT, free_port
+def _big_log(path: Path, lines: int = 20_000) -> int:
+    """The C server under wrk, traced with the lab's story flags until the log has `lines`
+    lines (at most 60 s): real lines, and many."""
+    from tests.helpers import ROOT, free_port, wait_for
     from tracing.procs import descendants, stop, wait_port
     from tracing.recipes import strace_flags
     port = free_port()
     tracer = subprocess.Popen(["strace", *strace_flags(), "-o", str(path),
                                str(ROOT / "cdemo/bin/epoll_server"), "--port", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    load = None
     try:
         assert wait_port(port), "the C server did not listen"
-        subprocess.run(["wrk", "-t1", "-c4", f"-d{seconds}s", f"http://127.0.0.1:{port}/"],
-                       capture_output=True, timeout=seconds + 30)
+        load = subprocess.Popen(["wrk", "-t1", "-c4", "-d60s", f"http://127.0.0.1:{port}/"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: path.stat().st_size > lines * 300 and _count(path) > lines, 60, 0.5)
     finally:
+        if load is not None:
+            stop(load.pid)
+            load.wait(timeout=10)
         for pid in descendants(tracer.pid):
             stop(pid)  # the server: SIGINT, and strace ends with it
         stop(tracer.pid)
         tracer.wait(timeout=10)
-    return sum(1 for _ in path.open(errors="replace"))
+    return _count(path)
 
 
-def test_a_long_annotation_says_how_far_it_has_read_on_a_terminal_and_nowhere_else(tmp_path):
+def _count(path: Path) -> int:
+    with path.open(errors="replace") as f:
+        return sum(1 for _ in f)
+
+
+def _on_a_terminal(cmd: list[str]) -> tuple[int, str]:
+    """Run `cmd` with stderr on a pty (stdout to /dev/null); its exit code and what the pty showed."""
     import pty
-    lines = _big_log(tmp_path / "big.strace")
-    assert lines > 2 * 8192, lines  # the status line is first drawn after 8,192 lines
-    cmd = [sys.executable, "-m", "tracing", "annotate", str(tmp_path / "big.strace"), "--format", "jsonl",
-           "-o", str(tmp_path / "out.jsonl"), "--summary"]
     master, slave = pty.openpty()
     proc = subprocess.run(cmd, stderr=slave, stdout=subprocess.DEVNULL, timeout=120)
     os.close(slave)
@@ -165,13 +173,44 @@ def test_a_long_annotation_says_how_far_it_has_read_on_a_terminal_and_nowhere_el
             break
         seen += chunk
     os.close(master)
-    tty = seen.decode(errors="replace")
-    assert proc.returncode == 0, tty
+    return proc.returncode, seen.decode(errors="replace")
+
+
+def test_a_long_annotation_says_how_far_it_has_read_on_a_terminal_and_nowhere_else(tmp_path):
+    log = tmp_path / "big.strace"
+    lines = _big_log(log)
+    assert lines > 2 * 8192, lines  # the status line is first drawn after 8,192 lines
+    cmd = [sys.executable, "-m", "tracing", "annotate", str(log), "--format", "jsonl",
+           "-o", str(tmp_path / "out.jsonl"), "--summary"]
+    code, tty = _on_a_terminal(cmd)
+    assert code == 0, tty
     assert "pass 1 of 2: learning thread roles" in tty, tty[-2000:]
     assert f" of {lines:,} lines (" in tty, tty[-2000:]  # pass 2 knows the total from pass 1
     # Wiped before the summary: the summary's first line starts clean.
     assert "\r\x1b[Klines traced:" in tty, tty[-2000:]
-    assert sum(1 for _ in (tmp_path / "out.jsonl").open()) == lines
+    assert _count(tmp_path / "out.jsonl") == lines
+    # The output on standard output (maybe a pager's screen): nothing drawn over it.
+    code, tty = _on_a_terminal(cmd[:-3] + ["--summary"])
+    assert code == 0 and "pass 1 of 2" not in tty and "lines traced:" in tty, tty[-2000:]
     piped = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert piped.returncode == 0 and "pass 1 of 2" not in piped.stderr and "\x1b" not in piped.stderr, \
         piped.stderr
+
+
+def test_a_message_printed_while_the_status_line_is_up_starts_on_a_clean_line(monkeypatch):
+    # An error or a Ctrl-C's one line can come while the line is drawn (in pass 1, say).
+    import io
+    from tracing import progress, views
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen = Terminal()
+    monkeypatch.setattr(sys, "stderr", screen)
+    line = progress.Progress(screen)
+    line.show("pass 1 of 2: learning thread roles", 8192, None)
+    views.eprint("epoll-lab: interrupted (SIGINT); nothing was left running")
+    assert screen.getvalue().endswith("lines\x1b[K\r\x1b[Kepoll-lab: interrupted (SIGINT); nothing was left "
+                                      "running\n"), repr(screen.getvalue())
+    assert progress._drawn == []

@@ -138,8 +138,8 @@ class Annotator:
 
         Worked out by the call's handler, or reused: an identical call (same
         thread, same text but its time) while the model has not changed since
-        gets the same answer (see `changes`). Handlers whose note reads the
-        line's own time, or the call before, are always run.
+        gets the same answer (see `changes`). A verdict whose handler read the
+        line's own number or times, or the call before it, is not kept.
         """
         key = (item.tid, item.syscall, item.args, item.ret, item.errno, item.ret_detail, item.problem)
         seen = self.reuse.get(key)
@@ -148,7 +148,9 @@ class Annotator:
             return seen[1]
         before = changes.count()
         m = self.model
-        ctx = Ctx(m, item)
+        seen_by_handler = _Watched(item)
+        m.last.read = False
+        ctx = Ctx(m, seen_by_handler)
         handler = ALL_HANDLERS.get(item.syscall or "", _generic)
         category, note, ready = handler(ctx)
         if item.problem:
@@ -158,7 +160,8 @@ class Annotator:
         if seen is not None and seen[0] == before and (changes.count() != before or seen[1] != got):
             raise AssertionError(f"line {item.line}: a reused verdict would differ from the handler's: "
                                  f"{seen[1]!r} != {got!r}, or the handler changed the model")
-        if changes.count() == before and handler not in READS_THE_LINE and len(item.args) <= REUSE_ARGS:
+        if (changes.count() == before and not seen_by_handler.per_line and not m.last.read
+                and len(item.args) <= REUSE_ARGS):
             if len(self.reuse) >= REUSE_KEEP:
                 self.reuse.clear()
             self.reuse[key] = (before, got)
@@ -169,9 +172,24 @@ class Annotator:
 # server's requests and answers; not a 64 KB buffer).
 REUSE_KEEP = 4096
 REUSE_ARGS = 2048
-# Verdicts that read the line's own time or the call before it: never reused.
-READS_THE_LINE = {HANDLERS[w] for w in WAITS | POLL_WAITS} | {HANDLERS["io_uring_enter"],
-                                                              KERNEL_HANDLERS["getaddrinfo"]}
+# An event's fields that are its line's own, not part of the call a reuse is keyed on.
+PER_LINE = frozenset({"line", "text", "ts", "duration", "resumed_line", "resumed_text", "source"})
+
+
+class _Watched:
+    """The event as a handler sees it while its verdict may yet be kept: notes whether the
+    handler read anything that is this line's own (a wait's "slept", a handler's time)."""
+
+    __slots__ = ("_ev", "per_line")
+
+    def __init__(self, ev: Event) -> None:
+        self._ev = ev
+        self.per_line = False
+
+    def __getattr__(self, name: str):
+        if name in PER_LINE:
+            self.per_line = True
+        return getattr(self._ev, name)
 
 
 def _stall(item: Event, prev: Event) -> str:

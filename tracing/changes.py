@@ -14,6 +14,8 @@ made: nobody has to remember to say "changed". `count()` is the number so far
 
 from __future__ import annotations
 
+# One count for every model in the process. `+= 1` is not atomic: one annotator runs
+# per process (per thread at most), which is all this holds for.
 made = [0]
 
 

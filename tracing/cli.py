@@ -357,8 +357,9 @@ def cmd_annotate(args) -> int:
         source = inputs.as_text(sys.stdin.buffer) if once == "-" else inputs.open_text(once)
         records = ann.run(events(source))
     else:
-        # A big log takes a while: say how far, on a terminal not also showing the output.
-        progress = Progress(sys.stderr, sys.stderr.isatty() and not (out is sys.stdout and sys.stdout.isatty()))
+        # A big log takes a while: say how far on the terminal, while the output goes to
+        # the -o file (on standard output it may be a pager's screen).
+        progress = Progress(sys.stderr, out is not sys.stdout)
         try:
             records, ann = annotate_items(progress.passes(
                 inputs.opener(args.log, warn=lambda m: eprint(f"epoll-lab: {m}"))))

@@ -34,6 +34,30 @@ class Knowledge(Tracked):
 _NONE: frozenset = frozenset()
 
 
+class LastCalls(dict):
+    """tid -> the thread's last event. It changes with every line, so it does not count
+    as a change; instead it says when it was read (`read`), and a verdict that read it
+    is not kept for reuse."""
+
+    __slots__ = ("read",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.read = False
+
+    def get(self, key, default=None):
+        self.read = True
+        return dict.get(self, key, default)
+
+    def __getitem__(self, key):
+        self.read = True
+        return dict.__getitem__(self, key)
+
+    def __contains__(self, key) -> bool:
+        self.read = True
+        return dict.__contains__(self, key)
+
+
 class Model(Tracked):
     """Everything the log has shown, as the stream goes.
 
@@ -48,7 +72,7 @@ class Model(Tracked):
         self.learned = Knowledge()
         self.procs = Processes()
         self.waited: set = Set()  # tids that have made an epoll wait in this pass
-        self.last: dict = {}  # tid -> last event (for "right after accept4", stalls)
+        self.last = LastCalls()  # tid -> last event (for "right after accept4", stalls)
         self.pending_clones: dict = Dict()  # parent tid -> flags of a clone not yet returned
         self.in_signal: dict = Dict()  # tid -> signal delivered and not yet returned from
         self.accepted: set = Set()  # processes that have accepted a connection

@@ -8,6 +8,7 @@ start clean.
 
 from __future__ import annotations
 
+import shutil
 import time
 from typing import IO, Callable, Iterable, Iterator
 
@@ -16,10 +17,21 @@ EVERY = 8192  # items between looks at the clock (a look per line would cost mor
               # line): a log shorter than this is read before there is anything to say
 
 
+_drawn: list[Progress] = []  # the status line on the screen now, if any
+
+
+def wipe() -> None:
+    """Wipe the status line off the screen, if one is there: before anything else is
+    printed (an error, a Ctrl-C's one line), which would otherwise land on its end."""
+    for line in list(_drawn):
+        line.clear()
+
+
 class Progress:
-    def __init__(self, stream: IO[str], on: bool | None = None) -> None:
+    def __init__(self, stream: IO[str] | None, on: bool | None = None) -> None:
         self.stream = stream
-        self.on = stream.isatty() if on is None else on
+        tty = stream is not None and stream.isatty()
+        self.on = tty if on is None else on and tty
         self.shown = False
 
     def passes(self, open_items: Callable[[], Iterable[tuple]], passes: int = 2) -> Callable[[], Iterable]:
@@ -52,12 +64,17 @@ class Progress:
 
     def show(self, what: str, n: int, total: int | None) -> None:
         done = f"{n:,} of {total:,} lines ({min(100, n * 100 // total)}%)" if total else f"{n:,} lines"
-        self.stream.write(f"\r[epoll-lab] {what}: {done}\x1b[K")
+        # One line only: a line that wraps cannot be wiped with \r.
+        width = shutil.get_terminal_size().columns - 1
+        self.stream.write(f"\r{f'[epoll-lab] {what}: {done}'[:width]}\x1b[K")
         self.stream.flush()
-        self.shown = True
+        if not self.shown:
+            self.shown = True
+            _drawn.append(self)
 
     def clear(self) -> None:
         if self.shown:
             self.stream.write("\r\x1b[K")
             self.stream.flush()
             self.shown = False
+            _drawn.remove(self)

@@ -17,7 +17,11 @@ def started(item, thread: str, request: str | None) -> dict:
 
 def record(ev, request: str | None, thread: str = OTHER, fds: list | None = None, ready: list | None = None,
            category: str = OTHER_CAT, note: str = "") -> dict:
-    """A record for a complete event, with what the annotator made of it."""
+    """A record for a complete event, with what the annotator made of it.
+
+    Records are read-only once made: a reused verdict's fds and ready lists are
+    shared by every record that reuses it, and the JSON writer keeps their text
+    by identity."""
     return {
         "line": ev.line, "resumed_line": ev.resumed_line, "tid": ev.tid,
         "kind": ev.kind, "syscall": ev.syscall, "args": ev.args, "ret": ev.ret,

@@ -13,6 +13,8 @@ import os
 import sys
 from typing import IO, Iterable, Iterator
 
+from tracing import progress
+
 COLORS = {"pollable": "32", "thread-pooled": "36", "blocking": "31;1", "wakeup": "35;1"}
 JSONL_FIELDS = ("line", "resumed_line", "tid", "kind", "syscall", "args", "ret", "errno",
                 "duration", "ts", "thread", "fds", "ready", "category", "note", "request")
@@ -106,8 +108,9 @@ _READY_JSON: dict[tuple, str] = {}
 _NUMBERS: dict[float, str] = {}
 # A server repeats its calls, and the annotator hands a repeated call the very
 # same verdict (see tracing.changes): the JSON of a call's text and of its
-# verdict is kept, keyed on its values. The fds and ready lists are keyed on
-# identity; the entry holds them, so an id is not reused while it is kept.
+# verdict is kept, keyed on its values (strings or None). The fds and ready
+# lists are keyed on identity; the entry holds them, so an id is not reused
+# while it is kept, and records are read-only (records.record).
 _CALL_JSON: dict[tuple, str] = {}
 _VERDICT_JSON: dict[tuple, tuple[list, list, str]] = {}
 
@@ -254,4 +257,5 @@ def summary_text(summary: dict) -> str:
 
 
 def eprint(*a) -> None:
+    progress.wipe()
     print(*a, file=sys.stderr, flush=True)
