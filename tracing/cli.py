@@ -157,8 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("annotate", help="annotate a strace log (file or - for stdin)",
                        description="Annotate a strace log: every raw line kept, each with the "
                        "thread's role, a category and a plain-language note. A file is read twice "
-                       "(the first pass learns each thread's role); on a terminal a status line "
-                       "says how far each pass has read.",
+                       "(the first pass learns each thread's role); writing to -o with stderr on a "
+                       "terminal, a status line says how far each pass has read.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     a.add_argument("log", nargs="+",
                    help="strace output file, or - for standard input; several files (or the NAME "
