@@ -98,7 +98,7 @@ class Annotator:
         tid, kind = item.tid, item.kind
         if kind == "syscall":
             category, note, ready, fds, thread = self.verdict(item)
-            prev = m.last.get(tid)
+            prev = _last_call(m.last, tid)  # dict's own get: this read is the stall check's, not a handler's
             # A stall is time after the previous call ended, so at most the time since it
             # began; only its `resumed>` line's time (which -r makes relative) can say more.
             if (thread == LOOP and prev is not None and item.ts is not None and prev.ts is not None
@@ -172,6 +172,7 @@ class Annotator:
 # server's requests and answers; not a 64 KB buffer).
 REUSE_KEEP = 4096
 REUSE_ARGS = 2048
+_last_call = dict.get
 # An event's fields that are its line's own, not part of the call a reuse is keyed on.
 PER_LINE = frozenset({"line", "text", "ts", "duration", "resumed_line", "resumed_text", "source"})
 
