@@ -30,10 +30,7 @@ import sys
 import time
 from pathlib import Path
 
-from helpers import ROOT, count_lines, free_port, need, pin, stop_server, wait_port
-
-sys.path.insert(0, str(ROOT))
-from tracing.recipes import strace_flags  # noqa: E402
+from helpers import ROOT, count_lines, need, pin, trace_c_under_wrk
 
 OUT = ROOT / "traces" / "bench-annotate"
 PY = ROOT / ".venv" / "bin" / "python"
@@ -45,31 +42,8 @@ def say(msg: str) -> None:
 
 def make_log(path: Path, lines: int) -> int:
     """Trace the C server under wrk until the log has `lines` lines."""
-    strace, wrk = need("strace", "strace"), need("wrk", "wrk")
-    port = free_port()
-    server = [str(ROOT / "cdemo/bin/epoll_server"), "--port", str(port)]
-    tracer = subprocess.Popen(pin(1) + [strace, *strace_flags(), "-o", str(path), *server],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
-    load = None
-    try:
-        wait_port(port)
-        load = subprocess.Popen(pin(0) + [wrk, "-t1", "-c16", "-d600s", f"http://127.0.0.1:{port}/"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            time.sleep(2)
-            size = path.stat().st_size
-            say(f"  log: ~{size // 230:,} of {lines:,} lines")
-            if size // 230 >= lines * 1.02 and count_lines(path) >= lines:
-                break
-    finally:
-        if load is not None:
-            load.terminate()
-            load.wait()
-        # SIGINT to the server (a child of strace) lets it exit cleanly; then strace ends.
-        stop_server(tracer, traced=True)
-    return count_lines(path)
+    need("strace", "strace"), need("wrk", "wrk")
+    return trace_c_under_wrk(path, lines, seconds=600, poll=2, say=say, server_prefix=pin(1), load_prefix=pin(0))
 
 
 def run(cmd: list[str]) -> tuple[float, int, float, str]:

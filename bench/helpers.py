@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 # One home for ports and processes: the library's and the tests' helpers.
-from tests.helpers import free_port  # noqa: E402,F401
+from tests.helpers import count_lines, free_port, stop_server, trace_c_under_wrk  # noqa: E402,F401
 from tracing import procs  # noqa: E402
 from tracing.procs import descendants  # noqa: E402,F401
 
@@ -54,15 +53,3 @@ def wait_http(port: int, timeout: float = 60) -> None:
         raise RuntimeError(f"no HTTP answer on {port}")
 
 
-def stop_server(top: subprocess.Popen, traced: bool, first: int = signal.SIGINT) -> None:
-    """Stop a server by PID (under a tracer: the tracer's child, so the tracer ends with it),
-    `first` then harder (tracing.procs.stop), and reap the process we started."""
-    for pid in (procs.child_pids(top.pid)[:1] if traced else []) or [top.pid]:
-        procs.stop(pid, first)
-    procs.stop(top.pid, first)
-    top.wait()
-
-
-def count_lines(path: Path) -> int:
-    with open(path, "rb") as f:
-        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))

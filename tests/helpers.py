@@ -118,6 +118,52 @@ def processes_running(needle: str) -> list[str]:
     return found
 
 
+def count_lines(path: Path) -> int:
+    with open(path, "rb") as f:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 20), b""))
+
+
+def stop_server(top: subprocess.Popen, traced: bool, first: int = signal.SIGINT) -> None:
+    """Stop a server by PID (under a tracer: the tracer's child, so the tracer ends with it),
+    `first` then harder (tracing.procs.stop), and reap the process we started."""
+    for pid in (procs.child_pids(top.pid)[:1] if traced else []) or [top.pid]:
+        stop(pid, first)
+    stop(top.pid, first)
+    top.wait()
+
+
+def trace_c_under_wrk(path: Path, lines: int, seconds: float = 600, poll: float = 0.5,
+                      say=lambda _: None, server_prefix: list[str] = (), load_prefix: list[str] = ()) -> int:
+    """The C server traced with the lab's story flags (strace -f -ttt -T -yy) while wrk sends
+    keep-alive requests, until the log has `lines` lines or `seconds` pass: a big real log.
+    Returns its lines. The prefixes put the tracer and wrk on CPUs of their own (the bench)."""
+    from tracing.recipes import strace_flags
+    port = free_port()
+    tracer = subprocess.Popen([*server_prefix, "strace", *strace_flags(), "-o", str(path),
+                               str(ROOT / "cdemo/bin/epoll_server"), "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    load = None
+    try:
+        if not wait_port(port):
+            raise RuntimeError(f"the C server did not listen on {port}")
+        load = subprocess.Popen([*load_prefix, "wrk", "-t1", "-c16", f"-d{int(seconds)}s",
+                                 f"http://127.0.0.1:{port}/"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            time.sleep(poll)
+            size = path.stat().st_size
+            say(f"  log: ~{size // 230:,} of {lines:,} lines")
+            if size // 230 >= lines * 1.02 and count_lines(path) >= lines:
+                break
+    finally:
+        if load is not None:
+            stop(load.pid)
+            load.wait()
+        # SIGINT to the server (a child of strace) lets it exit cleanly; then strace ends.
+        stop_server(tracer, traced=True)
+    return count_lines(path)
+
+
 def still_alive_after_a_while(pids) -> list[int]:
     """The PIDs of `pids` still running, after giving them a few seconds to go."""
     wait_for(lambda: not any(alive(p) for p in pids), 10, 0.1)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.helpers import count_lines, trace_c_under_wrk
 from tracing.views import JSONL_FIELDS
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -125,38 +126,6 @@ def test_latin1_bytes_on_stdin_come_out_as_valid_utf8_json():
     assert any("p\ufffdng\ufffd" in r["args"] for r in recs)
 
 
-def _big_log(path: Path, lines: int = 20_000) -> int:
-    """The C server under wrk, traced with the lab's story flags until the log has `lines`
-    lines (at most 60 s): real lines, and many."""
-    from tests.helpers import ROOT, free_port, wait_for
-    from tracing.procs import descendants, stop, wait_port
-    from tracing.recipes import strace_flags
-    port = free_port()
-    tracer = subprocess.Popen(["strace", *strace_flags(), "-o", str(path),
-                               str(ROOT / "cdemo/bin/epoll_server"), "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    load = None
-    try:
-        assert wait_port(port), "the C server did not listen"
-        load = subprocess.Popen(["wrk", "-t1", "-c4", "-d60s", f"http://127.0.0.1:{port}/"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: path.stat().st_size > lines * 300 and _count(path) > lines, 60, 0.5)
-    finally:
-        if load is not None:
-            stop(load.pid)
-            load.wait(timeout=10)
-        for pid in descendants(tracer.pid):
-            stop(pid)  # the server: SIGINT, and strace ends with it
-        stop(tracer.pid)
-        tracer.wait(timeout=10)
-    return _count(path)
-
-
-def _count(path: Path) -> int:
-    with path.open(errors="replace") as f:
-        return sum(1 for _ in f)
-
-
 def _on_a_terminal(cmd: list[str]) -> tuple[int, str]:
     """Run `cmd` with stderr on a pty (stdout to /dev/null); its exit code and what the pty showed."""
     import pty
@@ -178,7 +147,7 @@ def _on_a_terminal(cmd: list[str]) -> tuple[int, str]:
 
 def test_a_long_annotation_says_how_far_it_has_read_on_a_terminal_and_nowhere_else(tmp_path):
     log = tmp_path / "big.strace"
-    lines = _big_log(log)
+    lines = trace_c_under_wrk(log, 20_000, seconds=60)
     assert lines > 2 * 8192, lines  # the status line is first drawn after 8,192 lines
     cmd = [sys.executable, "-m", "tracing", "annotate", str(log), "--format", "jsonl",
            "-o", str(tmp_path / "out.jsonl"), "--summary"]
@@ -188,7 +157,7 @@ def test_a_long_annotation_says_how_far_it_has_read_on_a_terminal_and_nowhere_el
     assert f" of {lines:,} lines (" in tty, tty[-2000:]  # pass 2 knows the total from pass 1
     # Wiped before the summary: the summary's first line starts clean.
     assert "\r\x1b[Klines traced:" in tty, tty[-2000:]
-    assert _count(tmp_path / "out.jsonl") == lines
+    assert count_lines(tmp_path / "out.jsonl") == lines
     # The output on standard output (maybe a pager's screen): nothing drawn over it.
     code, tty = _on_a_terminal(cmd[:-3] + ["--summary"])
     assert code == 0 and "pass 1 of 2" not in tty and "lines traced:" in tty, tty[-2000:]
