@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
-from tracing import changes, records
+from tracing import records
 from tracing.changes import made as _made
 from tracing import roles as R
 from tracing.fds import CLIENT, DEVICE, FILE, STDIO
@@ -51,7 +51,7 @@ class Annotator:
         self.model = Model(prior)
         self.steps = sorted(steps, key=lambda s: s.start)
         self.summary = records.Summary()
-        self.reuse: dict[tuple, tuple[int, tuple]] = {}  # call -> (changes.count(), verdict)
+        self.reuse: dict[tuple, tuple[int, tuple]] = {}  # call -> (tracing.changes.count(), verdict)
         self.check_reuse = check_reuse  # tests: work out every verdict, and fail where a reuse would differ
         self.reused = 0  # verdicts reused rather than worked out again
 
@@ -98,7 +98,7 @@ class Annotator:
         tid, kind = item.tid, item.kind
         if kind == "syscall":
             category, note, ready, fds, thread = self.verdict(item)
-            prev = _last_call(m.last, tid)  # dict's own get: this read is the stall check's, not a handler's
+            prev = m.last.peek(tid)
             # A stall is time after the previous call ended, so at most the time since it
             # began; only its `resumed>` line's time (which -r makes relative) can say more.
             if (thread == LOOP and prev is not None and item.ts is not None and prev.ts is not None
@@ -146,7 +146,7 @@ class Annotator:
         if seen is not None and seen[0] == _made[0] and not self.check_reuse:
             self.reused += 1
             return seen[1]
-        before = changes.count()
+        before = _made[0]
         m = self.model
         seen_by_handler = _Watched(item)
         m.last.read = False
@@ -157,10 +157,10 @@ class Annotator:
             note = (note + f" [{item.problem}]").strip()
         got = (category, note, ready, [{"fd": f.num, "role": f.role, "detail": f.detail} for f in ctx.fds],
                R.thread_role(m, item.tid))
-        if seen is not None and seen[0] == before and (changes.count() != before or seen[1] != got):
+        if seen is not None and seen[0] == before and (_made[0] != before or seen[1] != got):
             raise AssertionError(f"line {item.line}: a reused verdict would differ from the handler's: "
                                  f"{seen[1]!r} != {got!r}, or the handler changed the model")
-        if (changes.count() == before and not seen_by_handler.per_line and not m.last.read
+        if (_made[0] == before and not seen_by_handler.per_line and not m.last.read
                 and len(item.args) <= REUSE_ARGS):
             if len(self.reuse) >= REUSE_KEEP:
                 self.reuse.clear()
@@ -172,7 +172,6 @@ class Annotator:
 # server's requests and answers; not a 64 KB buffer).
 REUSE_KEEP = 4096
 REUSE_ARGS = 2048
-_last_call = dict.get
 # An event's fields that are its line's own, not part of the call a reuse is keyed on.
 PER_LINE = frozenset({"line", "text", "ts", "duration", "resumed_line", "resumed_text", "source"})
 

@@ -350,16 +350,15 @@ def cmd_screenshot(args) -> int:
 def cmd_annotate(args) -> int:
     out = _annotate_output(args.output)
     once = inputs.stream(args.log)
-    progress = Progress(sys.stderr, on=False)
+    # A big log takes a while: say how far on the terminal, while the output goes to
+    # the -o file (on standard output it may be a pager's screen). One pass says nothing.
+    progress = Progress(sys.stderr, once is None and out is not sys.stdout)
     if once is not None:
         # One pass (standard input, a FIFO): roles are learned as the stream goes.
         ann = Annotator()
         source = inputs.as_text(sys.stdin.buffer) if once == "-" else inputs.open_text(once)
         records = ann.run(events(source))
     else:
-        # A big log takes a while: say how far on the terminal, while the output goes to
-        # the -o file (on standard output it may be a pager's screen).
-        progress = Progress(sys.stderr, out is not sys.stdout)
         try:
             records, ann = annotate_items(progress.passes(
                 inputs.opener(args.log, warn=lambda m: eprint(f"epoll-lab: {m}"))))

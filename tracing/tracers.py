@@ -135,8 +135,8 @@ class Kernel(Tracer):
         if got["lost_events"]:
             eprint(f"[epoll-lab] the kernel dropped {got['lost_events']} events (perf buffer full): "
                    "the trace has gaps")
-        records, ann = annotate_file(str(raw), steps, progress=Progress(sys.stderr))
-        return records, lambda: {**ann.summary.as_dict(), "tool": "kernel", **got}
+        records, summary = super().records(raw, steps)
+        return records, lambda: {**summary(), "tool": "kernel", **got}
 
 
 TRACERS: dict[str, Tracer] = {"strace": Tracer(), "ltrace": Ltrace(), "kernel": Kernel()}
