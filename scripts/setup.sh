@@ -58,9 +58,23 @@ if [[ ! -x .venv/bin/python ]]; then
         exit 3
     fi
 fi
+# The annotator's compiled core (tracing/_repeats.c) needs Python's C headers:
+# Debian's python3 has them in python3-dev; a pyenv or python.org build has its own.
+if ! "$real" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1 && [[ $real == /usr/bin/* ]]; then
+        echo "[setup] installing python3-dev with apt-get (the annotator's compiled core)"
+        [[ -n $(find /var/lib/apt/lists -name '*Packages*' -print -quit 2>/dev/null) ]] || apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-dev >/dev/null
+    else
+        echo "[setup] missing: Python's C headers for $real. Install them with:" >&2
+        echo "    sudo apt-get install -y python3-dev" >&2
+        exit 3
+    fi
+fi
 stamp=.venv/.epoll-lab-installed
 # constraints.txt pins what the lessons were checked on (uvloop's bundled libuv).
-if [[ ! -f $stamp || pyproject.toml -nt $stamp || constraints.txt -nt $stamp ]]; then
+# The install builds the compiled core in place: again when its source changes.
+if [[ ! -f $stamp || pyproject.toml -nt $stamp || constraints.txt -nt $stamp || tracing/_repeats.c -nt $stamp ]]; then
     echo "[setup] installing epoll-lab and its test tools into .venv (pinned by constraints.txt)"
     .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
     touch "$stamp"

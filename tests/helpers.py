@@ -28,6 +28,41 @@ from tracing.procs import alive, port_answers, stop, wait_port
 
 ROOT = Path(__file__).resolve().parents[1]
 PROGRAMS = Path(__file__).parent / "programs"
+FIXTURES = Path(__file__).parent / "fixtures"
+# Every recorded strace log (each folder's record.sh made them), and a server under load.
+LOGS = sorted(p for p in FIXTURES.rglob("*") if p.is_file() and ".strace" in p.name)
+LOAD = FIXTURES / "load" / "c-pool-keepalive.strace"
+
+
+def call_lines(path: Path) -> list[str]:
+    """A log's complete call lines, to shuffle into orders no program made."""
+    return [line for line in path.read_text(errors="replace").splitlines()
+            if "(" in line and "resumed>" not in line and "<unfinished" not in line]
+
+
+# Servers that repeat themselves (the pool, memcached's workers, Go's netpoller), uvloop
+# (io_uring_enter, its signal's self-pipe) and a server with no loop (bind, listen, accept).
+_PID = re.compile(r"^(?:\[pid +(\d+)\]|(\d+)) ")
+
+
+def split_calls(path: Path) -> list[tuple[str, str]]:
+    """A log's calls strace printed in two halves: (the `<unfinished ...>` line, its `resumed>` line)."""
+    started, pairs = {}, []
+    for line in path.read_text(errors="replace").splitlines():
+        tid = _PID.match(line)
+        tid = tid and (tid.group(1) or tid.group(2))
+        if line.endswith("<unfinished ...>"):
+            started[tid] = line
+        elif "resumed>" in line and tid in started:
+            pairs.append((started.pop(tid), line))
+    return pairs
+
+
+MIXED = [line for log in (LOAD, FIXTURES / "kinds" / "go.strace", FIXTURES / "kinds" / "memcached.strace",
+                          FIXTURES / "kinds" / "uvloop-signal.strace", FIXTURES / "kinds" / "http-server.strace")
+         for line in call_lines(log)]
+SPLIT = [pair for log in (LOAD, FIXTURES / "kinds" / "go.strace", FIXTURES / "kinds" / "memcached.strace")
+         for pair in split_calls(log)]
 
 
 def free_port() -> int:

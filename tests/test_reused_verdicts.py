@@ -16,9 +16,8 @@ from tracing.annotate import Annotator, annotate_file
 from tracing.parse import events
 from tracing.views import jsonl_line
 
-FIXTURES = Path(__file__).parent / "fixtures"
-LOAD = FIXTURES / "load" / "c-pool-keepalive.strace"
-LOGS = sorted(p for p in FIXTURES.rglob("*") if p.is_file() and ".strace" in p.name)
+from tests.helpers import FIXTURES, LOAD, LOGS, MIXED
+
 
 
 def test_the_logs_cover_a_server_under_repeated_requests():
@@ -51,18 +50,6 @@ def test_every_container_of_the_model_counts_its_changes(log):
     for _ in records:
         pass
     assert changes.untracked(ann.model) == []
-
-
-def _calls(path: Path) -> list[str]:
-    return [line for line in path.read_text(errors="replace").splitlines()
-            if "(" in line and "resumed>" not in line and "<unfinished" not in line]
-
-
-# Servers that repeat themselves (the pool, memcached's workers, Go's netpoller), uvloop
-# (io_uring_enter, its signal's self-pipe) and a server with no loop (bind, listen, accept).
-MIXED = [line for log in (LOAD, FIXTURES / "kinds" / "go.strace", FIXTURES / "kinds" / "memcached.strace",
-                          FIXTURES / "kinds" / "uvloop-signal.strace", FIXTURES / "kinds" / "http-server.strace")
-         for line in _calls(log)]
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -54,6 +54,7 @@ class Annotator:
         self.reuse: dict[tuple, tuple[int, tuple]] = {}  # call -> (tracing.changes.count(), verdict)
         self.check_reuse = check_reuse  # tests: work out every verdict, and fail where a reuse would differ
         self.reused = 0  # verdicts reused rather than worked out again
+        self.kept: tuple[int, tuple] | None = None  # the last call's (count, verdict), if it may be reused
 
     # Kept for callers that ask the annotator: the answers come from the role stage.
     @property
@@ -145,6 +146,7 @@ class Annotator:
         seen = self.reuse.get(key)
         if seen is not None and seen[0] == _made[0] and not self.check_reuse:
             self.reused += 1
+            self.kept = seen
             return seen[1]
         before = _made[0]
         m = self.model
@@ -164,7 +166,9 @@ class Annotator:
                 and len(item.args) <= REUSE_ARGS):
             if len(self.reuse) >= REUSE_KEEP:
                 self.reuse.clear()
-            self.reuse[key] = (before, got)
+            self.reuse[key] = self.kept = (before, got)
+        else:
+            self.kept = None
         return got
 
 

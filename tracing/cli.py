@@ -10,7 +10,7 @@ from importlib import metadata
 from pathlib import Path
 
 from tracing import recipes
-from tracing import annotated_log, assets, browser, compare, inputs, live, timeline, trace_event
+from tracing import annotated_log, assets, browser, compare, inputs, live, repeats, timeline, trace_event
 from tracing.annotate import Annotator, annotate_items
 from tracing.parse import events
 from tracing.errors import EXIT_CODES_HELP, EXIT_NOT_STRACE, EXIT_OUTPUT, EXIT_SETUP, TraceError
@@ -360,12 +360,18 @@ def cmd_annotate(args) -> int:
         records = ann.run(events(source))
     else:
         try:
-            records, ann = annotate_items(progress.passes(
-                inputs.opener(args.log, warn=lambda m: eprint(f"epoll-lab: {m}"))))
+            opened = progress.passes(inputs.opener(args.log, warn=lambda m: eprint(f"epoll-lab: {m}")))
+            if args.format != "jsonl":
+                records, ann = annotate_items(opened)
         except inputs.InputError as e:
             raise TraceError(str(e), EXIT_SETUP) from None
     try:
-        if args.format == "jsonl":
+        if args.format == "jsonl" and once is None:
+            try:
+                ann = repeats.write_jsonl(opened, out)  # a big log's repeated lines in C
+            except inputs.InputError as e:
+                raise TraceError(str(e), EXIT_SETUP) from None
+        elif args.format == "jsonl":
             write_outputs(records, None, out)
         elif args.format == "trace-event":
             counts = trace_event.write(records, out, f"epoll-lab: {' '.join(args.log)}")

@@ -304,11 +304,13 @@ def _holdable(got, text: str, lineno: int, source: str | None) -> _Held | None:
 
 
 
-def numbered_events(items: Iterable[tuple]) -> Iterator[Event | Started]:
+def numbered_events(items: Iterable[tuple], holding: list | None = None) -> Iterator[Event | Started]:
     """`events` over (line number, text[, source]) items.
 
     The learning pass skips lines but must keep their numbers; a merge of
     `-ff` files numbers the merged stream and names each line's file.
+    `holding[0]`, if given, is kept to the line held for its rest, or None
+    (`tracing.repeats` writes no line of its own while one is held).
     """
     pending: dict[int | None, Started] = {}
     held: _Held | None = None
@@ -321,12 +323,16 @@ def numbered_events(items: Iterable[tuple]) -> Iterator[Event | Started]:
             yield Started(held.line, held.text, ev.tid, ev.ts, ev.syscall or "", "", held.source)
             yield ev
             held = None
+            if holding is not None:
+                holding[0] = None
             continue
         if held is not None:
             joined = parse_line(held.line, held.call + text)
             if isinstance(joined, Started) or (isinstance(joined, Event) and joined.kind == "syscall"):
                 yield from _fold_stitched(joined, held, lineno, text, pending)
                 held = None
+                if holding is not None:
+                    holding[0] = None
                 continue
         if not text or (text[0].isspace() and not text.strip()):
             yield Event(lineno, text, "unparsed", problem="empty line", source=source)
@@ -346,9 +352,13 @@ def numbered_events(items: Iterable[tuple]) -> Iterator[Event | Started]:
                 continue
             yield _cut_off(held, "the rest of this line never came")
             held = None
+            if holding is not None:
+                holding[0] = None
         hold = _holdable(got, text, lineno, source)
         if hold is not None:
             held = hold
+            if holding is not None:
+                holding[0] = hold
             continue
         if source is not None:
             (got[1] if isinstance(got, tuple) else got).source = source
