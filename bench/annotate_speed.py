@@ -14,7 +14,8 @@ writes a JSON record per line. Goals (issues 4 and 18): at least 0.5x its
 lines/s, at most 64 MB peak RSS on a 1M-line log. The text view and the Trace
 Event export are timed in the same rounds, each with its ratio, and so is
 bench/python_floor.py: the lab's Event, record, count and JSON line per line
-with no annotation at all, the most a CPython annotator of this shape can do.
+with no annotation at all, what CPython alone can do (why --format jsonl
+writes repeated lines with the compiled core, tracing/_repeats.c).
 Usage: .venv/bin/python bench/annotate_speed.py [--lines 1000000] [--rounds 3]
 """
 
@@ -85,6 +86,8 @@ def main() -> int:
         say(f"tracing the C server under wrk until the log has {args.lines:,} lines ...")
         have = make_log(log, args.lines)
     say(f"log: {log} ({have:,} lines, {log.stat().st_size / 1e6:.0f} MB)")
+    core = subprocess.run([str(PY), "-c", "from tracing import repeats; print(repeats.compiled())"],
+                          capture_output=True, text=True).stdout.strip() == "True"
 
     annotate = [str(PY), "-m", "tracing", "annotate", str(log), "-o", os.devnull, "--summary", "--format"]
     tools = {
@@ -137,9 +140,12 @@ def main() -> int:
     print(f"the floor (no annotation, the lab's records and JSON in CPython): {floor:.2f} of "
           "strace-process-tree's lines/s; annotate reaches "
           f"{ours / rate['floor: bench/python_floor.py']:.2f} of the floor")
+    print("the compiled core for repeated lines (tracing/_repeats.c): "
+          + ("built" if core else "NOT built (make setup builds it; needs python3-dev): every line went through CPython"))
     print(f"annotate peak RSS: {ours_rss:.1f} MB (goal <= 64 MB on 1M lines: "
           f"{'met' if ours_rss <= 64 else 'NOT met'}); lines it did not understand: {unparsed}")
-    (OUT / "results.json").write_text(json.dumps({"lines": have, "rows": rows, "ratio": ratio, "cpu_ratio": cpu_ratio},
+    (OUT / "results.json").write_text(json.dumps({"lines": have, "rows": rows, "ratio": ratio, "cpu_ratio": cpu_ratio,
+                                                   "compiled_core": core},
                                                       indent=1))
     return 0
 

@@ -70,6 +70,9 @@ say "building $image with ${engine[0]}"
 run() {
     "${engine[@]}" run --rm --cap-add SYS_PTRACE "$image" bash -c "$1"
 }
+say "the annotator's compiled core inside the container"
+run ".venv/bin/python -c 'import sys; from tracing import repeats; sys.exit(not repeats.compiled())'" \
+    || { say "tracing/_repeats.c was not built in the image (make setup builds it)"; exit 1; }
 for target in c sanic; do
     say "make trace-$target inside the container"
     out=$(run "make trace-$target PORT=$((18500 + RANDOM % 1000)) 2>&1 && echo '--- epoll_create1 in the annotated log:' \
