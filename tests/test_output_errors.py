@@ -72,3 +72,12 @@ def test_an_out_folder_that_cannot_be_made_is_not_called_removed_during_the_run(
     error = one_error(p)
     assert "cannot write /proc/epoll-lab-run" in error and "removed while it ran" not in error, p.stderr
     assert "starting:" not in p.stderr, "nothing is started when the folder cannot be made"
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "text"])
+def test_annotate_onto_a_full_disk_is_one_line(tmp_path, fmt):
+    # jsonl: the compiled core writes the repeats itself (tracing/repeats.py).
+    log = ROOT / "tests" / "fixtures" / "load" / "c-pool-keepalive.strace"
+    p = in_own_mounts(tmp_path, "size=64k", "annotate", "--format", fmt, "-o",
+                      str(tmp_path / "mnt" / "out"), str(log))
+    assert "No space left on device" in one_error(p)

@@ -342,9 +342,17 @@ static PyObject *write_to(Core *c, PyObject *stream) {
         PyObject *view = PyMemoryView_FromMemory(c->out + at, c->outlen - at, PyBUF_READ);
         if (view == NULL) return NULL;
         PyObject *wrote = PyObject_CallMethod(stream, "write", "O", view);
+        PyObject *type, *value, *trace;
+        PyErr_Fetch(&type, &value, &trace);  /* write's error, kept while the view is let go */
         PyObject *gone = PyObject_CallMethod(view, "release", NULL);  /* the stream may not keep it */
         Py_DECREF(view);
-        Py_XDECREF(gone);
+        if (gone == NULL) {  /* it did keep it: this memory is reused, so that is an error */
+            Py_XDECREF(wrote);
+            Py_XDECREF(type), Py_XDECREF(value), Py_XDECREF(trace);
+            return NULL;
+        }
+        Py_DECREF(gone);
+        PyErr_Restore(type, value, trace);
         Py_ssize_t n = wrote == NULL || wrote == Py_None ? 0 : PyLong_AsSsize_t(wrote);
         Py_XDECREF(wrote);
         if (n <= 0 || PyErr_Occurred()) {  /* keep what was not written; None: a non-blocking stream */

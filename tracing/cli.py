@@ -367,10 +367,7 @@ def cmd_annotate(args) -> int:
             raise TraceError(str(e), EXIT_SETUP) from None
     try:
         if args.format == "jsonl" and once is None:
-            try:
-                ann = repeats.write_jsonl(opened, out)  # a big log's repeated lines in C
-            except inputs.InputError as e:
-                raise TraceError(str(e), EXIT_SETUP) from None
+            ann = repeats.write_jsonl(opened, out)  # both passes; repeated lines by the compiled core
         elif args.format == "jsonl":
             write_outputs(records, None, out)
         elif args.format == "trace-event":
@@ -387,6 +384,8 @@ def cmd_annotate(args) -> int:
                                 color=args.color == "always")
     except BrokenPipeError:
         raise
+    except inputs.InputError as e:  # the input, opened again for a later pass
+        raise TraceError(str(e), EXIT_SETUP) from None
     except OSError as e:
         raise output_error(Path(args.output), e) from None
     finally:
