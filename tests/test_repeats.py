@@ -7,6 +7,7 @@ stalls between two identical calls."""
 from __future__ import annotations
 
 import io
+import os
 import re
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from tracing.annotate import annotate_file, annotate_items
 from tracing.inputs import opener
 from tracing.views import write_outputs
 
-from tests.helpers import FIXTURES, LOAD, LOGS, MIXED, PROGRAMS, SPLIT, run_cli
+from tests.helpers import FIXTURES, LOAD, LOGS, MIXED, PROGRAMS, ROOT, SPLIT, run_cli
 
 
 def by_the_annotator_alone(open_items) -> tuple[str, dict]:
@@ -178,3 +179,32 @@ def test_a_repeat_after_a_call_in_two_halves_is_checked_for_a_stall():
     assert ann.checked == [4, 5], ann.checked  # the core took the repeats, and left the last
     got, ann = with_the_core(items)
     assert got == want, first_difference(want, got)
+
+
+def test_the_core_under_address_sanitizer(tmp_path):
+    # The core built with ASan and UBSan (as the C server's sanitizer build), run on
+    # every recorded log in both modes: a bad read, write, free or overflow aborts.
+    import shutil
+    import sysconfig
+    pkg = tmp_path / "tracing"
+    shutil.copytree(ROOT / "tracing", pkg, ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+    build = subprocess.run(["gcc", "-shared", "-fPIC", "-O1", "-g", "-fno-omit-frame-pointer",
+                            "-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-Wall", "-Wextra",
+                            "-Werror", f"-I{sysconfig.get_paths()['include']}", str(pkg / "_repeats.c"), "-o",
+                            str(pkg / f"_repeats{sysconfig.get_config_var('EXT_SUFFIX')}")],
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    asan = subprocess.run(["gcc", "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip()
+    script = ("import io, sys\n"
+              "from tracing import repeats\n"
+              "from tracing.inputs import opener\n"
+              "assert repeats._repeats.__file__.startswith(sys.argv[1]), repeats._repeats.__file__\n"
+              "for log in sys.argv[2:]:\n"
+              "    for check in (False, True):\n"
+              "        repeats.write_jsonl(opener([log]), io.StringIO(), check=check)\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "LD_PRELOAD": asan,
+           "PYTHONMALLOC": "malloc",  # every block its own, so ASan sees each one's bounds
+           "ASAN_OPTIONS": "detect_leaks=0"}  # CPython keeps memory for good at exit
+    p = subprocess.run([sys.executable, "-c", script, str(tmp_path), *map(str, LOGS)], env=env, cwd=tmp_path,
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-4000:]
