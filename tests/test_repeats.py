@@ -106,10 +106,12 @@ def test_a_loop_busy_between_two_identical_calls_is_said_so(tmp_path):
 # lengths, no time, no duration. The core keys lines on the text between them.
 _PREFIX = re.compile(r"^(\[pid +\d+\] |\d+ +)? *(\d+\.\d+ +)?")
 _DURATION = re.compile(r" <\d+\.\d+>$")
-# Times of every length the core must take or leave (13 digits: not a time), and a few
-# close together, so a call's resumed half can end before or well after it began.
+# Times of every length the core must take or leave (13 digits: not a time; a fraction
+# of 70 digits, which it leaves to the annotator), and a few close together, so a
+# call's resumed half can end before or well after it began.
 times = st.one_of(st.none(), st.from_regex(r"\A[0-9]{1,14}\.[0-9]{1,9}\Z"),
-                  st.sampled_from(["1.0", "1.02", "1.04", "1.1", "0.9", "100.000001", "123456789012.5", "1234567890123.5"]))
+                  st.sampled_from(["1.0", "1.02", "1.04", "1.1", "0.9", "100.000001", "123456789012.5",
+                                   "1234567890123.5", "1." + "1" * 70]))
 # The pool server's loop thread: its calls, and those strace printed in two halves.
 LOOP_TID = "19937 "
 LOOP = ([(line,) for line in MIXED if line.startswith(LOOP_TID)]

@@ -20,6 +20,7 @@
 #define KEEP 4096      /* entries kept before the table is emptied (as annotate.REUSE_KEEP) */
 #define THREADS 64     /* threads whose last hit is kept; more, and lines miss */
 #define FLUSH (256 * 1024)  /* output bytes kept before they are written */
+#define NUMBER 64      /* a time or duration this long is not one the core reads */
 
 /* Where a line's per-line parts are: a split of the bytes, no copies. */
 typedef struct {
@@ -103,7 +104,7 @@ static int split_line(const char *s, Py_ssize_t n, Split *p) {
     j = digits(s, i, n);
     if (j > i) {
         Py_ssize_t k = j < n && s[j] == '.' ? digits(s, j + 1, n) : j;
-        if (j - i > 12 || k == j + 1 || k == j || k >= n || s[k] != ' ') return 0;
+        if (j - i > 12 || k == j + 1 || k == j || k >= n || s[k] != ' ' || k - i >= NUMBER) return 0;
         p->ts_end = k;
         for (i = k; i < n && s[i] == ' '; i++) ;
     }
@@ -116,7 +117,7 @@ static int split_line(const char *s, Py_ssize_t n, Split *p) {
             Py_ssize_t dot = k - 1;
             k = dot;
             while (k > i && is_digit(s[k - 1])) k--;
-            if (k < dot && dot - k <= 12 && k - 2 > i && s[k - 1] == '<' && s[k - 2] == ' ')
+            if (k < dot && dot - k <= 12 && k - 2 > i && s[k - 1] == '<' && s[k - 2] == ' ' && n - 1 - k < NUMBER)
                 p->dur_at = k, p->dur_end = n - 1, p->body_end = k - 2;
         }
     }
@@ -152,9 +153,13 @@ static Entry *find(Core *c, const char *s, const Split *p, uint64_t h, Py_ssize_
     }
 }
 
+/* A time or duration token (split_line keeps them under NUMBER) as a double. */
 static int number(const char *s, Py_ssize_t at, Py_ssize_t end, double *v) {
-    char buf[64];
-    if (end - at >= (Py_ssize_t)sizeof(buf)) return 0;
+    char buf[NUMBER];
+    if (end - at >= NUMBER) {
+        PyErr_SetString(PyExc_ValueError, "a number longer than split_line allows");
+        return 0;
+    }
     memcpy(buf, s + at, end - at);
     buf[end - at] = '\0';
     *v = PyOS_string_to_double(buf, NULL, NULL);
@@ -268,6 +273,13 @@ static int note_last(Core *c, const Split *p, PyObject *item, double ts) {
     return 1;
 }
 
+/* A Core made with __new__ alone has no count to compare with. */
+static int ready(Core *c) {
+    if (c->made != NULL && c->last != NULL && c->tallies != NULL) return 1;
+    PyErr_SetString(PyExc_RuntimeError, "Core() was not initialised");
+    return 0;
+}
+
 /* ------------------------------------------------------------- one line */
 
 typedef struct {
@@ -309,6 +321,7 @@ static int look_up(Core *c, PyObject *item, Line *l) {
  * Returns that item, None at the end, or True when output is waiting (write_to). */
 static PyObject *until_miss(Core *c, PyObject *items) {
     PyObject *item;
+    if (!ready(c)) return NULL;
     while ((item = PyIter_Next(items)) != NULL) {
         Line l;
         int got = look_up(c, item, &l);
@@ -318,7 +331,11 @@ static PyObject *until_miss(Core *c, PyObject *items) {
             return item;
         }
         Py_DECREF(item);
-        if (!fill(c, l.e, l.lineno, l.ts, l.dur) || !put(c, "\n", 1)) return NULL;
+        Py_ssize_t mark = c->outlen;
+        if (!fill(c, l.e, l.lineno, l.ts, l.dur) || !put(c, "\n", 1)) {
+            c->outlen = mark;  /* no half line */
+            return NULL;
+        }
         l.e->hits++, c->hits++;
         if (c->outlen >= FLUSH) Py_RETURN_TRUE;
     }
@@ -371,10 +388,14 @@ static PyObject *write_to(Core *c, PyObject *stream) {
  * (annotate's check mode compares it with the annotator's own). */
 static PyObject *predict(Core *c, PyObject *item) {
     Line l;
+    if (!ready(c)) return NULL;
     int got = look_up(c, item, &l);
     if (got <= 0) return got < 0 ? NULL : Py_NewRef(Py_None);
     Py_ssize_t mark = c->outlen;
-    if (!fill(c, l.e, l.lineno, l.ts, l.dur)) return NULL;
+    if (!fill(c, l.e, l.lineno, l.ts, l.dur)) {
+        c->outlen = mark;
+        return NULL;
+    }
     PyObject *text = PyUnicode_DecodeUTF8(c->out + mark, c->outlen - mark, "strict");
     c->outlen = mark;
     return text;
@@ -442,7 +463,8 @@ static PyObject *remember(Core *c, PyObject *args) {
     PyObject *text, *tmpl, *syscall, *category, *tid, *ts, *dur;
     long long made;
     int loop;
-    if (!PyArg_ParseTuple(args, "ULUUUpOOO", &text, &made, &tmpl, &syscall, &category, &loop, &tid, &ts, &dur))
+    if (!ready(c) || !PyArg_ParseTuple(args, "ULUUUpOOO", &text, &made, &tmpl, &syscall, &category, &loop,
+                                       &tid, &ts, &dur))
         return NULL;
     if (!PyUnicode_IS_ASCII(text)) Py_RETURN_FALSE;
     const char *s = (const char *)PyUnicode_DATA(text);
@@ -452,10 +474,12 @@ static PyObject *remember(Core *c, PyObject *args) {
     if (!split_line(s, n, &p) || (tid == Py_None) == p.has_tid
         || (ts == Py_None) == (p.ts_end > p.ts_at) || (dur == Py_None) == (p.dur_end > p.dur_at))
         Py_RETURN_FALSE;
-    if (p.has_tid && PyLong_AsLong(tid) != p.tid) Py_RETURN_FALSE;
-    if (ts != Py_None && (!number(s, p.ts_at, p.ts_end, &v) || v != PyFloat_AsDouble(ts))) Py_RETURN_FALSE;
-    if (dur != Py_None && (!number(s, p.dur_at, p.dur_end, &v) || v != PyFloat_AsDouble(dur))) Py_RETURN_FALSE;
-    if (PyErr_Occurred()) return NULL;
+    if (p.has_tid && PyLong_AsLong(tid) != p.tid)
+        return PyErr_Occurred() ? NULL : Py_NewRef(Py_False);
+    if (ts != Py_None && (!number(s, p.ts_at, p.ts_end, &v) || v != PyFloat_AsDouble(ts)))
+        return PyErr_Occurred() ? NULL : Py_NewRef(Py_False);
+    if (dur != Py_None && (!number(s, p.dur_at, p.dur_end, &v) || v != PyFloat_AsDouble(dur)))
+        return PyErr_Occurred() ? NULL : Py_NewRef(Py_False);
     const char *t = PyUnicode_AsUTF8AndSize(tmpl, &tlen);
     if (t == NULL) return NULL;
     uint64_t h = hash_line(s, &p);
@@ -498,6 +522,7 @@ static PyObject *remember(Core *c, PyObject *args) {
 
 /* counts(): {(syscall, category): lines written as repeats}, for the Summary. */
 static PyObject *counts(Core *c, PyObject *Py_UNUSED(ignored)) {
+    if (!ready(c)) return NULL;
     for (Py_ssize_t i = 0; i < CAPACITY; i++)
         if (c->slots[i] != NULL && tally(c, c->slots[i]) < 0) return NULL;
     return PyDict_Copy(c->tallies);
