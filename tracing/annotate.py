@@ -102,6 +102,7 @@ class Annotator:
             prev = m.last.peek(tid)
             # A stall is time after the previous call ended, so at most the time since it
             # began; only its `resumed>` line's time (which -r makes relative) can say more.
+            # _repeats.c's may_stall asks the same before it writes a repeat (test_repeats).
             if (thread == LOOP and prev is not None and item.ts is not None and prev.ts is not None
                     and (item.ts - prev.ts >= STALL or prev.resumed_text is not None)):
                 note += _stall(item, prev)
