@@ -55,6 +55,8 @@ class Annotator:
         self.check_reuse = check_reuse  # tests: work out every verdict, and fail where a reuse would differ
         self.reused = 0  # verdicts reused rather than worked out again
         self.kept: tuple[int, tuple] | None = None  # the last call's (count, verdict), if it may be reused
+        self.repeated = 0  # lines tracing.repeats' compiled core wrote from a kept record (counted in reused)
+        self.checked: list[int] = []  # check mode there: the lines the core's answer was compared on
 
     # Kept for callers that ask the annotator: the answers come from the role stage.
     @property

@@ -68,7 +68,6 @@ def write_jsonl(open_items: Callable[[], Iterable[tuple]], out: IO[str], steps: 
     core = _repeats.Core(made, ann.model.last, STALL)
     holding: list = [None]
     predicted: list = [None, None]  # check mode: the line number and what the core would write
-    ann.checked = []  # check mode: the lines the core's answer was compared on
     out.flush()
     sink = getattr(out, "buffer", None) or _Utf8(out)  # the core writes UTF-8 itself: one copy, not four
 
