@@ -96,7 +96,6 @@ static int split_line(const char *s, Py_ssize_t n, Split *p) {
         if (j > 0 && j <= 10 && j < n && s[j] == ' ') {
             p->tid = strtol(s, NULL, 10), p->has_tid = 1;
             i = j;
-            while (i < n && s[i] == ' ') i++;
         }
     }
     while (i < n && s[i] == ' ') i++;
@@ -436,6 +435,22 @@ static int tally(Core *c, Entry *e) {
     return rc;
 }
 
+/* An entry's template and what it stands for; 0 out of memory (the entry unchanged). */
+static int set_template(Entry *e, const char *t, Py_ssize_t tlen, long long made, int loop, PyObject *syscall,
+                        PyObject *category) {
+    char *copy = PyMem_Malloc(tlen + 1);
+    if (copy == NULL) {
+        PyErr_NoMemory();
+        return 0;
+    }
+    memcpy(copy, t, tlen);
+    PyMem_Free(e->tmpl);
+    e->tmpl = copy, e->tmpllen = tlen, e->made = made, e->loop = loop;
+    Py_XSETREF(e->syscall, Py_NewRef(syscall));
+    Py_XSETREF(e->category, Py_NewRef(category));
+    return 1;
+}
+
 static void free_entry(Entry *e) {
     Py_XDECREF(e->syscall);
     Py_XDECREF(e->category);
@@ -486,14 +501,7 @@ static PyObject *remember(Core *c, PyObject *args) {
     Py_ssize_t slot;
     Entry *e = find(c, s, &p, h, &slot);
     if (e != NULL) {  /* the count moved on since it was kept: it stands for the new count */
-        if (tally(c, e) < 0) return NULL;
-        Py_SETREF(e->syscall, Py_NewRef(syscall));
-        Py_SETREF(e->category, Py_NewRef(category));
-        char *copy = PyMem_Malloc(tlen);
-        if (copy == NULL) return PyErr_NoMemory();
-        memcpy(copy, t, tlen);
-        PyMem_Free(e->tmpl);
-        e->tmpl = copy, e->tmpllen = tlen, e->made = made, e->loop = loop;
+        if (tally(c, e) < 0 || !set_template(e, t, tlen, made, loop, syscall, category)) return NULL;
         Py_RETURN_TRUE;
     }
     if (c->count >= KEEP) {
@@ -504,17 +512,14 @@ static PyObject *remember(Core *c, PyObject *args) {
     e = PyMem_Calloc(1, sizeof(Entry));
     if (e == NULL) return PyErr_NoMemory();
     e->key = PyMem_Malloc(p.ts_at + tail + 1);
-    e->tmpl = PyMem_Malloc(tlen + 1);
-    if (e->key == NULL || e->tmpl == NULL) {
+    if (e->key == NULL || !set_template(e, t, tlen, made, loop, syscall, category)) {
+        if (e->key == NULL) PyErr_NoMemory();
         free_entry(e);
-        return PyErr_NoMemory();
+        return NULL;
     }
     memcpy(e->key, s, p.ts_at);
     memcpy(e->key + p.ts_at, s + p.ts_end, tail);
-    memcpy(e->tmpl, t, tlen);
     e->hash = h, e->keylen = p.ts_at + tail, e->head = p.ts_at, e->flags = flags_of(&p);
-    e->tmpllen = tlen, e->made = made, e->loop = loop;
-    e->syscall = Py_NewRef(syscall), e->category = Py_NewRef(category);
     c->slots[slot] = e;
     c->count++;
     Py_RETURN_TRUE;
