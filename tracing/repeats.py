@@ -137,12 +137,14 @@ class _Utf8:
 def _keep(core, kept: tuple[int, tuple], rec: dict) -> None:
     """Give the core this record as its line's template, if the line's text alone makes it."""
     count, (category, note, ready, fds, thread) = kept
-    if (count != made[0] or rec["note"] != note or rec["resumed_line"] is not None
-            or rec["request"] is not None or rec["source"] is not None):
-        return  # the model changed after the verdict, or the note says more than it (a stall)
+    if count != made[0]:
+        return  # the model changed after the verdict
+    # The record its text alone makes, with the verdict alone: not a resume, an orphaned start
+    # or a stitched line; no scenario request or file name; no more in the note than the
+    # verdict's (a stall).
     ev = parse_line(rec["line"], rec["text"])
     if ev.__class__ is not Event or records.record(ev, None, thread, fds, ready, category, note) != rec:
-        return  # not one complete call parsed alone: a resume, an orphaned start, a stitched line
+        return
     template = jsonl_line({**rec, "line": _LINE, "ts": None if rec["ts"] is None else _TS,
                            "duration": None if rec["duration"] is None else _DURATION})
     core.remember(rec["text"], count, template, rec["syscall"], category, thread == LOOP,
