@@ -322,17 +322,13 @@ def numbered_events(items: Iterable[tuple], holding: list | None = None) -> Iter
             ev = _detached(held, lineno, text)
             yield Started(held.line, held.text, ev.tid, ev.ts, ev.syscall or "", "", held.source)
             yield ev
-            held = None
-            if holding is not None:
-                holding[0] = None
+            held = _holding(holding, None)
             continue
         if held is not None:
             joined = parse_line(held.line, held.call + text)
             if isinstance(joined, Started) or (isinstance(joined, Event) and joined.kind == "syscall"):
                 yield from _fold_stitched(joined, held, lineno, text, pending)
-                held = None
-                if holding is not None:
-                    holding[0] = None
+                held = _holding(holding, None)
                 continue
         if not text or (text[0].isspace() and not text.strip()):
             yield Event(lineno, text, "unparsed", problem="empty line", source=source)
@@ -351,14 +347,10 @@ def numbered_events(items: Iterable[tuple], holding: list | None = None) -> Iter
                 yield got
                 continue
             yield _cut_off(held, "the rest of this line never came")
-            held = None
-            if holding is not None:
-                holding[0] = None
+            held = _holding(holding, None)
         hold = _holdable(got, text, lineno, source)
         if hold is not None:
-            held = hold
-            if holding is not None:
-                holding[0] = hold
+            held = _holding(holding, hold)
             continue
         if source is not None:
             (got[1] if isinstance(got, tuple) else got).source = source
@@ -400,6 +392,13 @@ def numbered_events(items: Iterable[tuple], holding: list | None = None) -> Iter
         yield _cut_off(held, "the trace ended in the middle of this line")
     for start in pending.values():
         yield _orphan(start, "never resumed (the trace ended first)")
+
+
+def _holding(holding: list | None, held: _Held | None) -> _Held | None:
+    """`held`, told to numbered_events' caller if it asked (its line changes rarely)."""
+    if holding is not None:
+        holding[0] = held
+    return held
 
 
 def _fold_stitched(joined, held: _Held, lineno: int, text: str, pending: dict):
