@@ -23,7 +23,7 @@ import pytest
 
 from tracing import procs
 from tracing.names import WAITS  # noqa: F401  (the tests' one set of wait names)
-from tracing.parse import split_args
+from tracing.parse import split_args, split_prefix
 from tracing.procs import alive, port_answers, stop, wait_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,17 +40,11 @@ def call_lines(path: Path) -> list[str]:
             if "(" in line and "resumed>" not in line and "<unfinished" not in line]
 
 
-# Servers that repeat themselves (the pool, memcached's workers, Go's netpoller), uvloop
-# (io_uring_enter, its signal's self-pipe) and a server with no loop (bind, listen, accept).
-_PID = re.compile(r"^(?:\[pid +(\d+)\]|(\d+)) ")
-
-
 def split_calls(path: Path) -> list[tuple[str, str]]:
     """A log's calls strace printed in two halves: (the `<unfinished ...>` line, its `resumed>` line)."""
     started, pairs = {}, []
     for line in path.read_text(errors="replace").splitlines():
-        tid = _PID.match(line)
-        tid = tid and (tid.group(1) or tid.group(2))
+        tid = split_prefix(line)[0]
         if line.endswith("<unfinished ...>"):
             started[tid] = line
         elif "resumed>" in line and tid in started:
@@ -58,6 +52,8 @@ def split_calls(path: Path) -> list[tuple[str, str]]:
     return pairs
 
 
+# Servers that repeat themselves (the pool, memcached's workers, Go's netpoller), uvloop
+# (io_uring_enter, its signal's self-pipe) and a server with no loop (bind, listen, accept).
 MIXED = [line for log in (LOAD, FIXTURES / "kinds" / "go.strace", FIXTURES / "kinds" / "memcached.strace",
                           FIXTURES / "kinds" / "uvloop-signal.strace", FIXTURES / "kinds" / "http-server.strace")
          for line in call_lines(log)]

@@ -5,7 +5,6 @@ real logs shuffled into orders no program made."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
