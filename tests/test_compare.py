@@ -69,7 +69,11 @@ def test_each_pool_wakes_its_loop_through_the_mechanism_the_table_names(runs, ta
     assert table["wakeup_mechanism"][run] == mechanism
     trace = runs[run]
     wakes = [r for r in trace.records if r["category"] == "wakeup"]
-    assert wakes and all(r["thread"] == "pool" for r in wakes), show(wakes)
+    # A write that hands back work is a pool thread's; one with no traced work before it
+    # (asyncio's child-watcher thread in /subprocess) makes no such claim.
+    assert wakes and any(r["thread"] == "pool" for r in wakes), show(wakes)
+    assert all(r["thread"] == "pool" for r in wakes if "hands back" in r["note"]), show(wakes)
+    assert all("hands back" not in r["note"] for r in wakes if r["thread"] != "pool"), show(wakes)
     fds = {f["fd"] for r in wakes for f in r["fds"] if f["role"] == "wakeup"}
     # The loop is woken on that fd (or, for a socketpair, on its other end).
     woken = [x for r in trace.records if r["thread"] == "loop"

@@ -83,7 +83,7 @@ def test_a_server_under_repeated_requests_is_written_by_the_core():
 def test_a_loop_busy_between_two_identical_calls_is_said_so(tmp_path):
     # Real strace: five identical writes, 200 ms of computing with no syscall,
     # five more. The sixth is the same call as the fifth, but its note must say
-    # that the loop served nobody, so the core must leave it to the annotator.
+    # that the thread made no call for 200 ms, so the core must leave it to the annotator.
     log = tmp_path / "busy.strace"
     subprocess.run(["strace", "-f", "-ttt", "-T", "-yy", "-o", str(log), sys.executable,
                     str(PROGRAMS / "busy_between_writes.py")], check=True, timeout=60)
@@ -95,7 +95,7 @@ def test_a_loop_busy_between_two_identical_calls_is_said_so(tmp_path):
     lines = log.read_text().splitlines()
     ticks = [n for n, line in enumerate(lines, 1) if re.search(r' write\(\d+</dev/null.*"tick\\n"', line)]
     assert len(ticks) == 10, ticks
-    stalled = [n for n in ticks if "serving nobody" in next(line for line in want.splitlines()
+    stalled = [n for n in ticks if "made no traced call for" in next(line for line in want.splitlines()
                                                             if line.startswith(f'{{"line": {n},'))]
     assert stalled == [ticks[5]], (stalled, ticks)
     assert ticks[5] not in ann.checked, "the stalled call was written from a template"
@@ -175,7 +175,7 @@ def test_a_repeat_after_a_call_in_two_halves_is_checked_for_a_stall():
     def items():
         return enumerate((line + "\n" for line in lines), 1)
     want, _ = by_the_annotator_alone(items)
-    assert "serving nobody" in want.splitlines()[-1], want.splitlines()[-1]
+    assert "made no traced call for 69 ms" in want.splitlines()[-1], want.splitlines()[-1]
     got, ann = with_the_core(items, check=True)
     assert got == want, first_difference(want, got)
     assert ann.checked == [4, 5], ann.checked  # the core took the repeats, and left the last

@@ -105,7 +105,8 @@ def test_pool_wakes_the_loop_through_a_wakeup_fd_it_watches(sanic_trace):
             # itself. Then the pool's work must be over before that write.
             work = [r for r in recs if r["thread"] == "pool" and r["category"] == "thread-pooled"]
             assert work and work[-1]["ts"] <= w["ts"], show(work + [w])
-            assert "by the loop itself" in w["note"], show([w])
+            assert "so it wakes itself" in w["note"], show([w])
+            assert [e["tid"] for e in w["evidence"] if e["claim"] == "itself"] == [loop], show([w])
         else:
             assert w["category"] == "wakeup" and w["thread"] == "pool", show([w])
         later = [r for r in recs if r["syscall"] in WAITS and r["tid"] == loop
@@ -166,7 +167,13 @@ def test_uvloop_registers_clients_through_io_uring(uvloop_trace):
         wait = next(k for k in range(i + 1, len(recs)) if recs[k]["syscall"] in WAITS)
         between = recs[i + 1:wait]
         enters = [r for r in between if r["syscall"] == "io_uring_enter"]
-        assert enters and all("missing EPOLL_CTL_ADD" in r["note"] for r in enters), show(recs[i:wait + 1])
+        # The note names its evidence: the accept4 that made the fd, and a later wait that
+        # returns it with no epoll_ctl between.
+        returns = {r["line"] for r in recs[wait:] if any(x["fd"] == fd for x in r["ready"])}
+        assert enters and all("registered here, through the ring" in r["note"]
+                              and recs[i]["line"] in {e["line"] for e in r["evidence"]}
+                              and {e["line"] for e in r["evidence"]} & returns
+                              for r in enters), show(recs[i:wait + 1])
         adds = [r for r in between if r["syscall"] == "epoll_ctl" and "EPOLL_CTL_ADD" in r["args"]
                 and r["fds"][1]["fd"] == fd]
         assert not adds, f"client fd {fd} was added with plain epoll_ctl:\n{show(adds)}"

@@ -42,7 +42,7 @@ def test_a_command_is_traced_into_the_same_files_and_summary_as_the_demo_targets
     p, trace = program_run
     for name in FILES:
         assert (trace.out / name).stat().st_size > 0, name
-    assert re.search(r"^threads: \d+ \(loop \d+; pool \d+", p.stdout, re.M), p.stdout
+    assert re.search(r"^threads: \d+ \(loop \d+; .*pool \d+", p.stdout, re.M), p.stdout
     assert "categories:" in p.stdout and "busiest syscalls:" in p.stdout
     assert "read 322 bytes; localhost is 127.0.0.1" in (trace.out / "server.log").read_text()
 
@@ -63,7 +63,11 @@ def test_the_programs_lookup_of_localhost_reads_etc_hosts_on_a_pool_thread(progr
 def test_the_pool_wakes_the_loop_through_its_self_pipe(program_run):
     _, trace = program_run
     wake = [r for r in trace.records if r["category"] == "wakeup"]
-    assert wake and all(r["thread"] == "pool" and "self-pipe" in r["note"] for r in wake), show(wake)
+    assert wake and all("self-pipe" in r["note"] for r in wake), show(wake)
+    # The file read's and the lookup's hand-backs are the pool thread's; asyncio's shutdown
+    # thread also writes the self-pipe, with no work before it, and is said to be no pool.
+    handbacks = [r for r in wake if "hands back" in r["note"]]
+    assert len(handbacks) >= 2 and all(r["thread"] == "pool" for r in handbacks), show(wake)
     woken = [r for r in trace.records if r["thread"] == "loop"
              for x in r["ready"] if x["role"] == "wakeup"]
     assert woken, "the loop's wait returns the wakeup socket"

@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
 from tracing import records
-from tracing.changes import made as _made
+from tracing.changes import Dict, Set, made as _made
 from tracing import roles as R
-from tracing.fds import CLIENT, DEVICE, FILE, STDIO
 from tracing.inputs import open_text
 from tracing.handlers import HANDLERS, Ctx, _exit_note, _generic, _signal
 from tracing.model import Knowledge, Model
-from tracing.names import (BLOCKING, CLONES, LOOP, OTHER, OTHER_CAT, POLLABLE,  # noqa: F401 (re-exported)
-                           POLL_WAITS, POOL, POOLED, READS, TEACHING, WAITS, WAKEUP_CAT, WRITES)
+from tracing.names import (BLOCKING, CLIENT, CLONES, DEVICE, LOOP, OTHER, OTHER_CAT, PIPE,  # noqa: F401
+                           POLLABLE, POLL_WAITS, POOL, POOLED, READS, SOCKET, STDIO, TEACHING, WAITS,
+                           WAKEUP, WAKEUP_CAT, WRITES)
 from tracing.parse import Event, Started, first_fd, numbered_events, split_prefix
 from tracing.progress import Progress
 from tracing.records import Summary  # noqa: F401 (re-exported)
@@ -33,7 +33,7 @@ from tracing.uring import HANDLERS as KERNEL_HANDLERS
 # The kernel tracer's records (io_uring submissions, getaddrinfo) beside the syscalls.
 ALL_HANDLERS = {**HANDLERS, **KERNEL_HANDLERS}
 
-STALL = 0.05  # seconds a loop thread may spend outside epoll and syscalls before we say so
+STALL = 0.05  # seconds a waiting thread may spend outside its waits and syscalls before we say so
 
 
 @dataclass
@@ -83,35 +83,60 @@ class Annotator:
 
     def feed(self, item: Event | Started) -> dict:
         m = self.model
-        if item.tid not in m.procs.process_of:
+        tid = item.tid
+        joined = ""
+        if tid not in m.procs.process_of:
             if m.pending_clones:
                 # A new thread's first call can be printed before clone returns.
-                parent, flags = next(iter(m.pending_clones.items()))
-                m.procs.cloned(parent, item.tid, flags)
-            elif m.procs.process_of and item.tid is not None:
-                m.unplaced.add(item.tid)  # not the first thread, and no clone made it
+                parent, (flags, at) = next(iter(m.pending_clones.items()))
+                m.procs.cloned(parent, tid, flags)
+                m.made(tid, parent, at)
+            elif tid in m.prior.joins:
+                leader, why = m.prior.joins[tid]
+                m.procs.joined(tid, leader)
+                joined = why
+            elif m.procs.process_of and tid is not None:
+                m.unplaced.add(tid)  # not the first thread, and no clone made it
+        if tid not in m.threads:
+            m.thread(tid)
         if item.__class__ is Started:
-            if item.syscall in CLONES:
-                m.pending_clones[item.tid] = item.args
-            elif item.syscall in WAITS:
+            name = item.syscall
+            if name in CLONES:
+                m.pending_clones[tid] = (item.args, item.line)
+            elif name in WAITS:
                 # Asleep in its wait from here on: a loop, on this epoll fd.
                 got = first_fd(item.args)
-                m.saw_wait(item.tid, got[0] if got else None)
-            return records.started(item, R.thread_role(m, item.tid), self.step_at(item.ts))
-        tid, kind = item.tid, item.kind
+                m.saw_wait(tid, got[0] if got else None, item.line)
+            elif name in WRITES:
+                self._writing(item)
+            elif name == "close":
+                # A close that has begun ends its pipe end for a wait that returns meanwhile.
+                got = first_fd(item.args)
+                fd = m.procs.table(tid).fds.get(got[0]) if got else None
+                if fd is not None:
+                    m.closed_fd(tid, fd, item.line)
+            return records.started(item, R.thread_role(m, tid), self.step_at(item.ts))
+        kind = item.kind
+        evidence = ()
         if kind == "syscall":
-            category, note, ready, fds, thread = self.verdict(item)
+            category, note, ready, fds, thread, evidence = self.verdict(item)
+            if m.writes_started and tid in m.writes_started:
+                m.writes_started.pop(tid, None)
             prev = m.last.peek(tid)
             # A stall is time after the previous call ended, so at most the time since it
             # began; only its `resumed>` line's time (which -r makes relative) can say more.
             # _repeats.c's may_stall asks the same before it writes a repeat (test_repeats).
-            if (thread == LOOP and prev is not None and item.ts is not None and prev.ts is not None
+            if ((thread == LOOP or m.threads[tid].first_wait is not None) and prev is not None
+                    and item.ts is not None and prev.ts is not None
                     and (item.ts - prev.ts >= STALL or prev.resumed_text is not None)):
-                note += _stall(item, prev)
+                stall, cited = _stall(item, prev, thread == LOOP)
+                if stall:
+                    note += stall
+                    evidence = [*evidence, *cited]
         else:
             ready, fds, category = [], [], OTHER_CAT
             if kind == "signal":
-                category, note, _ = _signal(Ctx(m, item))
+                category, note, _, _ = _signal(Ctx(m, item))
             elif kind == "exit":
                 note = _exit_note(item)
                 m.pending_clones.pop(tid, None)
@@ -127,18 +152,30 @@ class Annotator:
             else:
                 note = f"not understood, kept verbatim ({item.problem})"
             thread = R.thread_role(m, tid)
-        if m.unplaced and tid in m.unplaced:
+        if joined:
+            note += f" [{joined}]"
+        elif m.unplaced and tid in m.unplaced:
             m.unplaced.discard(tid)
             note += (f" [thread {tid} first shows here without the clone that made it: which "
                      "process it belongs to, and so which fds it shares, this log does not show]")
         m.last[tid] = item
         rec = records.record(item, self.step_at(item.ts) if self.steps else None,
-                             thread, fds, ready, category, note)
+                             thread, fds, ready, category, note, evidence)
         self.summary.add(rec)
         return rec
 
-    def verdict(self, item: Event) -> tuple[str, str, list, list, str]:
-        """A call's category, note, ready list, fds and thread role.
+    def _writing(self, item: Started) -> None:
+        """A write printed `<unfinished ...>`: if it goes to a wakeup fd, a wait may return
+        before strace prints its end; the write's start is then that wait's evidence."""
+        got = first_fd(item.args)
+        if got is None:
+            return
+        fd = self.model.procs.table(item.tid).fds.get(got[0])
+        if fd is not None and fd.role in _WAKEABLE:
+            self.model.writes_started[item.tid] = (item.line, got[0])
+
+    def verdict(self, item: Event) -> tuple[str, str, list, list, str, list]:
+        """A call's category, note, ready list, fds, thread role and evidence.
 
         Worked out by the call's handler, or reused: an identical call (same
         thread, same text but its time) while the model has not changed since
@@ -157,11 +194,11 @@ class Annotator:
         m.last.read = False
         ctx = Ctx(m, seen_by_handler)
         handler = ALL_HANDLERS.get(item.syscall or "", _generic)
-        category, note, ready = handler(ctx)
+        category, note, ready, evidence = handler(ctx)
         if item.problem:
             note = (note + f" [{item.problem}]").strip()
         got = (category, note, ready, [{"fd": f.num, "role": f.role, "detail": f.detail} for f in ctx.fds],
-               R.thread_role(m, item.tid))
+               R.thread_role(m, item.tid), evidence)
         if seen is not None and seen[0] == before and (_made[0] != before or seen[1] != got):
             raise AssertionError(f"line {item.line}: a reused verdict would differ from the handler's: "
                                  f"{seen[1]!r} != {got!r}, or the handler changed the model")
@@ -199,8 +236,9 @@ class _Watched:
         return getattr(self._ev, name)
 
 
-def _stall(item: Event, prev: Event) -> str:
-    """A loop thread's time between two calls, outside any wait, from what the log shows.
+def _stall(item: Event, prev: Event, loop: bool) -> tuple[str, list]:
+    """A waiting thread's time between two calls, outside any wait, from what the log
+    shows, and the evidence: the previous call's line. A loop thread serves nobody then.
 
     The previous call's end is its start plus its -T duration, or the time on
     its `resumed>` line. Without either, a wait may have slept all that time,
@@ -211,42 +249,69 @@ def _stall(item: Event, prev: Event) -> str:
     elif prev.resumed_text is not None and (resumed := split_prefix(prev.resumed_text)[1]) is not None:
         end, known = resumed, True
     elif prev.syscall in WAITS or prev.syscall in POLL_WAITS or prev.kind != "syscall":
-        return ""
+        return "", []
     else:
         end, known = prev.ts, False
     idle = item.ts - end
     if idle < STALL:
-        return ""
-    # Outside epoll and making no call: the loop is busy in Python or C
-    # (time.sleep, a CPU loop), and every other client waits.
+        return "", []
+    who = "the loop thread" if loop else "this thread, which waits for readiness elsewhere,"
+    # Outside epoll and making no call: the thread is busy in Python or C
+    # (time.sleep, a CPU loop); a loop's other clients all wait.
+    busy = "blocked or computing, serving nobody" if loop else "blocked or computing between its waits"
+    cited = [{"claim": "serving-nobody", "line": prev.line, "tid": prev.tid}] if loop else []
     if known:
-        return (f" [before this the loop thread made no traced call for {idle * 1000:.0f} ms "
-                "outside any wait: it was blocked or computing, serving nobody]")
-    return (f" [{idle * 1000:.0f} ms passed since the loop thread started {prev.syscall} (line {prev.line}), "
+        return (f" [before this {who} made no traced call for {idle * 1000:.0f} ms after line "
+                f"{prev.line} ended, outside any wait: it was {busy}]"), cited
+    return (f" [{idle * 1000:.0f} ms passed since {who} started {prev.syscall} (line {prev.line}), "
             "outside any wait; this log has no -T, so how much of it that call took is not shown: "
-            "in it or after it, the loop was blocked or computing, serving nobody]")
+            f"in it or after it, it was {busy}]"), cited
 
 
 # A call line's thread, name and (for a plain `name(fd` start) first fd, in one
 # match: what the first pass needs to skip most lines unparsed.
 _TEACH = re.compile(r"(?:\[pid +(\d{1,10})\] |(\d{1,10}) +)? *(?:[\d:.]+ +)?(?:<\.\.\. )?"
                     r"([a-z_][a-z0-9_]*)(?:\((\d{1,10})[<,]|[( ])")
-_PLAIN = {CLIENT, FILE, STDIO, DEVICE}
+_PLAIN = {CLIENT, STDIO, DEVICE}
+_WAKEABLE = frozenset({WAKEUP, PIPE, SOCKET})
+# What else the first pass must see: waits (loops, and which write a wait took), file
+# opens (work a pool thread hands back), the kernel tracer's own records.
+_LEARNING = TEACHING | WAITS | POLL_WAITS | {"open", "openat", "io_uring_enter", "io_uring_sqe",
+                                             "getaddrinfo", "rt_sigreturn", "sigreturn"}
 
 
-def _plain_write(m: Model, seen: re.Match) -> bool:
-    """A write to a client, a file or stdio: it wakes nobody."""
+def _plain_io(m: Model, seen: re.Match) -> bool:
+    """A read or write of a client, a device or stdio: it wakes nobody and is no pool's work."""
     fd = seen.group(4)
     if fd is None:
         return False
     pid = seen.group(1) or seen.group(2)
-    got = m.procs.table(int(pid) if pid else None).fds.get(int(fd))
-    return got is not None and got.role in _PLAIN
+    tid = int(pid) if pid else None
+    table = m.procs.known(tid)  # not made here: the annotator places a new thread when it first sees it
+    got = table.fds.get(int(fd)) if table is not None else None
+    # A client's I/O on a thread that is no loop (yet) is work a pool thread may hand back.
+    return got is not None and got.role in _PLAIN and (got.role != CLIENT or tid in m.waited)
 
 
-def learn(items: Iterable[tuple]) -> Knowledge:
-    """First pass over numbered lines: run the annotator on the teaching calls."""
-    ann = Annotator()
+def learn(items: Callable[[], Iterable[tuple]] | Iterable[tuple]) -> Knowledge:
+    """First pass over numbered lines: run the annotator on the calls that teach roles and
+    links, then decide each thread's role over the whole log.
+
+    A log that starts late (`strace -p`) shows fds made before it, named only by
+    -yy, and threads no clone made; if those threads use the same fds (same numbers,
+    same pipe or socket), they are one process's. Such a log is read a second time,
+    fds and threads placed from the start."""
+    opener = items if callable(items) else None
+    got = _learn_once(opener() if opener else items, Knowledge())
+    if opener is not None and (got.seeds or got.joins):
+        again = Knowledge(seeds=got.seeds, joins=got.joins)
+        got = _learn_once(opener(), again)
+        got.seeds, got.joins = again.seeds, again.joins
+    return got
+
+
+def _learn_once(items: Iterable[tuple], start: Knowledge) -> Knowledge:
+    ann = Annotator(start)
     m = ann.model
 
     def teaching() -> Iterator[tuple]:
@@ -256,33 +321,92 @@ def learn(items: Iterable[tuple]) -> Knowledge:
                 yield item
                 continue
             name = seen.group(3)
-            if name in WAITS:
-                # A wait only teaches that its thread is a loop, on which epoll
-                # fd. This runs when the parser asks for the line, after every
-                # earlier event.
-                got = _WAIT_FD.search(item[1])
-                pid = seen.group(1) or seen.group(2)
-                m.saw_wait(int(pid) if pid else None, int(got.group(1)) if got else None)
-            elif name in WRITES:
-                if not _plain_write(m, seen):
+            if name in WRITES or name in READS:
+                if not _plain_io(m, seen):
                     yield item
-            elif name in TEACHING:
+            elif name in _LEARNING:
                 yield item
 
     for _ in ann.run(numbered_events(teaching())):
         pass
     got = m.learned
+    got.roles = Dict(R.decide(m))
+    got.loops = Set(t for t, r in got.roles.items() if r.role == LOOP)
+    got.pools = Set(t for t, r in got.roles.items() if r.role == POOL)
+    got.seeds = Dict({tid: Dict(t.firsts) for tid, t in m.procs.origins.items() if t.firsts})
+    got.joins = Dict(_joins(m, got.seeds))
     got.complete = True
     return got
 
 
-_WAIT_FD = re.compile(r"epoll_p?wait2?\((\d{1,10})")
+# What in a decoration names one kernel object: a pipe's or socket's inode, an address.
+_OBJECT = re.compile(r"\[(\d+)|(\d+)\]|(\d+\.\d+\.\d+\.\d+:\d+|\[[0-9a-f:]+\]:\d+)")
+
+
+def _objects(seeds: dict) -> dict:
+    """object -> (fd, decoration, line) for every kernel object a thread's first-seen fds name."""
+    out = {}
+    for num, (deco, line) in seeds.items():
+        for m in _OBJECT.finditer(deco):
+            out.setdefault(next(g for g in m.groups() if g), (num, deco, line))
+    return out
+
+
+def _joins(m: Model, seeds: dict) -> dict:
+    """Threads the log never saw made, joined into one process with the others they share fds
+    with: the same pipe, socket or address named in both (the same fd or the other end of
+    one pipe), or the same fd number with the same -yy text, and no fd number naming two
+    different pipes or unix sockets. Each group goes under the thread seen first; the
+    others' seeds are merged into its own."""
+    joins: dict = dict(m.prior.joins)
+    origins = [tid for tid in m.procs.origins if tid is not None and tid not in joins]
+    leader = {tid: tid for tid in origins}
+
+    def top(tid):
+        while leader[tid] != tid:
+            tid = leader[tid]
+        return tid
+
+    why = {}
+    for i, tid in enumerate(origins):
+        mine = seeds.get(tid, {})
+        for other in origins[:i]:
+            theirs = seeds.get(other, {})
+            if top(tid) == top(other) or any(
+                    n in theirs and theirs[n][0] != deco and deco.startswith(("pipe:", "UNIX"))
+                    and theirs[n][0].startswith(("pipe:", "UNIX")) for n, (deco, _) in mine.items()):
+                continue  # one group already; or one number, two pipes: another process
+            shared = set(_objects(mine)) & set(_objects(theirs))
+            same = sorted(n for n, (deco, _) in mine.items() if n in theirs and theirs[n][0] == deco)
+            if shared:
+                (a, adeco, aline), (b, bdeco, bline) = _objects(mine)[min(shared)], _objects(theirs)[min(shared)]
+            elif same:
+                a = b = same[0]
+                adeco, aline, bdeco, bline = mine[a][0], mine[a][1], theirs[b][0], theirs[b][1]
+            else:
+                continue
+            why.setdefault(tid, f"its fd {a} ({adeco}, line {aline}) names what thread {other}'s fd {b} "
+                                f"({bdeco}, line {bline}) names")
+            why.setdefault(other, f"its fd {b} ({bdeco}, line {bline}) names what thread {tid}'s fd {a} "
+                                  f"({adeco}, line {aline}) names")
+            a_top, b_top = top(tid), top(other)
+            first, second = sorted((a_top, b_top), key=origins.index)
+            leader[second] = first
+    for tid in origins:
+        head = top(tid)
+        if head != tid:
+            joins[tid] = (head, f"thread {tid} first shows here without the clone that made it; {why[tid]}, "
+                                f"so it is taken as a thread of {head}'s process")
+            merged = seeds.setdefault(head, Dict())
+            for num, seed in seeds.pop(tid, {}).items():
+                merged.setdefault(num, seed)
+    return joins
 
 
 def annotate_items(open_items: Callable[[], Iterator[tuple]], steps: Iterable[Step] = (),
                    check_reuse: bool = False) -> tuple[Iterator[dict], Annotator]:
     """Two passes over an input that can be opened twice: learn roles, then stream records."""
-    prior = learn(open_items())
+    prior = learn(open_items)
     ann = Annotator(prior, steps, check_reuse)
     return ann.run(numbered_events(open_items())), ann
 

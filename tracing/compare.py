@@ -38,6 +38,11 @@ def _ctl_op(rec: dict) -> str:
     return args[1].replace("EPOLL_CTL_", "") if len(args) > 1 else "?"
 
 
+def _in_a_handler(rec: dict) -> bool:
+    """A write its note shows inside a signal handler: a signal's arrival, not a pool's wakeup."""
+    return any(e.get("claim") == "signal-handler" for e in rec.get("evidence") or ())
+
+
 def _target_role(rec: dict, i: int) -> str | None:
     fds = rec.get("fds") or []
     return fds[i]["role"] if len(fds) > i else None
@@ -48,7 +53,7 @@ def phase_of(rec: dict) -> tuple[str, str] | None:
     name = rec["syscall"]
     if rec["kind"] != "syscall" or name is None:
         return None
-    if rec["category"] == "wakeup":
+    if rec["category"] == "wakeup" and not _in_a_handler(rec):
         how = "eventfd" if "eventfd" in rec["note"] else "self-pipe"
         return "wake-up from the pool", f"{name} to {how}"
     if rec["errno"] is not None and name not in WAITS:
@@ -123,7 +128,7 @@ def read_run(out: Path) -> dict:
                 phases[got[0]][got[1]] += 1
             if rec["kind"] == "syscall" and rec["syscall"] in WAITS and rec["thread"] == "loop":
                 waits[rec["syscall"]] += 1
-            if rec["category"] == "wakeup":
+            if rec["category"] == "wakeup" and not _in_a_handler(rec):
                 for fd in rec["fds"]:
                     if fd["role"] == "wakeup":
                         wake[fd["detail"] or "pipe"] += 1

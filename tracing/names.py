@@ -43,8 +43,8 @@ RESOLVER_FILES = ("/etc/hosts", "/etc/nsswitch.conf", "/etc/resolv.conf",
 WAITS = frozenset({"epoll_wait", "epoll_pwait", "epoll_pwait2"})  # a loop's wait
 POLL_WAITS = frozenset({"poll", "ppoll", "select", "pselect6", "_newselect"})  # readiness, no epoll fd
 EPOLL_MAKERS = frozenset({"epoll_create", "epoll_create1"})
-READS = frozenset({"read", "readv", "pread64", "preadv", "preadv2", "recvfrom", "recvmsg", "recv"})
-WRITES = frozenset({"write", "writev", "pwrite64", "pwritev", "pwritev2", "sendto", "sendmsg",
+READS = frozenset({"read", "readv", "pread64", "preadv", "preadv2", "recvfrom", "recvmsg", "recvmmsg", "recv"})
+WRITES = frozenset({"write", "writev", "pwrite64", "pwritev", "pwritev2", "sendto", "sendmsg", "sendmmsg",
                     "send"})
 CLONES = frozenset({"clone", "clone3", "fork", "vfork"})
 SIGRETURNS = frozenset({"rt_sigreturn", "sigreturn"})

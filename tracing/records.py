@@ -16,18 +16,19 @@ def started(item, thread: str, request: str | None) -> dict:
 
 
 def record(ev, request: str | None, thread: str = OTHER, fds: list | None = None, ready: list | None = None,
-           category: str = OTHER_CAT, note: str = "") -> dict:
+           category: str = OTHER_CAT, note: str = "", evidence=()) -> dict:
     """A record for a complete event, with what the annotator made of it.
 
     Records are read-only once made: a reused verdict's fds and ready lists are
     shared by every record that reuses it, and the JSON writer keeps their text
-    by identity."""
+    by identity. `evidence` lists the lines the note's claims cite: {"claim", "line", "tid"}
+    (see tracing.claims)."""
     return {
         "line": ev.line, "resumed_line": ev.resumed_line, "tid": ev.tid,
         "kind": ev.kind, "syscall": ev.syscall, "args": ev.args, "ret": ev.ret,
         "errno": ev.errno, "duration": ev.duration, "ts": ev.ts,
         "thread": thread, "fds": [] if fds is None else fds, "ready": [] if ready is None else ready,
-        "category": category, "note": note, "request": request,
+        "category": category, "note": note, "evidence": evidence or [], "request": request,
         "text": ev.text, "resumed_text": ev.resumed_text, "source": ev.source,
     }
 

@@ -61,7 +61,7 @@ _LINE, _TS, _DURATION = _Mark("L"), _Mark("S"), _Mark("D")
 def write_jsonl(open_items: Callable[[], Iterable[tuple]], out: IO[str], steps: Iterable[Step] = (),
                 check: bool = False) -> Annotator:
     """Annotate an input that can be opened twice into JSON Lines on `out`."""
-    ann = Annotator(learn(open_items()), steps, check_reuse=check)
+    ann = Annotator(learn(open_items), steps, check_reuse=check)
     if _repeats is None or ann.steps:
         write_outputs(ann.run(numbered_events(open_items())), None, out)
         return ann
@@ -104,7 +104,7 @@ def write_jsonl(open_items: Callable[[], Iterable[tuple]], out: IO[str], steps: 
             if core.add(line):
                 core.write_to(sink)
             if ann.kept is not None and rec["kind"] == "syscall":
-                _keep(core, ann.kept, rec)
+                _keep(core, ann.kept, rec, ann.model)
     finally:
         if not out.closed:  # a run that failed half-way may have closed it first
             core.write_to(sink)
@@ -134,18 +134,20 @@ class _Utf8:
         self.out.flush()
 
 
-def _keep(core, kept: tuple[int, tuple], rec: dict) -> None:
+def _keep(core, kept: tuple[int, tuple], rec: dict, model) -> None:
     """Give the core this record as its line's template, if the line's text alone makes it."""
-    count, (category, note, ready, fds, thread) = kept
+    count, (category, note, ready, fds, thread, evidence) = kept
     if count != made[0]:
         return  # the model changed after the verdict
     # The record its text alone makes, with the verdict alone: not a resume, an orphaned start
     # or a stitched line; no scenario request or file name; no more in the note than the
     # verdict's (a stall).
     ev = parse_line(rec["line"], rec["text"])
-    if ev.__class__ is not Event or records.record(ev, None, thread, fds, ready, category, note) != rec:
+    if ev.__class__ is not Event or records.record(ev, None, thread, fds, ready, category, note, evidence) != rec:
         return
     template = jsonl_line({**rec, "line": _LINE, "ts": None if rec["ts"] is None else _TS,
                            "duration": None if rec["duration"] is None else _DURATION})
-    core.remember(rec["text"], count, template, rec["syscall"], category, thread == LOOP,
+    # The stall check applies to a thread that waits for readiness (annotate.Annotator.feed).
+    waits = thread == LOOP or model.threads[rec["tid"]].first_wait is not None
+    core.remember(rec["text"], count, template, rec["syscall"], category, waits,
                   rec["tid"], rec["ts"], rec["duration"])

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Callable
 
 from tracing import fds as F
-from tracing.handlers import _WHY_WATCH, Ctx, Verdict, _work
+from tracing.handlers import Ctx, Verdict, _what_wakes, _where, _work
 from tracing.changes import List
 from tracing.kernel_lines import sqe_fields
 from tracing.names import BLOCKING, OTHER_CAT, POLLABLE, POOLED
@@ -35,6 +35,7 @@ def _io_uring_sqe(c: Ctx) -> Verdict:
             fd_num = kernel["fd"]
     target = c.table.get(fd_num)
     c.fds.append(target)
+    c.cite("libuv", c.ev.line)  # this record's user_data has libuv's layout: the evidence is itself
     how = (f"through io_uring (IORING_OP_EPOLL_CTL inside io_uring_enter, which strace cannot decode): "
            f"decoded from libuv's user_data {ud:#x} = op {op} | slot {got['slot']}<<2 | fd {fd_num}<<32"
            f"{res}{checked}")
@@ -53,7 +54,7 @@ def _io_uring_sqe(c: Ctx) -> Verdict:
         return c.say(f"EPOLL_CTL_DEL fd {fd_num} ({target.describe()}) from {epname}: the loop stops "
                      f"watching it; {how}", POLLABLE)
     mask = f" for {events[0][0]}" if events else ""
-    why = _WHY_WATCH.get(target.role, "the loop will be told when it is ready")
+    why = _what_wakes(target, events[0][0] if events else "EPOLLIN")
     return c.say(f"EPOLL_CTL_{op} fd {fd_num} = {target.describe()} to {epname}{mask}: {why}; {how}",
                  POLLABLE)
 
@@ -62,10 +63,7 @@ def _getaddrinfo(c: Ctx) -> Verdict:
     node = quoted(c.args[0]) if c.args else None
     cat = _work(c)
     took = f" took {c.ev.duration * 1000:.1f} ms" if c.ev.duration is not None else ""
-    where = {POOLED: "on a pool thread, so the loop is not blocked",
-             BLOCKING: "BLOCKING on the loop thread: nobody else is served until the resolver answers"
-             }.get(cat, "the resolver reads /etc/hosts and friends, and may ask DNS")
-    return c.say(f"getaddrinfo({node}){took} (libc, seen by a uprobe): {where}", cat)
+    return c.say(f"getaddrinfo({node}){took} (libc, seen by a uprobe){_where(c, cat)}", cat)
 
 
 HANDLERS: dict[str, Callable[[Ctx], Verdict]] = {"io_uring_sqe": _io_uring_sqe,

@@ -17,7 +17,7 @@ from tracing import progress
 
 COLORS = {"pollable": "32", "thread-pooled": "36", "blocking": "31;1", "wakeup": "35;1"}
 JSONL_FIELDS = ("line", "resumed_line", "tid", "kind", "syscall", "args", "ret", "errno",
-                "duration", "ts", "thread", "fds", "ready", "category", "note", "request")
+                "duration", "ts", "thread", "fds", "ready", "category", "note", "evidence", "request")
 
 
 def use_color(stream: IO, choice: str = "auto") -> bool:
@@ -136,15 +136,15 @@ def _call_json(kind, syscall, args, ret, errno) -> str:
     return text
 
 
-def _verdict_json(thread, fds, ready, cat, note) -> str:
+def _verdict_json(thread, fds, ready, cat, note, evidence) -> str:
     key = (thread, id(fds), id(ready), cat, note)
     got = _VERDICT_JSON.get(key)
-    if got is not None and got[0] is fds and got[1] is ready:
+    if got is not None and got[0] is fds and got[1] is ready and not evidence:
         return got[2]
     text = (f'"thread": {_json_str(thread)}, "fds": {_fds(fds) if fds else "[]"}, '
             f'"ready": {_readies(ready) if ready else "[]"}, "category": {_json_str(cat)}, '
-            f'"note": {_json_str(note)}')
-    if not ready:  # a wait's verdict (the one with ready fds) is never reused: not worth keeping
+            f'"note": {_json_str(note)}, "evidence": {_ready(evidence) if evidence else "[]"}')
+    if not ready and not evidence:  # a verdict with ready fds or evidence is seldom reused: not worth keeping
         if len(_VERDICT_JSON) >= _KEEP:
             _VERDICT_JSON.clear()
         _VERDICT_JSON[key] = (fds, ready, text)
@@ -164,17 +164,17 @@ def jsonl_line(rec: dict) -> str:
     """
     try:
         (line, resumed, tid, kind, syscall, args, ret, errno, dur, ts, thread, fds, ready, cat, note,
-         request) = _FIELDS(rec)
+         evidence, request) = _FIELDS(rec)
     except KeyError:  # a record made elsewhere, without every field: the missing ones are null
         (line, resumed, tid, kind, syscall, args, ret, errno, dur, ts, thread, fds, ready, cat, note,
-         request) = _FIELDS({**_NULLS, **rec})
+         evidence, request) = _FIELDS({**_NULLS, **rec})
     out = (f'{{"line": {"null" if line is None else repr(line)}, '
            f'"resumed_line": {"null" if resumed is None else repr(resumed)}, '
            f'"tid": {"null" if tid is None else repr(tid)}, '
            f'{_call_json(kind, syscall, args, ret, errno)}, '
            f'"duration": {"null" if dur is None else _number(dur)}, '
            f'"ts": {"null" if ts is None else repr(ts)}, '
-           f'{_verdict_json(thread, fds, ready, cat, note)}, '
+           f'{_verdict_json(thread, fds, ready, cat, note, evidence)}, '
            f'"request": {"null" if request is None else _str(request)}')
     if kind != "syscall":
         text = rec.get("text")
