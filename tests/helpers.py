@@ -321,7 +321,15 @@ class Live:
         return strace, server
 
 
+def artifacts(name: str) -> Path:
+    """Where a test leaves a file for people to look at (screenshots): test-artifacts/ in the
+    checkout, or $EPOLL_LAB_ARTIFACTS."""
+    folder = Path(os.environ.get("EPOLL_LAB_ARTIFACTS") or ROOT / "test-artifacts")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / name
+
+
 __all__ = ["Live", "PROGRAMS", "ROOT", "Server", "Trace", "WAITS",
-           "assert_add_follows_each_accept", "curl", "fd_roles", "free_port", "processes_running",
+           "artifacts", "assert_add_follows_each_accept", "curl", "fd_roles", "free_port", "processes_running",
            "run_cli", "sanic_server", "serving", "show", "still_alive_after_a_while", "wait_for",
            "wait_port"]

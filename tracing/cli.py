@@ -321,14 +321,28 @@ def kernel_unavailable() -> str:
 
 
 def cmd_timeline(args) -> int:
-    if not args.events.is_file():
-        raise TraceError(f"no such file: {args.events}", EXIT_SETUP)
-    out = args.output or args.events.with_name("timeline.html")
+    events = args.events
+    if not events.exists():
+        raise TraceError(f"no such file: {events}", EXIT_SETUP)
+    if events.is_dir():
+        raise TraceError(f"{events} is a folder: give its events.jsonl", 2)
+    out = args.output or events.with_name("timeline.html")
+    if not events.is_file():  # /dev/null, a FIFO: the page goes to the working folder
+        out = args.output or Path("timeline.html")
     try:
-        timeline.write(timeline.from_jsonl(args.events), out, args.title or f"epoll-lab timeline: {args.events}")
+        shown = timeline.write(timeline.from_jsonl(events), out, args.title or f"epoll-lab timeline: {events}",
+                               empty_ok=False)
     except timeline.NotEvents as e:
+        if str(e).startswith("it holds no call"):
+            raise TraceError(f"{events} is empty: {e} (timeline reads the events.jsonl of a run, or of "
+                             "annotate --format jsonl)", 2) from None
         raise TraceError(f"{e}: timeline reads the events.jsonl of a run (or of annotate --format jsonl)",
                          2) from None
+    except OSError as e:
+        raise output_error(out, e, running=False) from None
+    if shown["hidden"]:
+        eprint(f"[epoll-lab] {shown['threads']:,} threads: drew {shown['lanes']} lanes (every loop and pool "
+               f"thread, then the busiest), left out {shown['hidden']:,}")
     eprint(f"[epoll-lab] wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0
 
