@@ -321,6 +321,40 @@ class Live:
         return strace, server
 
 
+def nesting_problems(events: list[dict]) -> list[str]:
+    """Complete slices ("X") that do not nest strictly on their track (pid, tid): each slice
+    lies after the one before it ends, or strictly inside it (starting after it starts and
+    ending before it ends: a viewer that sorts begin and end events may order equal times
+    either way)."""
+    tracks: dict[tuple, list[dict]] = {}
+    for e in events:
+        if e.get("ph") == "X":
+            tracks.setdefault((e["pid"], e["tid"]), []).append(e)
+    bad = []
+    for key, slices in tracks.items():
+        slices.sort(key=lambda e: (e["ts"], -e["dur"]))
+        stack: list[tuple[float, float, dict]] = []
+        for e in slices:
+            a, b = e["ts"], e["ts"] + e["dur"]
+            while stack and stack[-1][1] <= a:
+                stack.pop()
+            if stack and not (stack[-1][0] < a and b < stack[-1][1]):
+                pa, pb, p = stack[-1]
+                bad.append(f"track {key}: {e['name']} [{a}, {b}] line {e.get('args', {}).get('line')} is not "
+                           f"inside {p['name']} [{pa}, {pb}] line {p.get('args', {}).get('line')}")
+            stack.append((a, b, e))
+        # A zero-length slice is a begin and an end at one time: at another slice's edge,
+        # or at another zero-length slice's time, its order is the viewer's guess.
+        edges: dict[float, int] = {}
+        for e in slices:
+            for t in {e["ts"], e["ts"] + e["dur"]}:
+                edges[t] = edges.get(t, 0) + 1
+        bad += [f"track {key}: zero-length {e['name']} line {e.get('args', {}).get('line')} at {e['ts']} "
+                f"shares its time with another slice's edge" for e in slices
+                if e["dur"] == 0 and edges[e["ts"]] > 1]
+    return bad
+
+
 def artifacts(name: str) -> Path:
     """Where a test leaves a file for people to look at (screenshots): test-artifacts/ in the
     checkout, or $EPOLL_LAB_ARTIFACTS."""
@@ -330,6 +364,6 @@ def artifacts(name: str) -> Path:
 
 
 __all__ = ["Live", "PROGRAMS", "ROOT", "Server", "Trace", "WAITS",
-           "artifacts", "assert_add_follows_each_accept", "curl", "fd_roles", "free_port", "processes_running",
+           "artifacts", "assert_add_follows_each_accept", "curl", "fd_roles", "free_port", "nesting_problems", "processes_running",
            "run_cli", "sanic_server", "serving", "show", "still_alive_after_a_while", "wait_for",
            "wait_port"]

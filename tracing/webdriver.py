@@ -93,6 +93,10 @@ class Browser:
         """Run `script` (a function body; `arguments` holds args) in the page; returns its value."""
         return self._s("POST", "/execute/sync", {"script": script, "args": list(args)})
 
+    def run_async(self, script: str, *args, timeout: float = 30):
+        """Run `script`, which calls `arguments[arguments.length - 1](value)` when done."""
+        return self._s("POST", "/execute/async", {"script": script, "args": list(args)}, timeout=timeout + 5)
+
     def wait(self, script: str, timeout: float = 10, step: float = 0.05):
         """Until `script` returns something truthy; returns it (None when the time is up)."""
         deadline = time.monotonic() + timeout
