@@ -355,6 +355,42 @@ def nesting_problems(events: list[dict]) -> list[str]:
     return bad
 
 
+class WebPage:
+    """`python -m tracing web` on a free port, its URL and token read from its first line;
+    stopped with SIGINT (as Ctrl-C) and reaped."""
+
+    def __init__(self, tmp_path: Path, *extra: str) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen([sys.executable, "-m", "tracing", "web", "--port", str(self.port),
+                                      "--out", str(tmp_path / "web"), *extra], cwd=ROOT,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.output: list[str] = []
+        line = self.proc.stdout.readline()
+        self.output.append(line)
+        m = re.search(r"open (http://127\.0\.0\.1:\d+/\?token=(\S+))", line)
+        if not m:
+            self.stop()
+            raise AssertionError(f"epoll-lab web printed no URL: {line!r}")
+        self.url, self.token = m.groups()
+        self.base = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=lambda: self.output.extend(self.proc.stdout), daemon=True).start()
+        if not wait_for(lambda: port_answers(self.port), 20):
+            self.stop()
+            raise AssertionError("epoll-lab web did not listen:\n" + "".join(self.output))
+
+    def pids(self) -> list[int]:
+        return procs.descendants(self.proc.pid)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                stop(self.proc.pid)
+        return self.proc.wait()
+
+
 def artifacts(name: str) -> Path:
     """Where a test leaves a file for people to look at (screenshots): test-artifacts/ in the
     checkout, or $EPOLL_LAB_ARTIFACTS."""
@@ -364,6 +400,6 @@ def artifacts(name: str) -> Path:
 
 
 __all__ = ["Live", "PROGRAMS", "ROOT", "Server", "Trace", "WAITS",
-           "artifacts", "assert_add_follows_each_accept", "curl", "fd_roles", "free_port", "nesting_problems", "processes_running",
+           "artifacts", "assert_add_follows_each_accept", "curl", "fd_roles", "free_port", "nesting_problems", "processes_running", "WebPage",
            "run_cli", "sanic_server", "serving", "show", "still_alive_after_a_while", "wait_for",
            "wait_port"]
