@@ -14,7 +14,7 @@ import pytest
 
 from tracing.web import BATCH, Hub, follow
 
-pytestmark = pytest.mark.asyncio
+
 
 
 async def hub(ring: int = 1000) -> Hub:
@@ -47,6 +47,7 @@ async def until(cond, seconds: float = 5.0) -> None:
         await asyncio.sleep(0.01)
 
 
+@pytest.mark.asyncio
 async def test_messages_from_another_thread_arrive_in_order_in_bounded_frames():
     h = await hub(ring=10_000)
     tab = Tab()
@@ -61,6 +62,7 @@ async def test_messages_from_another_thread_arrive_in_order_in_bounded_frames():
     assert max(len(f) for f in tab.frames) <= BATCH
 
 
+@pytest.mark.asyncio
 async def test_a_tab_that_stops_reading_costs_the_publisher_nothing_and_is_dropped():
     h = await hub(ring=1000)
     stuck = asyncio.Event()
@@ -79,6 +81,7 @@ async def test_a_tab_that_stops_reading_costs_the_publisher_nothing_and_is_dropp
         await asyncio.wait_for(reader, 5)
 
 
+@pytest.mark.asyncio
 async def test_a_slow_tab_is_told_what_it_missed_then_goes_on_in_order():
     h = await hub(ring=50)
     tab = Tab(delay=0.05)
@@ -97,6 +100,7 @@ async def test_a_slow_tab_is_told_what_it_missed_then_goes_on_in_order():
     assert len(recs) + sum(g["lost"] for g in gaps) == 500, "every message is either shown or counted"
 
 
+@pytest.mark.asyncio
 async def test_a_tab_that_reconnects_goes_on_after_the_last_message_it_saw():
     h = await hub(ring=1000)
     first = Tab()
@@ -114,6 +118,7 @@ async def test_a_tab_that_reconnects_goes_on_after_the_last_message_it_saw():
     assert [m["n"] for m in first.messages + again.messages] == list(range(150))
 
 
+@pytest.mark.asyncio
 async def test_an_idle_stream_pings_so_the_tab_knows_the_line_is_open():
     h = await hub()
     tab = Tab()
@@ -121,3 +126,29 @@ async def test_an_idle_stream_pings_so_the_tab_knows_the_line_is_open():
     await until(lambda: tab.frames)
     reader.cancel()
     assert tab.frames[0] == [{"type": "ping", "seq": 0}]
+
+
+@pytest.mark.asyncio
+async def test_several_tabs_each_get_every_message_in_order():
+    h = await hub(ring=5000)
+    tabs = [Tab(), Tab(delay=0.001), Tab()]
+    readers = [asyncio.create_task(follow(h, t.send)) for t in tabs]
+    for i in range(1000):
+        h.publish("rec", n=i)
+    await until(lambda: all(len(t.messages) == 1000 for t in tabs), 10)
+    for r in readers:
+        r.cancel()
+    for t in tabs:
+        assert [m["n"] for m in t.messages] == list(range(1000))
+
+
+def test_the_page_gets_a_lines_evidence_when_the_annotator_gives_it():
+    from tracing.web import page_record
+    rec = {"line": 12, "resumed_line": None, "tid": 7, "thread": "loop", "kind": "syscall", "syscall": "epoll_wait",
+           "args": "3, [...], 10, -1", "ret": "1", "ts": 1.0, "duration": 0.5, "category": "pollable",
+           "note": "woken by line 11", "ready": [{"fd": 4, "role": "wakeup"}],
+           "evidence": [{"line": 11, "tid": 8}]}
+    got = page_record(rec)
+    assert got["evidence"] == [{"line": 11, "tid": 8}] and got["wakes"] is True
+    del rec["evidence"]
+    assert "evidence" not in page_record(rec), "no evidence field: the page says the annotator named none"
