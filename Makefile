@@ -16,7 +16,7 @@ C_BIN := cdemo/bin/epoll_server
 C_ASAN := cdemo/bin/epoll_server-asan
 C_TSAN := cdemo/bin/epoll_server-tsan
 
-.PHONY: help setup build-c trace-sanic trace-c compare ltrace-sanic ltrace-c live-sanic live-c serve-sanic serve-c test screenshot container-smoke bench bench-c bench-annotate bench-live clean
+.PHONY: web help setup build-c trace-sanic trace-c compare ltrace-sanic ltrace-c live-sanic live-c serve-sanic serve-c test screenshot container-smoke bench bench-c bench-annotate bench-live clean
 
 help:
 	@echo "make trace-sanic [LOOP=asyncio] [PORT=8000]  trace the Sanic server, write traces/sanic*/"
@@ -29,6 +29,7 @@ help:
 	@echo "make ltrace-sanic [LOOP=asyncio], ltrace-c [POOL=1]  library calls (getaddrinfo, epoll wrappers) with ltrace"
 	@echo "make screenshot [ZOOM='request 2: GET /file']  traces/sanic/timeline.html to PNGs (whole, one request) with headless Chromium"
 	@echo "make live-sanic, live-c [FILTER=epoll|loop]  trace and stream annotated lines while you curl"
+	@echo "make web [PORT=8765]                          a live page: start Sanic or the C server traced, press buttons, watch"
 	@echo "make serve-sanic, serve-c                     the servers without tracing, for plain curl"
 	@echo "make compare [FRESH=1]                       C vs Sanic/uvloop (with, without io_uring) vs Sanic/asyncio"
 	@echo "make test                                     run the whole test suite (real strace, servers, curl)"
@@ -75,6 +76,9 @@ live-sanic: setup
 
 live-c: setup $(C_BIN)
 	$(PY) -m tracing live c --tracer $(TRACER) $(if $(POOL),--pool) $(if $(RECIPE),--recipe $(RECIPE)) $(if $(PORT),--port $(PORT)) $(if $(FILTER),--filter $(FILTER))
+
+web: setup $(C_BIN)
+	$(PY) -m tracing web --port $(or $(PORT),8765)
 
 serve-sanic: setup
 	$(PY) -m server --loop $(LOOP) --port $(or $(PORT),8000)

@@ -335,10 +335,25 @@ COND_COLORS = {"untraced": "#4c72b0", "story-recipe": "#dd8452", "load-recipe": 
                "kernel-story": "#8172b3"}
 
 
-def _err(values: list[float], lo_hi: list[tuple[float, float]]) -> list[list[float]]:
-    """matplotlib's yerr (distances below and above each bar) from (min, max) pairs."""
-    return [[max(v - lo, 0) for v, (lo, _) in zip(values, lo_hi)],
-            [max(hi - v, 0) for v, (_, hi) in zip(values, lo_hi)]]
+def series(rows: list[dict]) -> tuple[list[str], list[str], dict]:
+    """What the plot draws, from whatever rows exist: the servers and conditions present
+    (the lab's order first, any other after), and per (server, condition) the median and
+    each round's value of CPU per request and of the throughput ratio to untraced."""
+    servers = [s for s in SERVERS if any(r["server"] == s for r in rows)]
+    servers += sorted({r["server"] for r in rows} - set(servers))
+    conds = [c for c in CONDITIONS if any(r["condition"] == c for r in rows)]
+    conds += sorted({r["condition"] for r in rows} - set(conds))
+    base = {r["server"]: r["rps"] for r in rows if r["condition"] == "untraced" and r.get("rps")}
+    got = {}
+    for r in rows:
+        runs = r.get("runs") or [r]
+        one = base.get(r["server"])
+        got[(r["server"], r["condition"])] = {
+            "cpu": r.get("cpu_us_per_req"), "cpu_rounds": [x.get("cpu_us_per_req") for x in runs],
+            "ratio": r.get("ratio_vs_untraced"),
+            "ratio_rounds": [x["rps"] / one for x in runs if one and x.get("rps") is not None],
+        }
+    return servers, conds, got
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -346,42 +361,47 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    servers, conds, got = series(rows)
     fig, (a, b, w) = plt.subplots(1, 3, figsize=(18, 4.8))
-    width = 0.2
-    base = {s: next(r for r in rows if r["server"] == s and r["condition"] == "untraced")["rps"]
-            for s in SERVERS}
-    # Conditions a results.json from before one was added does not have are left out.
-    for i, cond in enumerate(c for c in CONDITIONS if any(r["condition"] == c for r in rows)):
-        got = [next(r for r in rows if r["server"] == s and r["condition"] == cond) for s in SERVERS]
-        # One colour per condition in both panels; error bars: the min-max over the rounds.
-        cpu = [r["cpu_us_per_req"] for r in got]
-        lo_hi = [span(r, "cpu_us_per_req") for r in got]
-        a.bar([j + (i - 1.5) * width for j in range(len(SERVERS))], cpu, width, label=cond,
-              color=COND_COLORS[cond], yerr=_err(cpu, lo_hi), capsize=3, ecolor="#333")
+    width = 0.8 / max(1, len(conds))
+    palette = ["#937860", "#da8bc3", "#8c8c8c", "#ccb974"]
+    # Bars: the median round; dots: every round, so the spread shows as what it is (a ratio
+    # above 1 in one round is noise between rounds, not tracing making a server faster).
+    for i, cond in enumerate(conds):
+        color = COND_COLORS.get(cond) or palette[i % len(palette)]
+        at = [j + (i - (len(conds) - 1) / 2) * width for j in range(len(servers))]
+        cells = [got.get((s, cond)) for s in servers]
+        a.bar(at, [c["cpu"] if c and c["cpu"] is not None else float("nan") for c in cells], width,
+              label=cond, color=color)
+        for x, c in zip(at, cells):
+            vals = [v for v in (c or {}).get("cpu_rounds", []) if v is not None]
+            a.plot([x] * len(vals), vals, "o", color="#222", ms=3)
         if cond != "untraced":
-            ratio = [r["ratio_vs_untraced"] for r in got]
-            lo_hi = [(lo / base[r["server"]], hi / base[r["server"]])
-                     for r, (lo, hi) in zip(got, (span(r, "rps") for r in got))]
-            b.bar([j + (i - 2) * width for j in range(len(SERVERS))], ratio, width, label=cond,
-                  color=COND_COLORS[cond], yerr=_err(ratio, lo_hi), capsize=3, ecolor="#333")
-    idle = [next(r for r in rows if r["server"] == s and r["condition"] == "untraced") for s in SERVERS]
-    user = [r["user_us_per_req"] for r in idle]
-    w.bar(range(len(SERVERS)), user, 0.6, label="user (in the process)", color="#4c72b0")
-    w.bar(range(len(SERVERS)), [r["sys_us_per_req"] for r in idle], 0.6, bottom=user,
+            b.bar(at, [c["ratio"] if c and c["ratio"] is not None else float("nan") for c in cells], width,
+                  label=cond, color=color)
+            for x, c in zip(at, cells):
+                vals = (c or {}).get("ratio_rounds", [])
+                b.plot([x] * len(vals), vals, "o", color="#222", ms=3)
+    idle = [(j, got[(s, "untraced")]) for j, s in enumerate(servers) if (s, "untraced") in got]
+    rows_idle = {r["server"]: r for r in rows if r["condition"] == "untraced"}
+    user = [rows_idle[servers[j]]["user_us_per_req"] for j, _ in idle]
+    w.bar([j for j, _ in idle], user, 0.6, label="user (in the process)", color="#4c72b0")
+    w.bar([j for j, _ in idle], [rows_idle[servers[j]]["sys_us_per_req"] for j, _ in idle], 0.6, bottom=user,
           label="system (in the kernel)", color="#a6bddb")
-    for j, r in enumerate(idle):
+    for j, _ in idle:
+        r = rows_idle[servers[j]]
         w.annotate(f"{r['user_us_per_req'] / r['cpu_us_per_req']:.0%} user\n{r['syscalls_per_req']:.1f} syscalls",
                    (j, r["cpu_us_per_req"]), ha="center", va="bottom", fontsize=8)
     w.set_ylabel("server CPU µs per request, untraced")
     w.set_title("where the time goes: user vs system (label: per request)")
-    w.set_ylim(0, max(r["cpu_us_per_req"] for r in idle) * 1.25)
+    w.set_ylim(0, max(rows_idle[servers[j]]["cpu_us_per_req"] for j, _ in idle) * 1.25)
     for ax in (a, b, w):
-        ax.set_xticks(range(len(SERVERS)), SERVERS, rotation=20)
-        ax.legend()
+        ax.set_xticks(range(len(servers)), servers, rotation=20)
+        ax.legend(fontsize=8)
     a.set_ylabel("server CPU µs per request (lower is better)")
-    a.set_title("CPU per request")
-    b.set_ylabel("traced req/s ÷ untraced req/s")
-    b.set_title("what tracing keeps of the throughput")
+    a.set_title("CPU per request (bar: median round; dots: each round)")
+    b.set_ylabel("traced req/s ÷ untraced median req/s")
+    b.set_title("what tracing keeps of the throughput (dots: each round)")
     b.axhline(1.0, color="grey", lw=0.8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -8,9 +8,10 @@ cd "$(dirname "$0")/.."
 tools=(strace ltrace curl gcc make wrk)
 pkgs=(strace ltrace curl gcc make wrk)
 if [[ ${1:-} == --for-tests ]]; then
-    # The timeline's real-browser check and `make screenshot`.
-    tools+=(chromium)
-    pkgs+=(chromium)
+    # The timeline's real-browser check and `make screenshot`; chromedriver drives the
+    # browser in the web page's end-to-end test; npm installs speedscope (tests/viewers).
+    tools+=(chromium chromedriver node npm)
+    pkgs+=(chromium chromium-driver nodejs npm)
 fi
 missing=()
 for i in "${!tools[@]}"; do
@@ -78,4 +79,15 @@ if [[ ! -f $stamp || pyproject.toml -nt $stamp || constraints.txt -nt $stamp || 
     echo "[setup] installing epoll-lab and its test tools into .venv (pinned by constraints.txt)"
     .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
     touch "$stamp"
+fi
+
+# The trace viewer the tests open trace.json in, offline: speedscope from npm, pinned
+# by tests/viewers/package-lock.json, installed into tests/viewers/node_modules.
+if [[ ${1:-} == --for-tests ]]; then
+    viewers=tests/viewers
+    if [[ ! -f $viewers/node_modules/.epoll-lab-installed || $viewers/package-lock.json -nt $viewers/node_modules/.epoll-lab-installed ]]; then
+        echo "[setup] installing speedscope (pinned) into $viewers/node_modules with npm"
+        npm ci --prefix "$viewers" --no-audit --no-fund --loglevel=error >/dev/null
+        touch "$viewers/node_modules/.epoll-lab-installed"
+    fi
 fi

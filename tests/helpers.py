@@ -321,7 +321,85 @@ class Live:
         return strace, server
 
 
+def nesting_problems(events: list[dict]) -> list[str]:
+    """Complete slices ("X") that do not nest strictly on their track (pid, tid): each slice
+    lies after the one before it ends, or strictly inside it (starting after it starts and
+    ending before it ends: a viewer that sorts begin and end events may order equal times
+    either way)."""
+    tracks: dict[tuple, list[dict]] = {}
+    for e in events:
+        if e.get("ph") == "X":
+            tracks.setdefault((e["pid"], e["tid"]), []).append(e)
+    bad = []
+    for key, slices in tracks.items():
+        slices.sort(key=lambda e: (e["ts"], -e["dur"]))
+        stack: list[tuple[float, float, dict]] = []
+        for e in slices:
+            a, b = e["ts"], e["ts"] + e["dur"]
+            while stack and stack[-1][1] <= a:
+                stack.pop()
+            if stack and not (stack[-1][0] < a and b < stack[-1][1]):
+                pa, pb, p = stack[-1]
+                bad.append(f"track {key}: {e['name']} [{a}, {b}] line {e.get('args', {}).get('line')} is not "
+                           f"inside {p['name']} [{pa}, {pb}] line {p.get('args', {}).get('line')}")
+            stack.append((a, b, e))
+        # A zero-length slice is a begin and an end at one time: at another slice's edge,
+        # or at another zero-length slice's time, its order is the viewer's guess.
+        edges: dict[float, int] = {}
+        for e in slices:
+            for t in {e["ts"], e["ts"] + e["dur"]}:
+                edges[t] = edges.get(t, 0) + 1
+        bad += [f"track {key}: zero-length {e['name']} line {e.get('args', {}).get('line')} at {e['ts']} "
+                f"shares its time with another slice's edge" for e in slices
+                if e["dur"] == 0 and edges[e["ts"]] > 1]
+    return bad
+
+
+class WebPage:
+    """`python -m tracing web` on a free port, its URL and token read from its first line;
+    stopped with SIGINT (as Ctrl-C) and reaped."""
+
+    def __init__(self, tmp_path: Path, *extra: str) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen([sys.executable, "-m", "tracing", "web", "--port", str(self.port),
+                                      "--out", str(tmp_path / "web"), *extra], cwd=ROOT,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.output: list[str] = []
+        line = self.proc.stdout.readline()
+        self.output.append(line)
+        m = re.search(r"open (http://127\.0\.0\.1:\d+/\?token=(\S+))", line)
+        if not m:
+            self.stop()
+            raise AssertionError(f"epoll-lab web printed no URL: {line!r}")
+        self.url, self.token = m.groups()
+        self.base = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=lambda: self.output.extend(self.proc.stdout), daemon=True).start()
+        if not wait_for(lambda: port_answers(self.port), 20):
+            self.stop()
+            raise AssertionError("epoll-lab web did not listen:\n" + "".join(self.output))
+
+    def pids(self) -> list[int]:
+        return procs.descendants(self.proc.pid)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                stop(self.proc.pid)
+        return self.proc.wait()
+
+
+def artifacts(name: str) -> Path:
+    """Where a test leaves a file for people to look at (screenshots): test-artifacts/ in the
+    checkout, or $EPOLL_LAB_ARTIFACTS."""
+    folder = Path(os.environ.get("EPOLL_LAB_ARTIFACTS") or ROOT / "test-artifacts")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / name
+
+
 __all__ = ["Live", "PROGRAMS", "ROOT", "Server", "Trace", "WAITS",
-           "assert_add_follows_each_accept", "curl", "fd_roles", "free_port", "processes_running",
+           "artifacts", "assert_add_follows_each_accept", "curl", "fd_roles", "free_port", "nesting_problems", "processes_running", "WebPage",
            "run_cli", "sanic_server", "serving", "show", "still_alive_after_a_while", "wait_for",
            "wait_port"]

@@ -4,6 +4,7 @@ wakeup arrows ending on the loop's lane; rendered by real headless Chromium."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import xml.etree.ElementTree as ET
@@ -114,3 +115,57 @@ def test_timeline_of_a_file_that_is_not_events_jsonl_is_one_line_exit_2(tmp_path
     errors = [l for l in p.stderr.splitlines() if l.startswith("epoll-lab: error:")]
     assert p.returncode == 2 and len(errors) == 1 and "line 1" in errors[0], p.stderr
     assert "Traceback" not in p.stderr, p.stderr
+
+
+# -- hostile events.jsonl (issue 27 item 5): one line and exit 2, never a traceback ---------------
+GOOD = {"line": 1, "tid": 7, "kind": "syscall", "syscall": "read", "ts": 1.0, "duration": 0.001,
+        "thread": "loop", "category": "pollable", "note": "a read", "request": None}
+
+
+@pytest.mark.parametrize("field, value, says", [
+    ("ts", "1.0", "'ts' is a string"),
+    ("duration", "0.1", "'duration' is a string"),
+    ("tid", [7], "'tid' is a list"),
+    ("note", {"a": 1}, "'note' is an object"),
+    ("request", 5, "'request' is a number"),
+    ("ts", 10 ** 400, "'ts' is out of range"),
+])
+def test_a_wrong_typed_field_is_one_line_and_exit_2(tmp_path, field, value, says):
+    bad = tmp_path / "events.jsonl"
+    bad.write_text(json.dumps(GOOD) + "\n" + json.dumps({**GOOD, field: value}) + "\n")
+    p = run_cli("timeline", str(bad), "-o", str(tmp_path / "t.html"))
+    errors = [l for l in p.stderr.splitlines() if l.startswith("epoll-lab: error:")]
+    assert p.returncode == 2 and len(errors) == 1 and says in errors[0] and "line 2" in errors[0], p.stderr
+    assert "Traceback" not in p.stderr and not (tmp_path / "t.html").exists(), p.stderr
+
+
+def test_100k_nested_arrays_are_one_line_and_exit_2(tmp_path):
+    bad = tmp_path / "events.jsonl"
+    bad.write_text("[" * 100_000 + "\n")
+    p = run_cli("timeline", str(bad), "-o", str(tmp_path / "t.html"))
+    assert p.returncode == 2 and "nested too deeply" in p.stderr and "Traceback" not in p.stderr, p.stderr
+
+
+def test_5000_threads_draw_capped_lanes_and_say_so(tmp_path):
+    many = tmp_path / "events.jsonl"
+    with open(many, "w") as f:
+        for t in range(5000):
+            role = "loop" if t == 4999 else "other"  # the loop comes last and is kept all the same
+            for i in range(1 + t % 3):
+                f.write(json.dumps({**GOOD, "line": t * 3 + i, "tid": 10_000 + t, "thread": role,
+                                    "ts": 1.0 + t * 1e-4 + i * 1e-5}) + "\n")
+    out = tmp_path / "t.html"
+    p = run_cli("timeline", str(many), "-o", str(out))
+    assert p.returncode == 0, p.stderr
+    text = out.read_text()
+    lanes = re.findall(r'class="lab (\w+)"[^>]*>\w+ (\d+)<', text)
+    assert len(lanes) == timeline.MAX_LANES and ("loop", "14999") in lanes, lanes[:5]
+    assert f"left out {5000 - timeline.MAX_LANES:,}" in p.stderr, p.stderr
+    assert f"showing {timeline.MAX_LANES} of 5,000 threads" in text
+    assert out.stat().st_size < 1_000_000
+
+
+def test_timeline_of_dev_null_says_it_is_empty(tmp_path):
+    p = run_cli("timeline", "/dev/null", "-o", str(tmp_path / "t.html"))
+    assert p.returncode == 2 and "/dev/null is empty" in p.stderr and "no such file" not in p.stderr, p.stderr
+    assert not (tmp_path / "t.html").exists()

@@ -146,6 +146,25 @@ def build_parser() -> argparse.ArgumentParser:
     tl.add_argument("-o", "--output", type=Path, default=None, help="page (default: beside the events)")
     tl.add_argument("--title", default=None)
 
+    w = sub.add_parser("web", help="a live page: start a target traced, press buttons, watch the lanes grow",
+                       usage="%(prog)s [--port P] [--start TARGET] [--out DIR]\n"
+                             "       %(prog)s [--port P] --command-port N -- CMD [ARGS...]",
+                       description="Serve a page on 127.0.0.1 (the lab's own Sanic) that starts a target "
+                       "under strace, sends it the scenario's requests, the lessons or a short load burst "
+                       "when you press a button, and streams the annotated lines over a WebSocket while "
+                       "per-thread lanes grow, with wakeup arrows. Targets: Sanic on uvloop or asyncio, "
+                       "the C server (with or without its pool), or the command given after `--` (never "
+                       "one from the page). It prints a URL with a random token: the token is required "
+                       "to start, stop, send or download; requests for another Host, and WebSockets from "
+                       "another Origin, are refused. Ctrl-C stops the page and every process it started.")
+    w.add_argument("--port", type=int, default=WEB_PORT, help=f"the page's port on 127.0.0.1 (default {WEB_PORT})")
+    w.add_argument("--out", type=Path, default=Path("traces"),
+                   help="where each run's files go: OUT/<target>-web/ (default traces)")
+    w.add_argument("--start", default=None, metavar="TARGET",
+                   help="start this target at once (sanic, sanic-asyncio, c, c-pool, command)")
+    w.add_argument("--command-port", type=int, default=None, metavar="N",
+                   help="with `-- CMD`: the port your command serves HTTP on (the buttons send GET / there)")
+
     sh = sub.add_parser("screenshot", help="render a page to PNG with headless Chromium")
     sh.add_argument("page", type=Path)
     sh.add_argument("-o", "--output", type=Path, required=True)
@@ -180,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # `trace [options] -- CMD ARGS...`: the command is everything after `--`.
     command: list[str] = []
-    if argv[:1] == ["trace"] and "--" in argv:
+    if argv[:1] in (["trace"], ["web"]) and "--" in argv:
         at = argv.index("--")
         argv, command = argv[:at], argv[at + 1:]
     parser = build_parser()
@@ -199,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_timeline(args)
         if args.command == "screenshot":
             return cmd_screenshot(args)
+        if args.command == "web":
+            return cmd_web(parser, args)
         return cmd_annotate(args)
     except TraceError as e:
         eprint(f"epoll-lab: error: {e}")
@@ -321,16 +342,44 @@ def kernel_unavailable() -> str:
 
 
 def cmd_timeline(args) -> int:
-    if not args.events.is_file():
-        raise TraceError(f"no such file: {args.events}", EXIT_SETUP)
-    out = args.output or args.events.with_name("timeline.html")
+    events = args.events
+    if not events.exists():
+        raise TraceError(f"no such file: {events}", EXIT_SETUP)
+    if events.is_dir():
+        raise TraceError(f"{events} is a folder: give its events.jsonl", 2)
+    out = args.output or events.with_name("timeline.html")
+    if not events.is_file():  # /dev/null, a FIFO: the page goes to the working folder
+        out = args.output or Path("timeline.html")
     try:
-        timeline.write(timeline.from_jsonl(args.events), out, args.title or f"epoll-lab timeline: {args.events}")
+        shown = timeline.write(timeline.from_jsonl(events), out, args.title or f"epoll-lab timeline: {events}",
+                               empty_ok=False)
     except timeline.NotEvents as e:
+        if str(e).startswith("it holds no call"):
+            raise TraceError(f"{events} is empty: {e} (timeline reads the events.jsonl of a run, or of "
+                             "annotate --format jsonl)", 2) from None
         raise TraceError(f"{e}: timeline reads the events.jsonl of a run (or of annotate --format jsonl)",
                          2) from None
+    except OSError as e:
+        raise output_error(out, e, running=False) from None
+    if shown["hidden"]:
+        eprint(f"[epoll-lab] {shown['threads']:,} threads: drew {shown['lanes']} lanes (every loop and pool "
+               f"thread, then the busiest), left out {shown['hidden']:,}")
     eprint(f"[epoll-lab] wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     return 0
+
+
+WEB_PORT = 8765
+
+
+def cmd_web(parser: argparse.ArgumentParser, args) -> int:
+    from tracing import web
+    if not 0 < args.port < 65536:
+        parser.error(f"--port {args.port}: a port is 1 to 65535")
+    if args.cmd and not args.command_port:
+        parser.error("a command needs --command-port: the port it serves HTTP on")
+    if args.command_port is not None and not (0 < args.command_port < 65536) :
+        parser.error(f"--command-port {args.command_port}: a port is 1 to 65535")
+    return web.main_web(args.port, args.out, args.cmd or None, args.command_port, args.start)
 
 
 def cmd_screenshot(args) -> int:

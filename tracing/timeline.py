@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ WAIT_COLOR = "#cfe8d6"
 LANE_H, TOP, LEFT, WIDTH = 34, 30, 150, 1400
 TAG_ROWS, TAG_H = 3, 14  # request labels: rows to stagger them on, and a row's height
 PAGE_CHROME = 85  # px above the labels: title, legend, buttons (a screenshot fits the page)
+MAX_LANES = 64  # threads drawn; past it the busiest (a 5,000-thread input made a 148 MB page)
 MAX_MARKS = 3000  # per lane and kind (calls, waits), after folding repeats; ~2 per pixel
 FOLD_GAP = 0.0005  # seconds: identical calls closer than this fold together
 
@@ -62,10 +64,12 @@ def collect(records: Iterable[dict]) -> dict:
     wakeups: list[tuple[float, int]] = []
     requests: dict[str, list[float]] = {}
     t0 = t1 = None
+    calls = 0
     for rec in records:
         ts, tid = rec.get("ts"), rec.get("tid")
         if ts is None or tid is None or rec.get("kind") != "syscall":
             continue
+        calls += 1
         end = ts + (rec.get("duration") or 0.0)
         t0 = ts if t0 is None else min(t0, ts)
         t1 = end if t1 is None else max(t1, end)
@@ -84,7 +88,8 @@ def collect(records: Iterable[dict]) -> dict:
         if label:
             win = requests.setdefault(label, [ts, end])
             win[0], win[1] = min(win[0], ts), max(win[1], end)
-    return {"lanes": lanes, "wakeups": wakeups, "requests": requests, "t0": t0 or 0.0, "t1": t1 or 1.0}
+    return {"lanes": lanes, "wakeups": wakeups, "requests": requests, "t0": t0 or 0.0, "t1": t1 or 1.0,
+            "calls": calls}
 
 
 def _thin(marks: list[Mark], t0: float, t1: float) -> list[Mark]:
@@ -125,11 +130,53 @@ def _tip(text: str, most: int = 200) -> str:
     return html.escape(text if len(text) <= most else text[:most - 1] + "…")
 
 
+def nice_step(span: float, ticks: int = 8) -> float:
+    """A tick step of 1, 2 or 5 times a power of ten giving about `ticks` ticks over `span`."""
+    raw = max(span / ticks, 1e-9)
+    power = 10 ** math.floor(math.log10(raw))
+    return next(k * power for k in (1, 2, 5, 10) if k * power >= raw)
+
+
+def tick_label(t: float, step: float) -> str:
+    """A time since the trace began, in the unit its step reads best in."""
+    if step >= 1:
+        return f"{t:.{0 if step == int(step) else 1}f} s"
+    if step >= 1e-3:
+        return f"{t * 1e3:.{0 if abs(step * 1e3 - round(step * 1e3)) < 1e-9 else 1}f} ms"
+    return f"{t * 1e6:.0f} µs"
+
+
+def ticks(a: float, b: float) -> list[tuple[float, str]]:
+    """(seconds since the start, label) for the ticks between a and b."""
+    step = nice_step(b - a)
+    first = math.ceil(a / step - 1e-9)
+    out = []
+    for i in range(first, first + 40):
+        t = i * step
+        if t > b + 1e-12:
+            break
+        out.append((t, tick_label(t, step)))
+    return out
+
+
+def shown_lanes(lanes: list[Lane]) -> tuple[list[Lane], int]:
+    """At most MAX_LANES lanes: every loop and pool thread first, then the busiest others;
+    returns them (in drawing order) and how many were left out."""
+    if len(lanes) <= MAX_LANES:
+        return lanes, 0
+    busy = sorted(lanes, key=lambda l: (l.role not in ("loop", "pool"),
+                                        -(sum(m.count for m in l.marks) + len(l.waits)), l.tid))
+    keep = {id(l) for l in busy[:MAX_LANES]}
+    return [l for l in lanes if id(l) in keep], len(lanes) - MAX_LANES
+
+
 def render(data: dict, title: str) -> str:
     t0, t1 = data["t0"], data["t1"]
     span = max(t1 - t0, 1e-6)
     order = {"loop": 0, "pool": 1, "other": 2}
-    lanes = sorted(data["lanes"].values(), key=lambda l: (order.get(l.role, 3), l.tid))
+    every = sorted(data["lanes"].values(), key=lambda l: (order.get(l.role, 3), l.tid))
+    lanes, hidden = shown_lanes(every)
+    data["hidden_lanes"] = hidden
     y = {lane.tid: TOP + i * LANE_H for i, lane in enumerate(lanes)}
     height = TOP + len(lanes) * LANE_H + 10
 
@@ -145,7 +192,12 @@ def render(data: dict, title: str) -> str:
         parts.append(f'<rect class="req r{i % 2}" x="{x(a)}" y="0" width="{w(a, b)}" height="{height}">'
                      f'<title>{html.escape(label)}</title></rect>')
     # Open on the requests (start-up imports dwarf them); "whole trace" shows all.
-    view = (x(shaded[0][1]) - 10, x(shaded[-1][2]) - x(shaded[0][1]) + 20) if shaded else (0, WIDTH)
+    if shaded:
+        lo, hi = x(shaded[0][1]), x(max(b for _, _, b in shaded))
+        pad = max((hi - lo) * 0.02, 0.5)
+        view = (max(0.0, lo - pad), min(WIDTH, hi + pad) - max(0.0, lo - pad))
+    else:
+        view = (0.0, float(WIDTH))
     for lane in lanes:
         ly = y[lane.tid]
         parts.append(f'<line class="lane" x1="0" x2="{WIDTH}" y1="{ly + LANE_H / 2}" y2="{ly + LANE_H / 2}"/>')
@@ -172,7 +224,15 @@ def render(data: dict, title: str) -> str:
                       for label, (a, b) in data["requests"].items())
     tags = "".join(f'<div class="tag" data-a="{x(a)}">{html.escape(label.split(": ", 1)[-1])}</div>'
                    for label, a, b in shaded)
+    # The axis as drawn before any script runs (positions in % of the drawing); the script
+    # redraws it on every zoom and pan.
+    va, vb = view[0] / WIDTH * span, (view[0] + view[1]) / WIDTH * span
+    axis = "".join(f'<div class="tick" style="left:{(t - va) / (vb - va) * 100:.3f}%"><span>{text}</span></div>'
+                   for t, text in ticks(va, vb))
     legend = "".join(f'<span><i style="background:{c}"></i>{k}</span>' for k, c in COLORS.items())
+    note = (f'<p id="capped">showing {len(lanes)} of {len(every):,} threads: every loop and pool '
+            f'thread, then the busiest others ({hidden:,} left out; events.jsonl and trace.json keep '
+            f'them all)</p>' if hidden else "")
     svg = (f'<svg id="tl" xmlns="http://www.w3.org/2000/svg" viewBox="{view[0]} 0 {view[1]} {height}" '
            f'preserveAspectRatio="none" width="{WIDTH}" height="{height}">'
            '<defs><marker id="head" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
@@ -180,64 +240,148 @@ def render(data: dict, title: str) -> str:
            '</marker></defs>' + "".join(parts) + "</svg>")
     meta = json.dumps({"span_s": span, "width": WIDTH})
     return PAGE.format(title=html.escape(title), labels=labels, svg=svg, buttons=buttons, legend=legend,
-                       tags=tags, tags_h=TAG_ROWS * TAG_H, tag_h=TAG_H, tag_rows=TAG_ROWS,
-                       page_h=height + PAGE_CHROME + TAG_ROWS * TAG_H,
-                       height=height, left=LEFT, width=WIDTH, wait=WAIT_COLOR, meta=meta,
-                       span=f"{span * 1000:.1f} ms", css_colors="".join(
+                       tags=tags, tags_h=TAG_ROWS * TAG_H, tag_h=TAG_H, tag_rows=TAG_ROWS, axis=axis,
+                       page_h=height + PAGE_CHROME + TAG_ROWS * TAG_H + (24 if hidden else 0), top=TOP,
+                       height=height, left=LEFT, width=WIDTH, wait=WAIT_COLOR, meta=meta, capped=note,
+                       span=_duration(span), css_colors="".join(
                            f".{k}{{fill:{c}}}" for k, c in COLORS.items()))
 
 
-def write(records: Iterable[dict], out: Path, title: str) -> Path:
-    out.write_text(render(collect(records), title))
-    return out
+def _duration(seconds: float) -> str:
+    return f"{seconds:.2f} s" if seconds >= 1 else f"{seconds * 1000:.1f} ms"
+
+
+def write(records: Iterable[dict], out: Path, title: str, empty_ok: bool = True) -> dict:
+    """Write the page; returns what it shows: {"lanes": drawn, "threads": in all, "hidden": left out}.
+    With `empty_ok` False, records with no call to draw raise NotEvents and nothing is written."""
+    data = collect(records)
+    if not data["calls"] and not empty_ok:
+        raise NotEvents("it holds no call with a time and a thread to draw")
+    out.write_text(render(data, title))
+    return {"threads": len(data["lanes"]), "hidden": data["hidden_lanes"],
+            "lanes": len(data["lanes"]) - data["hidden_lanes"], "calls": data["calls"]}
 
 
 class NotEvents(ValueError):
     """A line of the input is not an events.jsonl record."""
 
 
+# The fields the page reads, and what each must be (None is always allowed).
+_NUMBERS = ("ts", "duration")
+_INTS = ("tid", "line")
+_TEXTS = ("kind", "syscall", "category", "thread", "note", "request")
+_MOST_TIME = 1e11  # seconds: an epoch time, or a time of day; beyond it the input is not a trace
+
+
+def _kind_of(value) -> str:
+    return {str: "a string", list: "a list", dict: "an object", bool: "a boolean", int: "a number",
+            float: "a number"}.get(type(value), type(value).__name__)
+
+
+def check_record(rec: dict) -> str:
+    """'' for a record whose fields the page can use, else what is wrong with it."""
+    for key in _NUMBERS:
+        v = rec.get(key)
+        if v is None:
+            continue
+        if type(v) not in (int, float):
+            return f"field {key!r} is {_kind_of(v)}, not a number"
+        try:
+            ok = math.isfinite(float(v)) and 0 <= v < _MOST_TIME
+        except OverflowError:
+            ok = False
+        if not ok:
+            return f"field {key!r} is out of range ({str(v)[:20]}{'…' if len(str(v)) > 20 else ''})"
+    for key in _INTS:
+        v = rec.get(key)
+        if v is not None and (type(v) is not int or not 0 <= v < 1 << 32):
+            return f"field {key!r} is {_kind_of(v)}, not a thread or line number" if type(v) is not int \
+                else f"field {key!r} is out of range ({str(v)[:20]})"
+    for key in _TEXTS:
+        v = rec.get(key)
+        if v is not None and type(v) is not str:
+            return f"field {key!r} is {_kind_of(v)}, not a string"
+    return ""
+
+
 def from_jsonl(path: Path) -> Iterable[dict]:
+    """The records of an events.jsonl, each checked; NotEvents on the first that is not one."""
     with open(path, errors="replace") as f:
         for n, line in enumerate(f, 1):
             if line.strip():
                 try:
                     rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise NotEvents(f"{path} line {n} is not JSON ({e.msg})") from None
+                except RecursionError:
+                    raise NotEvents(f"{path} line {n} is JSON nested too deeply to be a record") from None
+                except ValueError as e:  # JSONDecodeError, or an integer of too many digits
+                    raise NotEvents(f"{path} line {n} is not JSON ({getattr(e, 'msg', e)})") from None
                 if not isinstance(rec, dict):
                     raise NotEvents(f"{path} line {n} is JSON but not a record")
+                wrong = check_record(rec)
+                if wrong:
+                    raise NotEvents(f"{path} line {n}: {wrong}")
                 yield rec
 
 
 PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="epoll-lab-page-height" content="{page_h}">
 <style>
-body{{font:13px system-ui,sans-serif;margin:12px;color:#222}}
-h1{{font-size:16px;margin:0 0 6px}}
-#bar button{{margin:2px;font-size:12px}} #legend span{{margin-right:14px}}
+body{{font:13px system-ui,sans-serif;margin:12px;color:#222;min-width:640px}}
+h1{{font-size:16px;margin:0 0 6px;overflow-wrap:anywhere}}
+#bar{{display:flex;flex-wrap:wrap;align-items:center;gap:2px 4px;margin:4px 0}}
+#bar button{{font-size:12px}} #legend{{display:flex;flex-wrap:wrap;gap:2px 14px}}
 #legend i{{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:middle}}
+#capped{{margin:4px 0;color:#a33}}
 #wrap{{position:relative;padding-left:{left}px;overflow:hidden;border:1px solid #ddd}}
-.lab{{position:absolute;left:6px;font-size:12px;line-height:34px;font-weight:600}}
+.lab{{position:absolute;left:6px;width:{left}px;font-size:12px;line-height:34px;font-weight:600;white-space:nowrap}}
 .lab.loop{{color:#2e8b57}} .lab.pool{{color:#1f77b4}} .lab.other{{color:#777}}
-svg{{display:block;cursor:grab;background:#fff}}
+svg{{display:block;cursor:grab;background:#fff;width:100%}}
 .req.r0{{fill:#fff3c4}} .req.r1{{fill:#e8f0fb}}
 #tags{{position:relative;height:{tags_h}px;margin-left:{left}px;overflow:hidden}}
 .tag{{position:absolute;font-size:11px;line-height:{tag_h}px;white-space:nowrap;color:#555}} .lane{{stroke:#eee}} .wait{{fill:{wait}}}
+#axis{{position:absolute;left:{left}px;right:0;top:0;bottom:0;pointer-events:none;overflow:hidden}}
+.tick{{position:absolute;top:0;bottom:0;border-left:1px solid rgba(0,0,0,.12)}}
+.tick span{{position:absolute;top:2px;left:3px;font-size:11px;color:#444;background:rgba(255,255,255,.8);white-space:nowrap}}
 .arrow{{stroke:#9467bd;stroke-width:1.5;vector-effect:non-scaling-stroke}}
 {css_colors}
 </style></head><body>
 <h1>{title}</h1>
 <div id="legend">{legend}<span><i style="background:{wait}"></i>waiting in epoll (blocked)</span>
-<span>arrow: a pool thread's wakeup write, to the loop's next wait return</span></div>
+<span>arrow: a pool thread's wakeup write, to the loop's next wait return</span>
+<span>axis: time since the trace began</span></div>
 <div id="bar">trace: {span}; wheel to zoom, drag to pan, or pick a request:
 <button id="reset">whole trace</button>{buttons}</div>
+{capped}
 <div id="tags">{tags}</div>
-<div id="wrap" style="height:{height}px">{labels}{svg}</div>
+<div id="wrap" style="height:{height}px">{labels}{svg}<div id="axis">{axis}</div></div>
 <script>
 (function () {{
   var meta = {meta}, svg = document.getElementById("tl"), vb = svg.viewBox.baseVal;
-  var full = {{x: 0, w: meta.width}};
+  var full = {{x: 0, w: meta.width}}, axis = document.getElementById("axis");
+  function label(t, step) {{
+    if (step >= 1) return t.toFixed(Math.round(step) === step ? 0 : 1) + " s";
+    if (step >= 1e-3) return (t * 1e3).toFixed(Math.abs(Math.round(step * 1e3) - step * 1e3) < 1e-9 ? 0 : 1) + " ms";
+    return (t * 1e6).toFixed(0) + " \u00b5s";
+  }}
+  // Ticks at 1, 2 or 5 times a power of ten, about one per 110 px, in seconds since the start.
+  function drawAxis() {{
+    var a = vb.x / meta.width * meta.span_s, b = (vb.x + vb.width) / meta.width * meta.span_s;
+    var n = Math.max(2, Math.floor(svg.clientWidth / 110)), raw = (b - a) / n;
+    var p = Math.pow(10, Math.floor(Math.log10(raw))), step = [1, 2, 5, 10].map(function (k) {{ return k * p; }})
+      .find(function (s) {{ return s >= raw; }});
+    var html = "";
+    for (var t = Math.ceil(a / step - 1e-9) * step; t <= b + 1e-12; t += step) {{
+      html += '<div class="tick" style="left:' + ((t - a) / (b - a) * 100).toFixed(3) + '%"><span>' +
+        label(Math.round(t / step) * step, step) + "</span></div>";
+    }}
+    axis.innerHTML = html;
+    // A label that would run past the right edge is left out (its line stays).
+    axis.querySelectorAll(".tick span").forEach(function (s) {{
+      if (s.parentNode.offsetLeft + s.offsetLeft + s.offsetWidth > axis.clientWidth) s.style.display = "none";
+    }});
+  }}
   // Request labels never overprint: each goes on the first of {tag_rows} rows where it
   // clears the label before it; one that fits on none is left out (its request's
   // shading and button stay), and shows again when a zoom makes room.
@@ -250,11 +394,12 @@ svg{{display:block;cursor:grab;background:#fff}}
       t.style.left = px + "px";
       var w = t.offsetWidth, row = -1;
       for (var r = 0; r < ends.length && row < 0; r++) if (px >= ends[r] + 6) row = r;
-      if (px < 0 || px > svg.clientWidth || row < 0) {{ t.style.display = "none"; t.dataset.row = ""; return; }}
+      if (px < 0 || px + w > svg.clientWidth || row < 0) {{ t.style.display = "none"; t.dataset.row = ""; return; }}
       ends[row] = px + w;
       t.style.top = (row * {tag_h}) + "px";
       t.dataset.row = row; t.dataset.w = w;
     }});
+    drawAxis();
   }}
   function show(x, w) {{
     w = Math.min(Math.max(w, full.w / 100000), full.w);
@@ -262,6 +407,7 @@ svg{{display:block;cursor:grab;background:#fff}}
     vb.x = x; vb.width = w; place();
   }}
   place();
+  window.addEventListener("resize", place);
   svg.addEventListener("wheel", function (e) {{
     e.preventDefault();
     var r = svg.getBoundingClientRect(), at = vb.x + (e.clientX - r.left) / r.width * vb.width;

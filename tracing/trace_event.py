@@ -39,7 +39,9 @@ from tracing.names import CLONES, LOOP, POOL, WAITS, WAKEUP, WAKEUP_CAT
 
 US = 1e6  # the format's times are microseconds
 WOKEN_US = 1.0  # the "woken" slice at the end of a wait
+STEP_US = 0.25  # the smallest gap kept between nested ends: doubles near 1.8e15 µs are 0.25 apart
 RECENT_WAITS = 8  # woken waits kept per process for writes printed after them
+WOKEN_KEPT = 4096  # waits whose woken slice is remembered (later writes bind to the same one)
 PENDING_MOST = 1000  # wakeups per process waiting for their wait; memory stays bounded
 WAIT_CAT = "epoll-wait"
 REQUESTS_PID = 0  # a track group of its own for the scenario's requests
@@ -74,6 +76,10 @@ class Exporter:
         self.pending: dict[int, list[tuple[int, float, int]]] = {}  # pid -> [(flow id, ts, tid)]
         self.recent: dict[int, list[tuple[int, float, float]]] = {}  # pid -> [(tid, ts, end)] of woken waits
         self.flows = 0
+        self.moved = 0  # slices started later so as not to overlap the one before on their track
+        self.track_end: dict[int, float] = {}  # tid -> end of its last slice (µs)
+        self.track_zero: dict[int, bool] = {}  # tid -> its last slice had no length
+        self.woken: dict[tuple[int, float], float | None] = {}  # (tid, wait start) -> its woken slice's ts
         self.unmatched = 0  # wakeups with no later wait in their process
         self.requests: dict[str, list[float]] = {}  # label -> [start, end]
         self.probes: list[tuple[str, float, float]] = []
@@ -139,8 +145,9 @@ class Exporter:
         name = rec.get("syscall") or "?"
         category = rec.get("category") or "other"
         is_wait = name in WAITS
+        start, dur = self._place(tid, _us(ts), _us(end - ts))
         # args: note, category, line, the raw arguments (cut), ret, errno and request if any.
-        self._slice(name, WAIT_CAT if is_wait else category, _us(ts), _us(end - ts), pid, tid, rec.get("line"),
+        self._slice(name, WAIT_CAT if is_wait else category, start, dur, pid, tid, rec.get("line"),
                     (rec.get("note", ""), category, (rec.get("args") or "")[:ARGS_MOST], rec.get("ret"),
                      rec.get("errno"), label))
         if name in CLONES and rec.get("errno") is None:
@@ -150,9 +157,31 @@ class Exporter:
             if m and pid == tid:  # the process's own main thread
                 self.proc_names[pid] = Path(m.group(1)).name
         if category == WAKEUP_CAT:
-            self._woke(pid, tid, ts)
+            self._woke(pid, tid, start)
         if is_wait and self.roles.get(tid) == LOOP:
-            self._wait_returned(pid, tid, rec, ts, end)
+            self._wait_returned(pid, tid, rec, start, start + dur)
+
+    def _place(self, tid: int, start: float, dur: float) -> tuple[float, float]:
+        """A call's slice on its thread's track, never overlapping the call before it.
+
+        One thread is in one call at a time, but strace's clocks (-ttt, -T) can
+        put a call's start a microsecond before the previous call's end, and a
+        cut log can do worse. A viewer would draw such a call inside the other
+        (speedscope nests every later slice under it): the later call starts
+        where the earlier ended instead, and the trace counts how many moved."""
+        last = self.track_end.get(tid)
+        if last is not None and start < last:
+            self.moved += 1
+            dur = max(0.0, start + dur - last)
+            start = last
+        # A zero-length slice (no -T, or a call under a microsecond) is a begin and an end at
+        # one time; sharing that time with another slice's edge, the order is a viewer's guess.
+        if last is not None and start == last and (dur == 0 or self.track_zero.get(tid)):
+            start += STEP_US
+            dur = max(0.0, dur - STEP_US)
+        self.track_end[tid] = start + dur
+        self.track_zero[tid] = dur == 0
+        return start, dur
 
     def _cloned(self, tid: int, rec: dict) -> None:
         try:
@@ -187,7 +216,7 @@ class Exporter:
     def _woke(self, pid: int, writer: int, at: float) -> None:
         """A wakeup write: its arrow ends in a wait already seen that it ended, or waits for one."""
         self.flows += 1
-        self.emit({"name": "wakeup", "cat": WAKEUP_CAT, "ph": "s", "id": self.flows, "ts": _us(at),
+        self.emit({"name": "wakeup", "cat": WAKEUP_CAT, "ph": "s", "id": self.flows, "ts": at,
                    "pid": pid, "tid": writer})
         ended = [(end, tid, ts) for tid, ts, end in self.recent.get(pid, [])
                  if tid != writer and ts <= at <= end]
@@ -200,22 +229,36 @@ class Exporter:
             if len(waiting) > PENDING_MOST:  # no wait returns them: end the oldest on its write
                 self._unmatched(pid, *waiting.pop(0))
 
-    def _bind(self, flow: int, at: float, pid: int, tid: int, ts: float, end: float) -> None:
-        # A short "woken" slice at the end of the wait, not before the write: the
-        # arrow's end binds to it. Slices of one wait all end at its end, so they nest.
-        start = _us(ts)
-        stop = start + _us(end - ts)  # the sum a viewer makes of the wait's ts and dur
-        woken = min(stop, max(start, round(stop - WOKEN_US, 3), _us(at)))
-        self.emit({"name": "woken", "cat": WAKEUP_CAT, "ph": "X", "ts": woken, "dur": round(stop - woken, 3),
-                   "pid": pid, "tid": tid,
-                   "args": {"note": "the wait returns the wakeup fd: a thread woke the loop"}})
-        self.emit({"name": "wakeup", "cat": WAKEUP_CAT, "ph": "f", "bp": "e", "id": flow, "ts": woken,
-                   "pid": pid, "tid": tid})
+    def _bind(self, flow: int, at: float, pid: int, tid: int, start: float, stop: float) -> None:
+        """The flow's end: a short "woken" slice at the end of the wait (one per wait, however
+        many writes ended it), not before the write. Times are µs.
+
+        The woken slice ends a step before the wait does: a child ending at the very
+        time its parent ends is ordered either way by viewers that sort begin and end
+        events (speedscope then closes the wait first and warns). A step is STEP_US,
+        which the format's doubles still tell apart at epoch times in µs (their
+        spacing there is 0.25). A wait too short for that binds the arrow itself."""
+        key = (tid, start)
+        if key not in self.woken:
+            if stop - start < 3 * STEP_US:
+                self.woken[key] = None
+            else:
+                end = stop - STEP_US
+                woken = min(max(start + STEP_US, end - WOKEN_US, at), end - STEP_US)
+                self.woken[key] = woken
+                self.emit({"name": "woken", "cat": WAKEUP_CAT, "ph": "X", "ts": woken, "dur": end - woken,
+                           "pid": pid, "tid": tid,
+                           "args": {"note": "the wait returns the wakeup fd: a thread woke the loop"}})
+            if len(self.woken) > WOKEN_KEPT:  # only recent waits are bound to: keep the newest
+                del self.woken[next(iter(self.woken))]
+        woken = self.woken[key]
+        self.emit({"name": "wakeup", "cat": WAKEUP_CAT if woken is not None else WAIT_CAT, "ph": "f", "bp": "e",
+                   "id": flow, "ts": woken if woken is not None else start, "pid": pid, "tid": tid})
 
     def _unmatched(self, pid: int, flow: int, at: float, writer: int) -> None:
         # No wait of a loop returned this wakeup: the arrow points at its own write.
         self.unmatched += 1
-        self.emit({"name": "wakeup", "cat": WAKEUP_CAT, "ph": "f", "bp": "e", "id": flow, "ts": _us(at),
+        self.emit({"name": "wakeup", "cat": WAKEUP_CAT, "ph": "f", "bp": "e", "id": flow, "ts": at,
                    "pid": pid, "tid": writer,
                    "args": {"note": "no wait of a loop returned this wakeup"}})
 
@@ -233,14 +276,14 @@ class Exporter:
                        "args": {"name": "curl scenario"}})
             self.emit({"name": "thread_name", "ph": "M", "pid": REQUESTS_PID, "tid": REQUEST_TID,
                        "args": {"name": "requests"}})
-            for label, (a, b) in self.requests.items():
-                self.emit({"name": label, "cat": "request", "ph": "X", "ts": _us(a), "dur": _us(b - a),
+            for label, a, b in one_after_another((label, a, b) for label, (a, b) in self.requests.items()):
+                self.emit({"name": label, "cat": "request", "ph": "X", "ts": a, "dur": b - a,
                            "pid": REQUESTS_PID, "tid": REQUEST_TID, "args": {"request": label}})
         if self.probes:
             self.emit({"name": "thread_name", "ph": "M", "pid": REQUESTS_PID, "tid": PROBE_TID,
                        "args": {"name": "probes (sent during a request)"}})
-            for label, a, b in self.probes:
-                self.emit({"name": label, "cat": "request", "ph": "X", "ts": _us(a), "dur": _us(b - a),
+            for label, a, b in one_after_another(self.probes):
+                self.emit({"name": label, "cat": "request", "ph": "X", "ts": a, "dur": b - a,
                            "pid": REQUESTS_PID, "tid": PROBE_TID, "args": {"request": label, "probe": True}})
         for pid in sorted(set(self.process_of.values())):
             self.emit({"name": "process_name", "ph": "M", "pid": pid, "tid": pid,
@@ -253,8 +296,25 @@ class Exporter:
                        "args": {"sort_index": SORT.get(role, 2) * 1_000_000 + tid}})
         self.out.write('\n], "otherData": ' + json.dumps({"title": self.title, "source": "epoll-lab",
                                                          "wakeup_flows": self.flows,
+                                                         "slices_moved_not_to_overlap": self.moved,
                                                          "unmatched_wakeups": self.unmatched}) + "}\n")
         return dict(self.counts, flows=self.flows, unmatched=self.unmatched)
+
+
+def one_after_another(spans: Iterable[tuple[str, float, float]]) -> list[tuple[str, float, float]]:
+    """Spans of one track in µs, in time order, each ending no later than the next begins.
+
+    A request's window runs from its first call to the end of its last, and a
+    call that began in one window may end in the next (http.server's start-up
+    ran 6.55 ms into request 1): on one track that would draw request 1 inside
+    the start-up."""
+    ordered = sorted(((label, _us(a), _us(b)) for label, a, b in spans), key=lambda s: (s[1], s[2]))
+    out = []
+    for i, (label, a, b) in enumerate(ordered):
+        if i + 1 < len(ordered):
+            b = min(b, ordered[i + 1][1])
+        out.append((label, a, max(a, b)))
+    return out
 
 
 def write(records: Iterable[dict], out: IO[str], title: str = "epoll-lab",
