@@ -711,7 +711,8 @@ def _where(c: Ctx, cat: str, lookup: str = "") -> str:
     lead = f": {lookup}" if lookup else ""
     if cat == POOLED:
         role = c.m.prior.roles.get(c.ev.tid)
-        why = f" ({role.why})" if role is not None else ""
+        why = (f" ({role.why})" if role is not None else
+               " (taken as one: it works beside a loop; read as a stream, its hand-back comes later)")
         return f"{lead}{', ' if lead else ': '}on pool thread {c.ev.tid}{why}, so the loop is not blocked"
     if cat == BLOCKING:
         wait = c.cite("blocks-loop", c.m.thread(c.ev.tid).first_wait)

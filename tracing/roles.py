@@ -15,7 +15,8 @@ Roles come from behaviour over the whole log (`decide`, after the first pass):
 - anything else is `other`, and `decide` says why.
 
 Read as a stream (one pass), a thread is a loop once it waits on an epoll fd
-and a pool thread once it has handed work back.
+(or on several fds), and a pool thread once it works beside a loop: its
+hand-back comes later, so the note says the role is taken, not shown.
 """
 
 from __future__ import annotations
@@ -154,6 +155,11 @@ def work_category(m: Model, tid) -> str:
             return BLOCKING
         return OTHER_CAT
     if role == POOL:
+        return POOLED
+    if not m.prior.complete and m._proc_waited(tid):
+        # Read as a stream, a hand-back comes after the work: work beside a loop is taken as
+        # a pool thread's (the note says so), as live mode must draw it when it happens.
+        m.learned.pools.add(tid)
         return POOLED
     return OTHER_CAT
 
