@@ -81,7 +81,7 @@ class Claim:
     needs: str  # the evidence, in words
     shown: Callable[[dict], bool]  # what each evidence line must be
     example: tuple[str, int]  # (log under tests/fixtures, line of the record that makes it)
-    without: tuple[int, ...]  # lines of that log whose removal takes the evidence away
+    without: tuple  # lines of that log (numbers, or patterns a line matches) whose removal takes the evidence away
     other_thread: bool = False  # the evidence must be another thread's
 
 
@@ -89,72 +89,83 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("woken-by", r"\bwoken by\b",
           "a write to the fd the wait returned (or to the other end of its pipe or socketpair) that began "
           "after a wait last returned it and before this wait returned",
-          _is_write, ("kinds/nginx-aio-threads/nginx-aio-threads.strace", 256), (255,)),
+          _is_write, ("kinds/apache-event/apache-event.strace", 624), (647, 649)),
     Claim("wakes", r"\bwakes (?:loop )?threads?\b|\bwoke\b",
           "a wait of another thread that returned the fd this write filled (the first pass over the log "
           "finds it; a stream read once cannot see ahead, and says so)",
-          _is_wait, ("kinds/nginx-aio-threads/nginx-aio-threads.strace", 255), (256,), other_thread=True),
+          _is_wait, ("kinds/apache-event/apache-event.strace", 808), (800, 809), other_thread=True),
     Claim("itself", r"\bitself\b|\bits own (?:write|wakeup|wait)",
           "the writer is the thread whose wait returns the fd: the write, or that wait, named",
-          lambda r: _is_wait(r) or _is_write(r), ("kinds/node-cluster/node-cluster.strace", 1481), (1482,)),
+          lambda r: _is_wait(r) or _is_write(r), ("kinds/curio/curio.strace", 781), (782,)),
     Claim("signal-handler", r"\bSIG[A-Z0-9]+ (?:signal )?handler\b|\bhandler of the signal\b",
           "the signal's delivery to this thread (`--- SIGx ---`), with no wait and no rt_sigreturn of "
           "this thread since (without rt_sigreturn traced: within 10 ms, and the note says it is inferred)",
-          _is_signal, ("kinds/haproxy-2threads/haproxy-2threads.strace", 651), (650,)),
+          _is_signal, ("kinds/apache-event/apache-event.strace", 822), (820,)),
     Claim("signal-number", r"\bsignal number\b",
           "written inside the handler (above), and the buffer's first byte is that signal's number",
-          _is_signal, ("kinds/twisted-attach/twisted-attach.strace", 384), (383,)),
+          _is_signal, ("kinds/dnsmasq/dnsmasq.strace", 531), (529,)),
     Claim("finished-job", r"\bfinished job\b|\bhands back\b",
-          "file or resolver work by this thread since its last hand-back: the first such call is named",
+          "work by this thread (file, resolver, or a handed-over connection's I/O) since its last "
+          "write to a wakeup fd: the first such call is named",
           _is_work, ("kinds/nginx-aio-threads/nginx-aio-threads.strace", 259), (258,)),
-    Claim("another-thread", r"\banother thread\b|\bother threads?\b",
-          "a line of that other thread, named (its write, its wait, its accept)",
-          _any, ("kinds/haproxy-2threads/haproxy-2threads.strace", 417), (413,), other_thread=True),
     Claim("name-lookup", r"\bname lookup\b",
-          "another step of the same lookup on this thread, named: reading /etc/nsswitch.conf, "
-          "/etc/host.conf, /etc/resolv.conf or /etc/gai.conf, asking nscd, or a DNS query; "
-          "reading /etc/hosts alone is not a lookup",
-          _is_resolver_step, ("kinds/twisted-attach/twisted-attach.strace", 165), (159,)),
+          "another step of the same lookup on this thread since its last wait, named: reading "
+          "/etc/nsswitch.conf, /etc/host.conf, /etc/resolv.conf or /etc/gai.conf or /etc/hosts, asking nscd, "
+          "a netlink socket or a DNS query; reading /etc/hosts alone is not a lookup",
+          _is_resolver_step, ("kinds/squid/squid.strace", 355), (349,)),
     Claim("getaddrinfo", r"\bgetaddrinfo\b",
           "a getaddrinfo record: the kernel tracer's uprobe or ltrace's call (strace cannot see "
-          "library calls)",
-          lambda r: r.get("syscall") in RESOLVER_CALLS, ("kernel/sanic-uvloop-kernel.log", 0), ()),
+          "library calls); the record itself is the evidence",
+          lambda r: r.get("syscall") in RESOLVER_CALLS, ("live: make trace-sanic TRACER=kernel", 0), ()),
     Claim("blocks-loop", r"\bBLOCKING\b|\bblocks the loop\b|\bno other client is served\b",
-          "the thread is a loop (its wait, named) that serves clients (the accept or received client "
+          "the thread is a loop (its first wait, named) that serves clients (the accept or received client "
           "fd, named), and no other thread waits on its epoll fd",
-          lambda r: _is_wait(r) or _is_accept(r), ("kinds/nginx-aio-threads/nginx-aio-threads.strace", 251),
-          (237,)),
+          lambda r: _is_wait(r) or _is_accept(r), ("kinds/dnsmasq/dnsmasq.strace", 536), (429, 450)),
     Claim("keep-serving", r"\bkeep serving\b",
           "other threads that wait on the same epoll fd: their waits, named",
-          _is_wait, ("kinds/go.strace", 79), (), other_thread=True),
+          _is_wait, ("kinds/go.strace", 77),
+          (r"^1302[467] .*(?:epoll_pwait\(5|<\.\.\. epoll_pwait resumed)",), other_thread=True),
     Claim("serving-nobody", r"\bserving nobody\b",
           "the loop thread's previous call, named, and this call's start: the time between is outside "
           "any wait (-T or the `resumed>` line shows where that call ended)",
-          _any, ("kinds/stall-tt.strace", 524), ()),
+          _any, ("kinds/go.strace", 35), (23,)),
     Claim("libuv", r"\blibuv\b|\buvloop\b",
           "a line that loads libuv's code (uvloop's extension module, libuv.so, or node, which links it), "
           "or a kernel-tracer record that decodes libuv's user_data layout",
-          _is_load, ("others/asyncio.strace", 0), ()),
+          _is_load, ("kinds/uvloop-signal.strace", 561), (529,)),
+    Claim("ring-registration", r"\bregistered here, through the ring\b",
+          "the accept that made the fd, and a later wait that returns it with no epoll_ctl for it between",
+          lambda r: _is_wait(r) or _is_accept(r), ("live: make trace-sanic (uvloop)", 0), ()),
     Claim("peer-closed", r"\bclosed at line\b",
-          "the close of the other end of this pipe or socketpair",
+          "the close of the other end of this pipe or socketpair, in this process or another",
           _is_close, ("kinds/nginx-aio-threads/nginx-aio-threads.strace", 200), (199,)),
     Claim("took-it", r"\btook (?:it|the connection)\b",
-          "another thread's accept on the same listening socket that returned a connection before this "
-          "one failed with EAGAIN",
+          "another thread's accept on the same listening socket that returned a connection after this "
+          "thread's last call and before this one failed with EAGAIN",
           lambda r: r.get("syscall") in ("accept", "accept4"),
-          ("kinds/haproxy-2threads/haproxy-2threads.strace", 417), (413,), other_thread=True),
+          ("kinds/haproxy-2threads/haproxy-2threads.strace", 502), (501, 503), other_thread=True),
     Claim("connected", r"\bconnection (?:completed|is up)\b",
           "the non-blocking connect (EINPROGRESS), and the wait that reports its socket writable (EPOLLOUT)",
-          lambda r: _is_wait(r) or r.get("syscall") == "connect", ("kinds/haproxy-2threads/haproxy-2threads.strace", 430), (433,)),
+          lambda r: _is_wait(r) or r.get("syscall") == "connect",
+          ("kinds/haproxy-2threads/haproxy-2threads.strace", 433), (430,)),
+    Claim("passed", r"\bsent at line\b",
+          "the sendmsg with SCM_RIGHTS that passed the same fd (the same -yy text) from another process",
+          lambda r: r.get("syscall") == "sendmsg" and "SCM_RIGHTS" in (r.get("args") or ""),
+          ("kinds/node-cluster/node-cluster.strace", 1057), (1054,), other_thread=True),
 )
 
 BY_KEY = {c.key: c for c in CLAIMS}
 _WORDS = [(c, re.compile(c.words)) for c in CLAIMS]
 
 
+# What a note quotes from the log (paths, buffers) is not its own words.
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"|(?<![\w])/[^\s,;)]*')
+
+
 def made(note: str) -> list[Claim]:
-    """The claims a note's words make."""
-    return [c for c, words in _WORDS if words.search(note or "")]
+    """The claims a note's words make (not counting the paths and text it quotes)."""
+    words = _QUOTED.sub(" ", note or "")
+    return [c for c, pattern in _WORDS if pattern.search(words)]
 
 
 def unsupported(rec: dict, by_line: dict[int, dict]) -> list[str]:
@@ -200,8 +211,8 @@ def markdown() -> str:
             "|---|---|---|---|---|"]
     for c in CLAIMS:
         log, line = c.example
-        where = f"`{log}` line {line}" if line else f"`{log}`"
-        gone = ", ".join(str(n) for n in c.without) or "—"
+        where = f"`{log}` line {line}" if line else f"{log.removeprefix('live: ')}: a run of the suite"
+        gone = ", ".join(f"`{n}`" if isinstance(n, str) else str(n) for n in c.without) or "the lines it names"
         words = c.words.replace("|", "\\|")
         rows.append(f"| `{c.key}` | `{words}` | {c.needs} | {where} | {gone} |")
     rows += ["", "[Back to the README](../README.md)", ""]

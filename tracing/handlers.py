@@ -301,6 +301,8 @@ def _ready_text(c: Ctx, fd: F.Fd, item: dict, how: str) -> str:
     closed = c.m.closed.get(fd.other_end()) if "HUP" in ev else None
     if closed is not None:
         return f"{head} (its other end was closed at {c.cite('peer-closed', *closed)})"
+    if "HUP" in ev and fd.role != F.LISTENING:
+        return f"{head} (hung up: no close of its other end appears in this log before this)"
     if "IN" not in ev and "OUT" in ev:
         if fd.connecting is not None:
             at, by = fd.connecting
@@ -346,7 +348,6 @@ def _filled(c: Ctx, fd: F.Fd) -> str:
                 f"(delivered at line {delivered}){more}")
     if tid == c.ev.tid:
         return f"its own write at {c.cite('itself', line, tid)}{more}"
-    c.cite("another-thread", line, tid)
     return f"woken by the write at {c.cite('woken-by', line, tid)}{more}"
 
 
@@ -476,7 +477,7 @@ def _taken_by(c: Ctx, lst: F.Fd | None) -> str:
         if (tid != c.ev.tid and c.m.proc(tid) == proc and prev.syscall in ("accept", "accept4")
                 and prev.errno is None and prev.line > since and first_fd(prev.args)
                 and first_fd(prev.args)[0] == lst.num):
-            return (f": thread {tid}'s {prev.syscall} at {c.cite('took-it', prev.line, tid)} took the connection "
+            return (f": the {prev.syscall} at {c.cite('took-it', prev.line, tid)} took the connection "
                     "(both threads wait for this listening socket)")
     return ""
 
@@ -837,8 +838,7 @@ def _passed_fds(c: Ctx, fd: F.Fd, is_write: bool) -> Verdict:
             role, detail = (sent[0], sent[1]) if sent else (base.role, base.detail)
             new = c.new_fd(num, role, detail)
             if sent is not None:
-                nums.append(f"fd {num}: the {new.describe()} that thread {sent[3]} sent at "
-                            f"{c.cite('passed', sent[2], sent[3])}")
+                nums.append(f"fd {num}: the {new.describe()} sent at {c.cite('passed', sent[2], sent[3])}")
                 if role == F.CLIENT and c.m.proc(c.ev.tid) not in c.m.accepted:
                     c.m.accepted[c.m.proc(c.ev.tid)] = (c.ev.line, c.ev.tid)
                 continue
