@@ -4,6 +4,7 @@ errors with documented exit codes when it cannot."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -14,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import (PROGRAMS, ROOT, Trace, curl, free_port, still_alive_after_a_while, run_cli, sanic_server, show, wait_for)
+from tests.helpers import (PROGRAMS, ROOT, Server, Trace, curl, fd_roles, free_port, run_cli, sanic_server, show,
+                           still_alive_after_a_while, wait_for)
 from tracing.errors import EXIT_NOT_FOUND, EXIT_PID, EXIT_START
 from tracing.procs import alive, child_pids
 
@@ -182,3 +184,37 @@ def test_a_port_that_never_answers_is_one_line_exit_4_and_the_program_is_stopped
     started = re.search(r"the program runs as PID (\d+)", p.stderr)
     assert started, p.stderr
     assert not still_alive_after_a_while([int(started.group(1))]), "the program must be stopped"
+
+
+def test_pid_attached_after_the_pool_exists_shows_the_pool_its_wakeup_and_the_loops_ready_fd(tools_present, tmp_path):
+    """The issue's own case: the pool thread and the loop's self-pipe predate the log. The
+    snapshot trace --pid saves beside raw.strace (fds, epoll interest lists, threads) lets the
+    annotator name them from the first line."""
+    port = free_port()
+    server = Server([sys.executable, str(PROGRAMS / "asyncio_pool_server.py"), str(port),
+                     str(ROOT / "server" / "data" / "lab.txt")], port)
+    try:
+        assert curl(port, "/")[0] == 200  # the pool's thread now exists
+        out = tmp_path / "pid"
+        p = run_cli("trace", "--pid", str(server.pid), "--port", str(port), "--request", "/file",
+                    "--out", str(out))
+        assert p.returncode == 0, p.stderr
+        snap = json.loads((out / "snapshot.json").read_text())
+        assert len(snap["threads"]) >= 2 and snap["epoll"], snap
+        trace = Trace.load(out)
+        loop = server.pid
+        roles = {r["tid"]: r["thread"] for r in trace.records}
+        assert roles[loop] == "loop", roles
+        reads = [r for r in trace.records if r["syscall"] == "read" and "lab.txt" in str(r["fds"])]
+        assert reads and {roles[r["tid"]] for r in reads} == {"pool"}, show(trace.records)
+        pool = reads[0]["tid"]
+        wakes = [r for r in trace.records if r["tid"] == pool and r["category"] == "wakeup"]
+        assert wakes and fd_roles(wakes[0]) == {"wakeup"}, show(wakes or trace.records)
+        woken = [r for r in trace.records if r["tid"] == loop and r["ready"]
+                 and {"claim": "woken-by", "line": wakes[0]["line"], "tid": pool} in r["evidence"]]
+        assert woken and woken[0]["ready"][0]["role"] == "wakeup", show(woken or trace.records)
+        # The first wait's ready fd is named from the snapshot's interest list, not "unknown".
+        first = next(r for r in trace.records if r["tid"] == loop and r["ready"])
+        assert all(x["role"] != "unknown" for x in first["ready"]), show([first])
+    finally:
+        server.stop()

@@ -27,6 +27,7 @@ from tracing.names import (BLOCKING, CLIENT, CLONES, DEVICE, LOOP, OTHER, OTHER_
                            WAKEUP, WAKEUP_CAT, WRITES)
 from tracing.parse import Event, Started, first_fd, numbered_events, split_prefix
 from tracing.progress import Progress
+from tracing.snapshot import apply as apply_snapshot
 from tracing.records import Summary  # noqa: F401 (re-exported)
 from tracing.uring import HANDLERS as KERNEL_HANDLERS
 
@@ -47,10 +48,12 @@ class Step:
 
 class Annotator:
     def __init__(self, prior: Knowledge | None = None, steps: Iterable[Step] = (),
-                 check_reuse: bool = False) -> None:
+                 check_reuse: bool = False, snapshot: dict | None = None) -> None:
         self.model = Model(prior)
+        apply_snapshot(self.model, snapshot)  # what `trace --pid` saw there at attach
         self.steps = sorted(steps, key=lambda s: s.start)
         self.summary = records.Summary()
+        self.summary.roles = self.model.prior.roles
         self.reuse: dict[tuple, tuple[int, tuple]] = {}  # call -> (tracing.changes.count(), verdict)
         self.check_reuse = check_reuse  # tests: work out every verdict, and fail where a reuse would differ
         self.reused = 0  # verdicts reused rather than worked out again
@@ -293,7 +296,7 @@ def _plain_io(m: Model, seen: re.Match) -> bool:
     return got is not None and got.role in _PLAIN and (got.role != CLIENT or tid in m.waited)
 
 
-def learn(items: Callable[[], Iterable[tuple]] | Iterable[tuple]) -> Knowledge:
+def learn(items: Callable[[], Iterable[tuple]] | Iterable[tuple], snapshot: dict | None = None) -> Knowledge:
     """First pass over numbered lines: run the annotator on the calls that teach roles and
     links, then decide each thread's role over the whole log.
 
@@ -302,16 +305,16 @@ def learn(items: Callable[[], Iterable[tuple]] | Iterable[tuple]) -> Knowledge:
     same pipe or socket), they are one process's. Such a log is read a second time,
     fds and threads placed from the start."""
     opener = items if callable(items) else None
-    got = _learn_once(opener() if opener else items, Knowledge())
+    got = _learn_once(opener() if opener else items, Knowledge(), snapshot)
     if opener is not None and (got.seeds or got.joins):
         again = Knowledge(seeds=got.seeds, joins=got.joins)
-        got = _learn_once(opener(), again)
+        got = _learn_once(opener(), again, snapshot)
         got.seeds, got.joins = again.seeds, again.joins
     return got
 
 
-def _learn_once(items: Iterable[tuple], start: Knowledge) -> Knowledge:
-    ann = Annotator(start)
+def _learn_once(items: Iterable[tuple], start: Knowledge, snapshot: dict | None) -> Knowledge:
+    ann = Annotator(start, snapshot=snapshot)
     m = ann.model
 
     def teaching() -> Iterator[tuple]:
@@ -404,19 +407,19 @@ def _joins(m: Model, seeds: dict) -> dict:
 
 
 def annotate_items(open_items: Callable[[], Iterator[tuple]], steps: Iterable[Step] = (),
-                   check_reuse: bool = False) -> tuple[Iterator[dict], Annotator]:
+                   check_reuse: bool = False, snapshot: dict | None = None) -> tuple[Iterator[dict], Annotator]:
     """Two passes over an input that can be opened twice: learn roles, then stream records."""
-    prior = learn(open_items)
-    ann = Annotator(prior, steps, check_reuse)
+    prior = learn(open_items, snapshot)
+    ann = Annotator(prior, steps, check_reuse, snapshot)
     return ann.run(numbered_events(open_items())), ann
 
 
 def annotate_file(path: str, steps: Iterable[Step] = (), check_reuse: bool = False,
-                  progress: Progress | None = None) -> tuple[Iterator[dict], Annotator]:
+                  progress: Progress | None = None, snapshot: dict | None = None) -> tuple[Iterator[dict], Annotator]:
     def numbered() -> Iterator[tuple]:
         # Lines are what "\n" ends, as sed and strace count them; a lone "\r"
         # is part of a line.
         with open_text(path) as f:
             yield from enumerate(f, 1)
 
-    return annotate_items(progress.passes(numbered) if progress else numbered, steps, check_reuse)
+    return annotate_items(progress.passes(numbered) if progress else numbered, steps, check_reuse, snapshot)

@@ -125,8 +125,10 @@ def folded_line(rec: dict) -> str:
 
 
 def write(records: Iterable[dict], path: Path, heading: str, headers: dict[str, str] | None = None,
-          full: bool = False, color: bool = False) -> list[tuple[str, int]]:
-    """annotated.log with its index; returns the index: (section or landmark, line in the file)."""
+          full: bool = False, color: bool = False, roles=None) -> list[tuple[str, int]]:
+    """annotated.log with its index; returns the index: (section or landmark, line in the file).
+    `roles`, asked once the records are read, gives {tid: {"role", "why"}}: each thread's
+    role and why, listed after the index."""
     body_path = path.with_name(path.name + ".part")
     sections: list[tuple[str, int]] = []
     marks: dict[str, int] = {}
@@ -145,13 +147,13 @@ def write(records: Iterable[dict], path: Path, heading: str, headers: dict[str, 
     if not full:
         stream = fold_startup(stream)
     try:
-        return _write(stream, path, body_path, heading, headers, color, sections, marks, pending_mark)
+        return _write(stream, path, body_path, heading, headers, color, sections, marks, pending_mark, roles)
     finally:
         if body_path.exists():
             body_path.unlink()
 
 
-def _write(stream, path, body_path, heading, headers, color, sections, marks, pending_mark):
+def _write(stream, path, body_path, heading, headers, color, sections, marks, pending_mark, roles=None):
     n = 0
     with open(body_path, "w") as body:
         for line in _with_folds(stream, headers, color):
@@ -162,7 +164,9 @@ def _write(stream, path, body_path, heading, headers, color, sections, marks, pe
                 marks[pending_mark.pop(0)[0]] = n
             body.write(line + "\n")
     entries = sections + sorted(marks.items(), key=lambda kv: kv[1])
-    offset = heading.count("\n") + len(entries) + 2  # the index: a title, its entries, a blank line
+    threads = _threads(roles() if roles else {})
+    # The index: a title, its entries, the threads, a blank line.
+    offset = heading.count("\n") + len(entries) + len(threads) + 2
     entries = [(name, at + offset) for name, at in entries]
     with open(path, "w") as out, open(body_path) as body:
         out.write(heading)
@@ -170,9 +174,20 @@ def _write(stream, path, body_path, heading, headers, color, sections, marks, pe
         width = max(len(name) for name, _ in entries) if entries else 0
         for name, at in entries:
             out.write(f"#   {name:<{width}}  line {at}\n")
+        out.writelines(threads)
         out.write("\n")
         shutil.copyfileobj(body, out)
     return entries
+
+
+def _threads(roles: dict) -> list[str]:
+    """Each thread's role and why (line numbers are raw.strace's), loops first."""
+    if not roles:
+        return []
+    order = {"loop": 0, "pool": 1}
+    rows = sorted(roles.items(), key=lambda kv: (order.get(kv[1]["role"], 2), str(kv[0])))
+    return ["# Threads (roles from the whole log; lines are raw.strace's):\n"] + [
+        f"#   {r['role']:<5} {tid}: {r['why']}\n" for tid, r in rows]
 
 
 def _with_folds(records: Iterable[dict], headers: dict[str, str] | None, color: bool) -> Iterator[str]:

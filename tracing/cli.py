@@ -10,7 +10,8 @@ from importlib import metadata
 from pathlib import Path
 
 from tracing import recipes
-from tracing import annotated_log, assets, browser, compare, inputs, live, repeats, timeline, trace_event
+from tracing import (annotated_log, assets, browser, compare, inputs, live, repeats, snapshot, timeline,
+                     trace_event)
 from tracing.annotate import Annotator, annotate_items
 from tracing.parse import events
 from tracing.errors import EXIT_CODES_HELP, EXIT_NOT_STRACE, EXIT_OUTPUT, EXIT_SETUP, TraceError
@@ -192,6 +193,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="colour the categories: auto (a terminal, and NO_COLOR unset or empty)")
     a.add_argument("-o", "--output", default="-", help="output file (default standard output)")
     a.add_argument("--summary", action="store_true", help="print a summary to standard error")
+    a.add_argument("--snapshot", default=None, metavar="FILE",
+                   help="the process's fds, epoll interest lists and threads when strace attached "
+                        "(snapshot.json, which `trace --pid` saves beside raw.strace and which is read "
+                        "from there by default): an attached log then starts from what was there")
     return p
 
 
@@ -410,13 +415,15 @@ def cmd_annotate(args) -> int:
     else:
         try:
             opened = progress.passes(inputs.opener(args.log, warn=lambda m: eprint(f"epoll-lab: {m}")))
+            snap = _snapshot(args)
             if args.format != "jsonl":
-                records, ann = annotate_items(opened)
+                records, ann = annotate_items(opened, snapshot=snap)
         except inputs.InputError as e:
             raise TraceError(str(e), EXIT_SETUP) from None
     try:
         if args.format == "jsonl" and once is None:
-            ann = repeats.write_jsonl(opened, out)  # both passes; repeated lines by the compiled core
+            # Both passes; repeated lines by the compiled core.
+            ann = repeats.write_jsonl(opened, out, snapshot=snap)
         elif args.format == "jsonl":
             write_outputs(records, None, out)
         elif args.format == "trace-event":
@@ -455,6 +462,20 @@ def cmd_annotate(args) -> int:
         eprint(f"epoll-lab: {summary.unparsed} of the {summary.lines} lines of {name} are not strace "
                f"output (kept verbatim, first at line {summary.unparsed_lines[0]})")
     return 0
+
+
+def _snapshot(args) -> dict | None:
+    """--snapshot, or the snapshot.json a `trace --pid` run saved beside its raw log."""
+    path = args.snapshot or (snapshot.beside(args.log[0]) if len(args.log) == 1 and args.log[0] != "-" else None)
+    if path is None:
+        return None
+    try:
+        got = snapshot.load(path)
+    except (OSError, ValueError) as e:
+        raise TraceError(f"--snapshot {path}: cannot read it ({e})", EXIT_SETUP) from None
+    if not args.snapshot:
+        eprint(f"epoll-lab: using {path}, the fds and threads `trace --pid` saw at attach")
+    return got
 
 
 def _annotate_output(output: str):

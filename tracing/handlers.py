@@ -712,8 +712,8 @@ def _where(c: Ctx, cat: str, lookup: str = "") -> str:
     lead = f": {lookup}" if lookup else ""
     if cat == POOLED:
         role = c.m.prior.roles.get(c.ev.tid)
-        why = (f" ({role.why})" if role is not None else
-               " (taken as one: it works beside a loop; read as a stream, its hand-back comes later)")
+        why = (f" ({role.said})" if role is not None and role.said
+               else " (taken as one: it works beside a loop; read as a stream, its hand-back comes later)")
         return f"{lead}{', ' if lead else ': '}on pool thread {c.ev.tid}{why}, so the loop is not blocked"
     if cat == BLOCKING:
         wait = c.cite("blocks-loop", c.m.thread(c.ev.tid).first_wait)
@@ -791,7 +791,7 @@ def _rw(c: Ctx) -> Verdict:
 def _drain(c: Ctx, fd: F.Fd, nbytes: int | None) -> str:
     """A read of a wakeup fd: it empties what a write put there, named where the log shows it."""
     name = c.ev.syscall
-    text = f"{name} drains wakeup fd {fd.num} ({fd.detail or fd.describe()}): {nbytes} bytes"
+    text = f"{name} drains wakeup fd {fd.num} ({fd.detail or fd.describe()}): {nbytes} byte{'' if nbytes == 1 else 's'}"
     key = c.m.reader_key(c.ev.tid, fd)
     before = c.m.ready_at.get(key)
     if before is not None:

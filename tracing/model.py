@@ -44,6 +44,7 @@ class Role(Tracked):
     role: str
     why: str
     evidence: tuple = ()
+    said: str = ""  # how a note names it, in a few words
 
 
 @dataclass

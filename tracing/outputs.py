@@ -47,7 +47,7 @@ def _write_run(out: Path, tracer: Tracer, full: bool) -> tuple[dict, list[tuple[
                + tracer.heading.format(raw=tracer.raw_name) + "\n")
     with open(out / "events.jsonl", "w") as jsonl:
         index = annotated_log.write(jsonl_tee(records, jsonl), out / "annotated.log", heading, headers,
-                                    full=full)
+                                    full=full, roles=lambda: summary().get("roles", {}))
     timeline.write(timeline.from_jsonl(out / "events.jsonl"), out / "timeline.html",
                    f"epoll-lab timeline: {out.name}{tracer.title}")
     with open(out / "trace.json", "w") as f:

@@ -54,6 +54,7 @@ class Summary:
         self.threads: dict = {}
         self.unparsed = 0
         self.unparsed_lines: list[int] = []  # the first few, to look at
+        self.roles: dict = {}  # tid -> model.Role: each thread's role, why, and the lines that show it
 
     def add(self, rec: dict) -> None:
         kind = rec["kind"]
@@ -79,4 +80,6 @@ class Summary:
                 "kinds": dict(self.kinds), "syscalls": dict(self.syscalls.most_common()),
                 "categories": dict(self.categories),
                 "threads": {str(t): r for t, r in self.threads.items()},
+                "roles": {str(t): {"role": r.role, "why": r.why, "evidence": list(r.evidence)}
+                          for t, r in self.roles.items() if t in self.threads},
                 "unparsed": self.unparsed, "unparsed_lines": self.unparsed_lines}

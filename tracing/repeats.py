@@ -59,9 +59,9 @@ _LINE, _TS, _DURATION = _Mark("L"), _Mark("S"), _Mark("D")
 
 
 def write_jsonl(open_items: Callable[[], Iterable[tuple]], out: IO[str], steps: Iterable[Step] = (),
-                check: bool = False) -> Annotator:
+                check: bool = False, snapshot: dict | None = None) -> Annotator:
     """Annotate an input that can be opened twice into JSON Lines on `out`."""
-    ann = Annotator(learn(open_items), steps, check_reuse=check)
+    ann = Annotator(learn(open_items, snapshot), steps, check_reuse=check, snapshot=snapshot)
     if _repeats is None or ann.steps:
         write_outputs(ann.run(numbered_events(open_items())), None, out)
         return ann

@@ -94,7 +94,8 @@ def decide(m: Model) -> dict:
         if tid not in roles and m.proc(tid) in loops_in and t.handbacks:
             line, work = t.handbacks[0]
             roles[tid] = Role(POOL, f"does work (first at line {work}) and hands it back to a loop "
-                                    f"(the write at line {line}, which a loop's wait returns)", (work, line))
+                                    f"(the write at line {line}, which a loop's wait returns)", (work, line),
+                              f"it hands work back to a loop at line {line}")
     for tid, t in threads.items():
         if tid in roles:
             continue
@@ -102,7 +103,7 @@ def decide(m: Model) -> dict:
         if twin is not None:
             roles[tid] = Role(POOL, f"started by thread {t.made_by} like pool thread {twin}, and does the same "
                                     f"work (first at line {t.work}); its own hand-back is not in the log",
-                              (t.made_at, t.work))
+                              (t.made_at, t.work), f"started like pool thread {twin}; its own hand-back is not in the log")
         elif tid in waits:
             roles[tid] = Role(OTHER, waits[tid], (t.first_wait,))
         elif t.work is not None and m.proc(tid) in loops_in:

@@ -18,7 +18,7 @@ import signal
 import time
 from pathlib import Path
 
-from tracing import outputs, procs, tracers
+from tracing import outputs, procs, snapshot, tracers
 from tracing.errors import (EXIT_INTERRUPTED, EXIT_NOT_FOUND, EXIT_OUTPUT, EXIT_PID,  # noqa: F401
                             EXIT_SCENARIO, EXIT_SETUP, EXIT_START, TraceError)
 from tracing.outputs import report  # noqa: F401
@@ -120,6 +120,12 @@ def trace(target: Target, out: Path, annotate: bool = True, seconds: float | Non
     if target.port and target.pid is None and not port_free(target.port):
         preflight(target.port, target.tracer)  # says the port is in use
     outputs.ready_folder(out)
+    if target.pid:
+        # What the log cannot show: the fds, epoll interest lists and threads made before it.
+        try:
+            snapshot.save(out, target.pid)
+        except OSError as e:
+            raise outputs.output_error(out, e) from None
     t0 = time.monotonic()
     traced = start(target, path, out)
     results: list[dict] = []

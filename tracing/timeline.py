@@ -369,8 +369,11 @@ svg{{display:block;cursor:grab;background:#fff;width:100%}}
   function drawAxis() {{
     var a = vb.x / meta.width * meta.span_s, b = (vb.x + vb.width) / meta.width * meta.span_s;
     var n = Math.max(2, Math.floor(svg.clientWidth / 110)), raw = (b - a) / n;
-    var p = Math.pow(10, Math.floor(Math.log10(raw))), step = [1, 2, 5, 10].map(function (k) {{ return k * p; }})
-      .find(function (s) {{ return s >= raw; }});
+    var p = Math.pow(10, Math.floor(Math.log10(raw))), steps = [0.5, 1, 2, 5, 10].map(function (k) {{ return k * p; }});
+    var i = steps.findIndex(function (s) {{ return s >= raw; }});
+    // Rounding the step up can leave three ticks; at least four, while they stay 60 px apart.
+    while (i > 0 && (b - a) / steps[i] < 4 && svg.clientWidth * steps[i - 1] / (b - a) >= 60) i--;
+    var step = steps[i];
     var html = "";
     for (var t = Math.ceil(a / step - 1e-9) * step; t <= b + 1e-12; t += step) {{
       html += '<div class="tick" style="left:' + ((t - a) / (b - a) * 100).toFixed(3) + '%"><span>' +

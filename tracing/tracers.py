@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from tracing import kernel, ltrace
+from tracing import snapshot
 from tracing.annotate import Step, annotate_file
 from tracing.errors import EXIT_SCENARIO, EXIT_SETUP, TraceError
 from tracing.progress import Progress
@@ -69,7 +70,8 @@ class Tracer:
 
     def records(self, raw: Path, steps: list[Step]) -> tuple[Iterator[dict], Callable[[], dict]]:
         """Annotated records of the raw file (a stream), and the summary once they are read."""
-        records, ann = annotate_file(str(raw), steps, progress=Progress(sys.stderr))
+        records, ann = annotate_file(str(raw), steps, progress=Progress(sys.stderr),
+                                     snapshot=snapshot.load(snapshot.beside(raw)))
         return records, lambda: ann.summary.as_dict()
 
 
