@@ -10,8 +10,10 @@ CFLAGS := -O2 -Wall -Wextra -Werror -pthread
 ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all -Wall -Wextra -Werror -pthread
 # ThreadSanitizer sees what ASan cannot: the loop and the pool threads sharing data.
 TSAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=thread -Wall -Wextra -Werror -pthread
-C_SRC := cdemo/epoll_server.c cdemo/http.c
-C_DEPS := $(C_SRC) cdemo/http.h
+# What both C servers share: the HTTP parser, a connection's HTTP state, the routes, the set-up.
+C_SHARED := cdemo/http.c cdemo/session.c cdemo/routes.c cdemo/server.c
+C_SRC := cdemo/epoll_server.c $(C_SHARED)
+C_DEPS := $(C_SRC) $(C_SHARED:.c=.h)
 C_BIN := cdemo/bin/epoll_server
 C_ASAN := cdemo/bin/epoll_server-asan
 C_TSAN := cdemo/bin/epoll_server-tsan

@@ -3,7 +3,9 @@ against the C server's ASan build (and its TSan build where the pool runs)."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import socket
 import struct
 import threading
@@ -11,8 +13,9 @@ import time
 
 import pytest
 
-from tests.helpers import curl
-from tests.cserver import HOST, REPORTS, Server, get, read_to_eof
+from tests.helpers import curl, wait_for
+from tests.cserver import (HOST, REPORTS, Server, closed_within, get, read_responses, read_to_close,
+                           read_to_eof)
 from tests.netns import NOT_LOCAL, in_private_net
 
 ROUTES = ["/", "/file", "/sleep?ms=50", "/dns?host=localhost"]
@@ -223,3 +226,109 @@ def test_dns_never_asks_the_network_for_a_name_not_in_etc_hosts(server):
     assert all(a.startswith("HTTP/1.1 400") for a in refused.values()), r["answers"]
     assert set(refused) == set(NOT_LOCAL) and all(NOT_LOCAL[h] in a for h, a in refused.items()), r["answers"]
     assert r["answers"]["localhost"].startswith("HTTP/1.1 200"), r["answers"]
+
+
+# ---- every slot taken: what nginx does under the same attack ----------------------
+
+SLOTS = 512     # the server's connection cap
+
+
+def open_connections(srv, n):
+    """n connections the server has accepted (its fd count says so)."""
+    socks = [srv.connect() for _ in range(n)]
+    assert wait_for(lambda: srv.fds() >= srv.baseline + n, 10), \
+        f"the server holds {srv.fds() - srv.baseline} of {n} connections"
+    return socks
+
+
+def answer(sock, raw: bytes) -> str:
+    sock.sendall(raw)
+    try:
+        return read_responses(sock, 1)
+    except ConnectionResetError:
+        return "(reset by the server)"
+
+
+def test_idle_connections_cannot_lock_out_a_new_client():
+    # 512 connections that never send a byte take every slot; the header timeout is long, so
+    # only reuse lets anyone in. Each newcomer stays connected, so each needs a slot: the
+    # oldest idle connection's, closed for it.
+    srv = Server(idle_ms=30000, header_ms=30000)
+    idle, newcomers = [], []
+    try:
+        idle = open_connections(srv, SLOTS)
+        for i in range(3):
+            newcomers.append(srv.connect())
+            got = answer(newcomers[-1], get("/"))
+            assert statuses(got.encode()) == ["200"], f"newcomer {i + 1} with every slot idle: {got[:300]}"
+            assert closed_within(idle[i], 2), f"idle connection {i}, the oldest left, was not the one reused"
+        assert not closed_within(idle[3], 0.2), "an idle connection newer than the oldest was closed"
+    finally:
+        for s in idle + newcomers:
+            s.close()
+        srv.stop_clean()
+
+
+def test_a_connection_that_never_sends_is_closed_sooner_than_an_idle_keep_alive():
+    # Before its first byte a connection gets the header timeout (0.4 s here), not the
+    # keep-alive one (4 s): an idle attacker frees its slot ten times sooner.
+    srv = Server(idle_ms=4000, header_ms=400)
+    try:
+        with srv.connect() as silent, srv.connect() as kept:
+            assert statuses(answer(kept, get("/")).encode()) == ["200"]
+            assert closed_within(silent, 3), "a connection that never sent a byte outlived the 0.4 s header timeout"
+            assert not closed_within(kept, 0.5), "a keep-alive connection was cut at the header timeout"
+    finally:
+        srv.stop_clean()
+
+
+def test_refusal_arrives_as_a_response_not_a_reset():
+    # Every slot busy with a request whose answer is owed (/sleep): nobody may be evicted, so
+    # the newcomer is refused. Its request is already in the socket when the server accepts
+    # (the server is stopped meanwhile): closing with it unread would be an RST, which can
+    # destroy the 503 before the client reads it.
+    srv = Server(idle_ms=30000, header_ms=30000)
+    busy = []
+    try:
+        busy = open_connections(srv, SLOTS)
+        for s in busy:
+            s.sendall(get("/sleep?ms=4000"))
+        time.sleep(1.0)     # every request read and its timer armed
+        os.kill(srv.pid, signal.SIGSTOP)
+        try:
+            late = srv.connect()        # completes in the listen backlog
+            late.sendall(get("/"))
+        finally:
+            os.kill(srv.pid, signal.SIGCONT)
+        with late:
+            raw, how = read_to_close(late)
+        assert how == "eof", f"the refusal ended in a TCP reset; got before it: {raw[:300]!r}"
+        assert statuses(raw) == ["503"] and b"busy" in raw and b"Connection: close" in raw, raw[:400]
+        answers = [statuses(read_responses(s, 1, timeout=10).encode()) for s in busy]
+        assert answers == [["200"]] * SLOTS, "a busy connection lost its answer to the newcomer"
+    finally:
+        for s in busy:
+            s.close()
+        srv.stop_clean()
+
+
+def test_an_answer_before_a_close_is_not_lost_to_a_reset(server):
+    # A head over 8 KiB with 50 KiB behind it: the server answers 431 with bytes still unread.
+    # It must shut its side, read the rest, and close when the client does, as nginx's
+    # lingering close does: a close with unread bytes is an RST.
+    with server.connect() as s:
+        s.sendall(get("/", b"X-Big: " + b"a" * 60000 + b"\r\n"))
+        raw, how = read_to_close(s)
+    assert how == "eof", f"the 431 ended in a TCP reset; got before it: {raw[:300]!r}"
+    assert statuses(raw) == ["431"], raw[:300]
+    assert server.back_to_baseline()
+
+
+def test_a_client_that_keeps_a_finished_connection_open_is_let_go(server):
+    # After the answer and the server's FIN the client neither closes nor sends: the server's
+    # lingering close is bounded, so its fd and slot come back while the client still holds on.
+    with server.connect() as s:
+        s.sendall(b"garbage\r\n\r\n")
+        raw, how = read_to_close(s)
+        assert how == "eof" and statuses(raw) == ["400"], raw[:300]
+        assert server.back_to_baseline(), f"{server.fds()} fds open, {server.baseline} before"
