@@ -315,22 +315,12 @@ static void start_work(struct session *s, const struct plan *plan) {
 
 /* ---- what the loop does for each kind of ready thing ----------------------- */
 
-/* A slot for a new connection; when all are taken, the one idle longest is
- * closed for it, as nginx reuses connections. -1: every client is owed an
- * answer, so the newcomer is refused. */
-static int take_slot(void) {
-    int slot = slot_free(S.slots, 0);
-    struct session *idle = slot < 0 ? slot_oldest_idle(S.slots) : NULL;
-    if (idle) {
-        slot = idle->slot;
-        conn_close(conn_of(idle));
-    }
-    return slot;
+static void session_close(struct session *s) {
+    conn_close(conn_of(s));
 }
 
 static void conn_open(int fd) {
-    int slot = take_slot(), refuse = slot < 0;
-    if (refuse) slot = slot_free(S.slots, 1);
+    int refuse, slot = slot_take(S.slots, session_close, &refuse);
     struct conn *c = slot >= 0 ? calloc(1, sizeof *c) : NULL;
     if (!c) {
         /* Not even a refusal slot: the last resort, a close (an RST if the
@@ -352,7 +342,8 @@ static void conn_open(int fd) {
     session_open(&c->s, slot, now_ms());
     S.slots[slot] = &c->s;
     if (refuse) {
-        /* Read what is there, answer 503, then the graceful close. */
+        /* Every client is owed an answer: read what is there, answer 503,
+         * then the graceful close. */
         if (conn_read(c) < 0) {
             conn_close(c);
             return;
@@ -599,9 +590,7 @@ static void setup(void) {
 
     /* One periodic timer sweeps idle, slow and lingering connections: a
      * coarse timer wheel with a single slot, enough at this scale. */
-    long long tick_ms = S.o.idle_ms < S.o.header_ms ? S.o.idle_ms : S.o.header_ms;
-    tick_ms = (tick_ms < LINGER_MS ? tick_ms : LINGER_MS) / 4;
-    S.tick_fd = add_timer_every(tick_ms > 1000 ? 1000 : tick_ms < 10 ? 10 : tick_ms);
+    S.tick_fd = add_timer_every(session_sweep_ms(S.o.idle_ms, S.o.header_ms));
     S.tick_tag.kind = K_TICK;
     if (ep_ctl(EPOLL_CTL_ADD, S.tick_fd, EPOLLIN, &S.tick_tag) < 0) die("epoll_ctl tick");
 

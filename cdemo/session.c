@@ -139,14 +139,19 @@ int session_expired(const struct session *s, long long now, long long idle_ms, l
     return (s->started_ms && now - s->started_ms > header_ms) || now - s->last_ms > idle_ms;
 }
 
-int slot_free(struct session *const slots[], int refusing) {
-    int from = refusing ? MAX_CONNS : 0, to = refusing ? SLOTS : MAX_CONNS;
+long long session_sweep_ms(long long idle_ms, long long header_ms) {
+    long long ms = idle_ms < header_ms ? idle_ms : header_ms;
+    ms = (ms < LINGER_MS ? ms : LINGER_MS) / 4;
+    return ms > 1000 ? 1000 : ms < 10 ? 10 : ms;
+}
+
+static int slot_free(struct session *const slots[], int from, int to) {
     for (int i = from; i < to; i++)
         if (!slots[i]) return i;
     return -1;
 }
 
-struct session *slot_oldest_idle(struct session *const slots[]) {
+static struct session *slot_oldest_idle(struct session *const slots[]) {
     struct session *oldest = NULL;
     for (int i = 0; i < MAX_CONNS; i++) {
         struct session *s = slots[i];
@@ -154,4 +159,18 @@ struct session *slot_oldest_idle(struct session *const slots[]) {
             oldest = s;
     }
     return oldest;
+}
+
+int slot_take(struct session *slots[], void (*close_fn)(struct session *), int *refuse) {
+    *refuse = 0;
+    int slot = slot_free(slots, 0, MAX_CONNS);
+    if (slot >= 0) return slot;
+    struct session *idle = slot_oldest_idle(slots);
+    if (idle) {
+        slot = idle->slot;
+        close_fn(idle);
+        return slot;
+    }
+    *refuse = 1;
+    return slot_free(slots, MAX_CONNS, SLOTS);
 }

@@ -88,12 +88,15 @@ void session_lingers(struct session *s, long long now);
  * request's first byte, the idle one between requests, the linger bound. */
 int session_expired(const struct session *s, long long now, long long idle_ms, long long header_ms);
 
-/* Slots: the first MAX_CONNS for clients served, the rest for refusals. */
-int slot_free(struct session *const slots[], int refusing);      /* a free index, or -1 */
+/* How often a loop should sweep its sessions for session_expired. */
+long long session_sweep_ms(long long idle_ms, long long header_ms);
 
-/* The session to close for a newcomer when every slot is taken, as nginx
- * reuses connections: the one idle longest among those that owe nothing
- * (never sent a whole request, idle keep-alive, lingering). NULL if none. */
-struct session *slot_oldest_idle(struct session *const slots[]);
+/* A slot of the loop's table (the first MAX_CONNS for clients served, the
+ * rest for refusals) for a new connection: a free one; else, as nginx
+ * reuses connections, the one of the session idle longest among those that
+ * owe nothing (never sent a whole request, idle keep-alive, lingering),
+ * which close_fn closes (and takes out of the table); else a refusal slot,
+ * with *refuse set. -1: not even that is left. */
+int slot_take(struct session *slots[], void (*close_fn)(struct session *), int *refuse);
 
 #endif

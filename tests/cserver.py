@@ -1,7 +1,10 @@
-"""The C server's sanitizer builds, started by hand for tests that speak raw HTTP.
+"""The C servers' sanitizer builds, started by hand for tests that speak raw HTTP.
 
-ASan (+UBSan, LeakSanitizer at exit) for the loop, TSan for the loop beside
-its pool threads. A test ends with `stop_clean()`: exit 0, no sanitizer report.
+Two servers with the same routes and rules: `epoll` (readiness, with an
+optional thread pool) and `uring` (completions through io_uring). ASan
+(+UBSan, LeakSanitizer at exit) for the loops, TSan for the epoll loop beside
+its pool threads (and for the uring one, which must have none). A test ends
+with `stop_clean()`: exit 0, no sanitizer report.
 """
 
 from __future__ import annotations
@@ -16,9 +19,8 @@ import time
 from tests.helpers import ROOT, free_port, wait_for
 from tracing.procs import port_answers
 
-ASAN = ROOT / "cdemo" / "bin" / "epoll_server-asan"
-TSAN = ROOT / "cdemo" / "bin" / "epoll_server-tsan"
-BUILDS = {"asan": ASAN, "tsan": TSAN}
+KINDS = ["epoll", "uring"]     # parametrize a test over both servers with these
+BIN = ROOT / "cdemo" / "bin"
 REPORTS = ("AddressSanitizer", "LeakSanitizer", "ThreadSanitizer", "runtime error")
 HOST = b"Host: lab\r\n"
 
@@ -30,8 +32,10 @@ def get(path: str, *headers: bytes, version: bytes = b"HTTP/1.1") -> bytes:
 
 
 class Server:
-    def __init__(self, *args, build: str = "asan", nofile=None, idle_ms=1500, header_ms=400):
-        binary = BUILDS[build]
+    def __init__(self, *args, kind: str = "epoll", build: str = "asan", nofile=None, idle_ms=1500,
+                 header_ms=400):
+        self.kind = kind
+        binary = BIN / f"{kind}_server-{build}"
         assert binary.exists(), f"{binary} missing: run `make build-c` (make test does)"
         self.port = free_port()
         limit = (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))) if nofile else None
