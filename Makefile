@@ -44,7 +44,7 @@ help:
 	@echo "make container-smoke                          build the image, run trace-c and trace-sanic inside it"
 	@echo "make setup                                    install tools and .venv (done by the targets above)"
 	@echo "make build-c                                  build the C servers (epoll, io_uring) and their ASan and TSan builds"
-	@echo "make bench [ROUNDS=3 SECONDS=3]              req/s, latency, user/system CPU and syscalls per request, tracing overhead: C, nginx, Sanic, aiohttp, tornado (a benchmark)"
+	@echo "make bench [ROUNDS=3 SECONDS=3]              req/s, latency, user/system CPU and syscalls per request, tracing overhead: C (epoll, io_uring), nginx, Sanic, aiohttp, tornado (a benchmark)"
 	@echo "make bench-c                                  CPU per request: the C server beside nginx (a benchmark)"
 	@echo "make bench-annotate [LINES=1000000]          annotate speed and memory beside strace-process-tree"
 	@echo "make bench-live [SECONDS='10 30']            live mode under wrk: lines lost (none) and lag behind strace"
@@ -125,7 +125,7 @@ screenshot: setup
 container-smoke:
 	scripts/container-smoke.sh
 
-bench: setup $(C_BIN)
+bench: setup $(C_BIN) $(URING_BIN)
 	@$(PY) -m pip install -q -e '.[bench]'
 	$(PY) bench/bench.py $(if $(ROUNDS),--rounds $(ROUNDS)) $(if $(SECONDS),--seconds $(SECONDS))
 
