@@ -3,8 +3,9 @@
 #   docker run --rm --cap-add SYS_PTRACE epoll-lab make trace-sanic
 # (README: "Run it in a container"; make container-smoke runs these.)
 # The image installs the lab the way the README's quick start does on a host:
-# `make setup` (scripts/setup.sh) installs strace, ltrace, curl, gcc and
-# python3-dev (for the annotator's compiled core) with apt-get and builds .venv. Only what setup itself needs to start is here.
+# `make setup` (scripts/setup.sh) installs strace, ltrace, curl, gcc,
+# liburing-dev (for the io_uring C server) and python3-dev (for the
+# annotator's compiled core) with apt-get and builds .venv. Only what setup itself needs to start is here.
 FROM docker.io/library/debian:bookworm-slim
 
 # The kernel tracer needs root and tracefs, which the image's user does not

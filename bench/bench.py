@@ -1,5 +1,5 @@
 """make bench: throughput, latency, CPU per request and tracing overhead of
-the C server, nginx, Sanic on uvloop and Sanic on the stdlib loop, aiohttp and
+the C servers (epoll, and io_uring as c-uring), nginx, Sanic on uvloop and Sanic on the stdlib loop, aiohttp and
 tornado (both on the stdlib loop), each untraced, under the lab's story recipe
 (the trace targets' full syscall set), under the load recipe (epoll/accept
 only, --seccomp-bpf) and under kernel-story (the kernel tracer, bpftrace, on
@@ -39,11 +39,20 @@ sys.path.insert(0, str(ROOT))
 from tracing import kernel  # noqa: E402
 from tracing.recipes import STORY_SYSCALLS, load_flags, strace_flags  # noqa: E402
 
-SERVERS = ["c", "nginx", "sanic-uvloop", "sanic-asyncio", "aiohttp", "tornado"]
-# Each framework beside the Sanic run on the same (stdlib) loop.
-FRAMEWORKS = {"aiohttp": "sanic-asyncio", "tornado": "sanic-asyncio", "sanic-uvloop": "sanic-asyncio"}
+SERVERS = ["c", "c-uring", "nginx", "sanic-uvloop", "sanic-asyncio", "aiohttp", "tornado"]
+# Each server beside the one it is best compared with: the frameworks beside the Sanic run on the
+# same (stdlib) loop, the io_uring C server beside the epoll one (same routes, same code but the loop).
+FRAMEWORKS = {"aiohttp": "sanic-asyncio", "tornado": "sanic-asyncio", "sanic-uvloop": "sanic-asyncio",
+              "c-uring": "c"}
 # kernel-story: the kernel tracer (bpftrace) on the story's syscall set, as story-recipe's strace.
 CONDITIONS = ["untraced", "story-recipe", "load-recipe", "kernel-story"]
+# Not run, and why (said in the table's notes).
+NOT_RUN = {("c-uring", "load-recipe"): "the load recipe traces epoll_wait and accept calls, which the "
+           "io_uring server does not make (it submits them with io_uring_enter): it would trace nothing"}
+
+
+def conditions(name: str) -> list[str]:
+    return [c for c in CONDITIONS if (name, c) not in NOT_RUN]
 PY = ROOT / ".venv" / "bin" / "python"
 
 
@@ -54,6 +63,8 @@ def say(msg: str) -> None:
 def server_cmd(name: str, port: int, tmp: Path) -> list[str]:
     if name == "c":
         return [str(ROOT / "cdemo/bin/epoll_server"), "--port", str(port)]
+    if name == "c-uring":
+        return [str(ROOT / "cdemo/bin/uring_server"), "--port", str(port)]
     if name == "nginx":
         conf = tmp / f"nginx-{port}.conf"
         conf.write_text((ROOT / "bench/nginx.conf.in").read_text()
@@ -232,7 +243,7 @@ def summarize(runs: dict, counted: dict) -> list[dict]:
     rows = []
     for name in SERVERS:
         base = statistics.median(r["rps"] for r in runs[(name, "untraced")])
-        for cond in CONDITIONS:
+        for cond in conditions(name):
             got = runs[(name, cond)]
             med = lambda k: statistics.median(r[k] for r in got if r[k] is not None)  # noqa: E731
             rows.append({"server": name, "condition": cond, "rps": med("rps"), "p50_ms": med("p50_ms"),
@@ -256,6 +267,11 @@ def spread(row: dict, key: str, fmt: str) -> str:
     return f"{format(row[key], fmt)} ({format(lo, fmt)}–{format(hi, fmt)})"
 
 
+def present(rows: list[dict]) -> list[str]:
+    """SERVERS that rows hold (a results.json from before a server was added lacks it)."""
+    return [s for s in SERVERS if any(r["server"] == s for r in rows)]
+
+
 def markdown(rows: list[dict], machine: dict) -> str:
     lines = [f"# make bench: {machine['cpus']} CPUs, {machine['rounds']} rounds of {machine['seconds']} s, "
              f"wrk -t1 -c32 on CPU 0, server on CPU 1", "",
@@ -273,9 +289,15 @@ def markdown(rows: list[dict], machine: dict) -> str:
                      f"{r['sys_us_per_req']:.1f} | {r['tracer_cpu_us_per_req']:.1f} | {calls} | "
                      f"{r['ratio_vs_untraced']:.2f} |")
     c = {(r["server"], r["condition"]): r for r in rows}
+    servers = present(rows)
+    lines += [f"\nNot run: {name} {cond}: {why}." for (name, cond), why in NOT_RUN.items() if name in servers]
     lines += ["", *kernel_vs_strace(c)]
+    cpu = lambda name: c[(name, "untraced")]["cpu_us_per_req"]  # noqa: E731
+    uring = (f"C io_uring / C epoll CPU per request (untraced): {cpu('c-uring') / cpu('c'):.2f}; "
+             f"C io_uring / nginx: {cpu('c-uring') / cpu('nginx'):.2f}; "
+             if "c-uring" in servers else "")
     lines += ["", f"C server / nginx CPU per request (untraced): "
-              f"{c[('c', 'untraced')]['cpu_us_per_req'] / c[('nginx', 'untraced')]['cpu_us_per_req']:.2f}; "
+              f"{c[('c', 'untraced')]['cpu_us_per_req'] / c[('nginx', 'untraced')]['cpu_us_per_req']:.2f}; {uring}"
               f"Sanic uvloop / stdlib req/s: "
               f"{c[('sanic-uvloop', 'untraced')]['rps'] / c[('sanic-asyncio', 'untraced')]['rps']:.2f}; "
               f"Sanic stdlib / uvloop CPU per request (steadier on a shared machine): "
@@ -283,7 +305,7 @@ def markdown(rows: list[dict], machine: dict) -> str:
     lines += ["", "## Where each server's time goes (untraced)", "",
               "| server | CPU µs/req | user | system | syscalls/req | system µs per syscall | "
               "syscalls per request (strace -c) |", "|---|---|---|---|---|---|---|"]
-    for name in SERVERS:
+    for name in servers:
         r = c[(name, "untraced")]
         top = ", ".join(f"{sc} {n:.2f}" for sc, n in r["syscalls_by_name"].items() if n >= 0.01)
         lines.append(f"| {name} | {r['cpu_us_per_req']:.1f} | {r['user_us_per_req']:.1f} "
@@ -315,6 +337,8 @@ def where_time_goes(c: dict) -> list[str]:
     """Sentences from the numbers: each framework beside Sanic on the same loop."""
     out = []
     for name, ref in FRAMEWORKS.items():
+        if (name, "untraced") not in c:
+            continue
         a, b = c[(name, "untraced")], c[(ref, "untraced")]
         du, ds = a["user_us_per_req"] - b["user_us_per_req"], a["sys_us_per_req"] - b["sys_us_per_req"]
         lo_a, hi_a = span(a, "cpu_us_per_req")
@@ -421,20 +445,20 @@ def main() -> int:
         plot(got["rows"], args.out / "results.png")
         return 0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    if not (ROOT / "cdemo/bin/epoll_server").exists():
-        sys.exit("build the C server first: make build-c")
+    if not all((ROOT / "cdemo/bin" / f"{n}_server").exists() for n in ("epoll", "uring")):
+        sys.exit("build the C servers first: make build-c")
     need("wrk", "wrk"), need("nginx", "nginx"), need("strace", "strace")
     try:
         kernel.preflight()
     except kernel.KernelError as e:
         say(f"[bench] kernel-story left out: {e}")
         CONDITIONS.remove("kernel-story")
-    runs: dict = {(s, c): [] for s in SERVERS for c in CONDITIONS}
+    runs: dict = {(s, c): [] for s in SERVERS for c in conditions(s)}
     total, done = len(runs) * args.rounds, 0
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.rounds):
             for name in SERVERS:
-                for cond in CONDITIONS:
+                for cond in conditions(name):
                     done += 1
                     say(f"[bench] {done}/{total} round {r + 1}: {name} {cond} ...")
                     got = one(name, cond, args.seconds, Path(tmp))

@@ -12,18 +12,17 @@
  * stop *watching* what we cannot act on yet (conn_watch), or epoll_wait
  * returns at once for it, forever: a 100% CPU spin.
  *
- * Routes mirror the Sanic demo so the two traces can be read side by side:
- *   /                 hello (socket I/O only)
+ * What a request means (routes.c) and a connection's HTTP state
+ * (session.c) are shared with the io_uring server; this file is the
+ * readiness loop that moves the bytes:
  *   /file             reads the lab's data file INSIDE the loop (blocking)
  *   /sleep?ms=N       answers after N ms via a timerfd in the same epoll set
- *   /dns?host=NAME    getaddrinfo in the loop, or on a thread pool (--pool);
- *                     only names listed in /etc/hosts, so no query leaves
+ *   /dns?host=NAME    getaddrinfo in the loop, or on a thread pool (--pool)
  *
  * Usage: epoll_server [--port N] [--bind ADDR] [--pool] [--data FILE]
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -35,7 +34,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
@@ -44,20 +42,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "http.h"
+#include "routes.h"
+#include "server.h"
+#include "session.h"
 
 #define MAX_EVENTS 64
-#define MAX_CONNS 512
-#define OUT_MAX 16384           /* answers queued on one connection */
-#define ANSWER_MAX 2048         /* the largest single answer: parse only with this much room */
-#define FILE_MAX 8192
-#define MAX_SLEEP_MS 10000
-#define IDLE_MS 10000           /* default: keep-alive connection with nothing to say */
-#define HEADER_MS 5000          /* default: a request started but not finished (slowloris) */
 #define POOL_THREADS 2
 #define POOL_STOP_MS 1000       /* at shutdown, wait this long for a lookup in flight */
-#define HOSTS_MAX 256
-#define HOSTS_FILE "/etc/hosts"
 
 /* Every epoll registration points at one of these (data.ptr, as nginx
  * does), so the kernel hands back the object, not an fd to look up. */
@@ -71,20 +62,11 @@ struct job;
 struct conn {
     struct tag tag;             /* K_CONN: the socket's registration */
     struct tag timer_tag;       /* K_TIMER: its /sleep timerfd's registration */
-    int fd, timer_fd, slot;
+    int fd, timer_fd;
     uint32_t watching;          /* what epoll reports for fd now */
-    int deferred;               /* the answer is owed by a timer or a pool job */
-    struct job *job;            /* that job while a pool thread may hold it */
-    int keep_alive;             /* this request's verdict, for deferred answers too */
-    int head;                   /* this request is a HEAD: headers only */
-    int eof;                    /* the peer shut its sending side */
-    int close_after;            /* close once the output is flushed */
-    long long last_ms;          /* last progress, for the idle sweep */
-    long long started_ms;       /* first byte of an unfinished request, or 0 */
+    struct job *job;            /* the pool job that owes the answer, while a thread may hold it */
     struct conn *next_closed;
-    size_t in_len, out_len, out_off;
-    char in[HTTP_HEAD_MAX];
-    char out[OUT_MAX];
+    struct session s;           /* the HTTP side: buffers, keep-alive, time-outs */
 };
 
 enum job_kind { JOB_FILE, JOB_DNS };
@@ -100,14 +82,11 @@ struct job {
 
 static struct {
     int ep, listen_fd, tick_fd, sig_fd, pool_fd, reserve_fd;
-    int pool, quit, nconns;
-    const char *data_path;
-    long long idle_ms, header_ms;
-    struct conn *conns[MAX_CONNS];
+    int quit;
+    struct options o;
+    struct session *slots[SLOTS];       /* each live connection's session, by slot */
     struct conn *closed;        /* freed after the current batch of events */
     struct tag listen_tag, tick_tag, sig_tag, pool_tag;
-    char *hosts[HOSTS_MAX];     /* names /etc/hosts lists: the only ones /dns resolves */
-    int nhosts;
     /* The pool: everything below mu is shared with pool threads and only
      * touched with mu held. */
     pthread_t threads[POOL_THREADS];
@@ -117,61 +96,17 @@ static struct {
     int pool_stopping, pool_running;
 } S;
 
-static long long now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void die(const char *what) {
-    perror(what);
-    exit(1);
-}
-
 static int ep_ctl(int op, int fd, uint32_t events, void *ptr) {
     struct epoll_event ev = {.events = events, .data.ptr = ptr};
     return epoll_ctl(S.ep, op, fd, &ev);
 }
 
-/* ---- answers ------------------------------------------------------------ */
-
-static const char *reason(int status) {
-    switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 431: return "Request Header Fields Too Large";
-    case 501: return "Not Implemented";
-    case 503: return "Service Unavailable";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Internal Server Error";
-    }
+static struct conn *conn_of(struct session *s) {
+    return CONTAINER_OF(s, struct conn, s);
 }
 
-/* Queue an answer; keep-alive and HEAD come from the request it answers. */
-static void respond(struct conn *c, int status, const char *body) {
-    size_t room = sizeof c->out - c->out_len;
-    int n = snprintf(c->out + c->out_len, room,
-                     "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
-                     "%sConnection: %s\r\n\r\n%s",
-                     status, reason(status), strlen(body),
-                     status == 405 ? "Allow: GET, HEAD\r\n" : "",
-                     c->keep_alive ? "keep-alive" : "close", c->head ? "" : body);
-    if (n < 0 || (size_t)n >= room) {
-        c->close_after = 1;     /* no room: drop the connection rather than send half */
-        return;
-    }
-    c->out_len += (size_t)n;
-    if (!c->keep_alive) c->close_after = 1;
-}
-
-static void fail(struct conn *c, int status, const char *why) {
-    char body[512];
-    snprintf(body, sizeof body, "{\"status\":%d,\"error\":\"%.400s\"}", status, why);
-    respond(c, status, body);
+static const char *mechanism(void) {
+    return S.o.pool ? "thread-pool" : "blocking-in-loop";
 }
 
 /* ---- connections -------------------------------------------------------- */
@@ -191,8 +126,7 @@ static void conn_close(struct conn *c) {
     if (epoll_ctl(S.ep, EPOLL_CTL_DEL, c->fd, NULL) < 0) perror("epoll_ctl DEL");
     if (close(c->fd) < 0) perror("close");
     timer_stop(c);
-    S.conns[c->slot] = NULL;
-    S.nconns--;
+    S.slots[c->s.slot] = NULL;
     c->fd = -1;
     /* A job still queued goes with its client. One a pool thread is running
      * still points here: on_pool_done frees c when it comes back. */
@@ -213,32 +147,27 @@ static void free_closed(void) {
 
 /* Tell epoll what c can act on now; a no-op when that has not changed. */
 static void conn_watch(struct conn *c) {
-    uint32_t want = 0;
-    /* Read only while we can use the bytes: not after EOF, not into a full
-     * buffer, not while answers wait to go out (a client that pipelines and
-     * never reads must not grow our memory). While a /sleep or pool answer
-     * is owed we still read, until the buffer is full: then we stop. */
-    if (!c->eof && !c->close_after && c->in_len < sizeof c->in && c->out_len == 0)
-        want |= EPOLLIN;
+    uint32_t want = session_wants_input(&c->s) ? EPOLLIN : 0;
     /* Level-triggered EPOLLOUT fires on every wait while the socket has
      * room, so ask for it only while an answer is partly written. */
-    if (c->out_off < c->out_len) want |= EPOLLOUT;
+    if (c->s.out_off < c->s.out_len) want |= EPOLLOUT;
     if (want == c->watching) return;
     if (ep_ctl(EPOLL_CTL_MOD, c->fd, want, &c->tag) < 0) perror("epoll_ctl MOD");
     c->watching = want;
 }
 
-/* Read until EAGAIN or a full buffer. 0 is EOF: the peer may have
- * half-closed after its request, which still gets its answer. */
+/* Read until EAGAIN, or a buffer's worth (a draining client cannot keep
+ * the loop here). 0 is EOF: the peer may have half-closed after its
+ * request, which still gets its answer. */
 static int conn_read(struct conn *c) {
-    while (c->in_len < sizeof c->in) {
-        ssize_t n = read(c->fd, c->in + c->in_len, sizeof c->in - c->in_len);
+    struct session *s = &c->s;
+    for (size_t total = 0; total < sizeof s->in && s->in_len < sizeof s->in;) {
+        ssize_t n = read(c->fd, s->in + s->in_len, sizeof s->in - s->in_len);
         if (n > 0) {
-            c->last_ms = now_ms();
-            if (c->in_len == 0) c->started_ms = c->last_ms;
-            c->in_len += (size_t)n;
+            total += (size_t)n;
+            session_got(s, (size_t)n, now_ms());
         } else if (n == 0) {
-            c->eof = 1;
+            s->eof = 1;
             return 0;
         } else if (errno != EINTR) {
             return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;  /* -1: ECONNRESET... */
@@ -249,11 +178,11 @@ static int conn_read(struct conn *c) {
 
 /* 0 when everything queued is written, 1 if some is left, -1 on error. */
 static int conn_flush(struct conn *c) {
-    while (c->out_off < c->out_len) {
-        ssize_t n = write(c->fd, c->out + c->out_off, c->out_len - c->out_off);
+    struct session *s = &c->s;
+    while (s->out_off < s->out_len) {
+        ssize_t n = write(c->fd, s->out + s->out_off, s->out_len - s->out_off);
         if (n > 0) {
-            c->out_off += (size_t)n;
-            c->last_ms = now_ms();
+            session_sent(s, (size_t)n, now_ms());
         } else if (n < 0 && errno == EINTR) {
             continue;
         } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -262,54 +191,17 @@ static int conn_flush(struct conn *c) {
             return -1;          /* EPIPE, ECONNRESET: the peer is gone */
         }
     }
-    c->out_off = c->out_len = 0;
     return 0;
 }
 
-static void route(struct conn *c, struct http_request *req);
-
-/* Answer each complete request in the buffer, in order (pipelining), while
- * no answer is owed and a whole answer fits. Returns 1 if it stopped only
- * for lack of output room. */
-static int serve_buffered(struct conn *c) {
-    size_t used = 0;
-    int full = 0;
-    while (!c->deferred && !c->close_after) {
-        if (sizeof c->out - c->out_len < ANSWER_MAX) {
-            full = 1;
-            break;
-        }
-        struct http_request req;
-        const char *why = "";
-        int status = http_parse(c->in + used, c->in_len - used, &req, &why);
-        if (status == HTTP_NEED_MORE) break;
-        c->head = 0;            /* this request's, not the last one's */
-        if (status != HTTP_DONE) {
-            /* We cannot tell where the next request starts: answer, close. */
-            c->keep_alive = 0;
-            fail(c, status, why);
-            used = c->in_len;
-            break;
-        }
-        used += req.length;
-        c->head = req.head;
-        c->keep_alive = req.keep_alive;
-        route(c, &req);
-    }
-    if (used > 0) {
-        memmove(c->in, c->in + used, c->in_len - used);
-        c->in_len -= used;
-        c->started_ms = c->in_len ? now_ms() : 0;
-    }
-    return full;
-}
+static void start_work(struct session *s, const struct plan *plan);
 
 /* The one place that decides what happens next to a connection: answer what
  * the buffer holds, write what the socket takes, then close the connection
  * if it is done, else tell epoll what to wait for. Every handler ends here. */
 static void conn_progress(struct conn *c) {
     for (;;) {
-        int full = serve_buffered(c);
+        int full = session_serve(&c->s, start_work);
         int left = conn_flush(c);
         if (left < 0) {
             conn_close(c);
@@ -317,112 +209,63 @@ static void conn_progress(struct conn *c) {
         }
         if (left > 0 || !full) break;   /* wait for EPOLLOUT, or for more input */
     }
-    int owes = c->deferred || c->out_len > 0;
-    if (!owes && (c->close_after || c->eof)) conn_close(c);
-    else conn_watch(c);
-}
-
-/* ---- routes --------------------------------------------------------------- */
-
-/* The value of name in the query: 1 found, 0 absent; -1 once it has
- * answered 400 to a blank or too long value. */
-static int query_param(struct conn *c, const char *query, const char *name, char *out, size_t cap) {
-    size_t nl = strlen(name);
-    for (const char *p = query; p && *p; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL) {
-        if (strncmp(p, name, nl) != 0 || (p[nl] != '=' && p[nl] != '&' && p[nl] != '\0')) continue;
-        const char *v = p[nl] == '=' ? p + nl + 1 : p + nl;
-        size_t len = strcspn(v, "&");
-        if (len == 0 || len >= cap) {
-            /* Same answer as the Sanic server: a blank value is a mistake,
-             * not a request for the default. */
-            char why[96];
-            snprintf(why, sizeof why, len ? "%s is too long" : "%s is blank; give a value or leave it out", name);
-            fail(c, 400, why);
-            return -1;
+    switch (session_next(&c->s)) {
+    case NEXT_CLOSE:
+        conn_close(c);
+        return;
+    case NEXT_LINGER:
+        /* Our FIN after the answer; the client's unread bytes are drained
+         * before close, or the close would be an RST. */
+        if (shutdown(c->fd, SHUT_WR) < 0) {
+            conn_close(c);
+            return;
         }
-        memcpy(out, v, len);
-        out[len] = '\0';
-        return 1;
+        session_lingers(&c->s, now_ms());
+        break;
+    case NEXT_WAIT:
+        break;
     }
-    return 0;
+    conn_watch(c);
 }
 
-/* RFC 1123 labels, at most 253 characters, no trailing dot: "localhost."
- * is an absolute name getaddrinfo would send to a nameserver. */
-static int valid_host(const char *h) {
-    size_t len = strlen(h), label = 0;
-    if (len == 0 || len > 253) return 0;
-    for (size_t i = 0; i < len; i++) {
-        char ch = h[i];
-        if (ch == '.') {
-            if (label == 0 || h[i - 1] == '-') return 0;
-            label = 0;
-        } else if (isalnum((unsigned char)ch) || (ch == '-' && label > 0)) {
-            if (++label > 63) return 0;
-        } else {
-            return 0;
-        }
-    }
-    return label > 0 && h[len - 1] != '-';
-}
-
-static int listed_in_hosts(const char *name) {
-    for (int i = 0; i < S.nhosts; i++)
-        if (strcasecmp(S.hosts[i], name) == 0) return 1;
-    return 0;
-}
+/* ---- the work a route defers ------------------------------------------------ */
 
 /* Runs on the loop thread, or on a pool thread with --pool. */
 static int do_file(char *body, size_t cap) {
     char buf[FILE_MAX];
-    int fd = open(S.data_path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        snprintf(body, cap, "{\"status\":500,\"error\":\"cannot open the data file\"}");
-        return 500;
-    }
+    int fd = open(S.o.data, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return file_body(body, cap, mechanism(), "open", 0);
     ssize_t total = 0, n = 0;
     while (total < (ssize_t)sizeof buf && (n = read(fd, buf + total, sizeof buf - (size_t)total)) > 0)
         total += n;
     if (close(fd) < 0) perror("close data file");
-    if (n < 0) {
-        snprintf(body, cap, "{\"status\":500,\"error\":\"cannot read the data file\"}");
-        return 500;
-    }
-    snprintf(body, cap, "{\"mechanism\":\"%s\",\"bytes\":%zd}",
-             S.pool ? "thread-pool" : "blocking-in-loop", total);
-    return 200;
+    return file_body(body, cap, mechanism(), n < 0 ? "read" : NULL, (long)total);
 }
 
 /* Blocking getaddrinfo: only for names /etc/hosts lists, which libc answers
  * from that file without a query. */
 static int do_dns(const char *host, char *body, size_t cap) {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL;
-    if (getaddrinfo(host, NULL, &hints, &res) != 0) {
-        snprintf(body, cap, "{\"status\":400,\"error\":\"%s does not resolve\"}", host);
-        return 400;
-    }
+    if (getaddrinfo(host, NULL, &hints, &res) != 0) return dns_body(body, cap, mechanism(), host, NULL);
     char addr[INET6_ADDRSTRLEN] = "?";
     void *src = res->ai_family == AF_INET
         ? (void *)&((struct sockaddr_in *)res->ai_addr)->sin_addr
         : (void *)&((struct sockaddr_in6 *)res->ai_addr)->sin6_addr;
     if (!inet_ntop(res->ai_family, src, addr, sizeof addr)) perror("inet_ntop");
     freeaddrinfo(res);
-    snprintf(body, cap, "{\"mechanism\":\"%s\",\"host\":\"%s\",\"address\":\"%s\"}",
-             S.pool ? "thread-pool" : "blocking-in-loop", host, addr);
-    return 200;
+    return dns_body(body, cap, mechanism(), host, addr);
 }
 
 static void pool_submit(struct conn *c, enum job_kind kind, const char *arg) {
     struct job *j = calloc(1, sizeof *j);
     if (!j) {
-        fail(c, 503, "out of memory");
+        session_fail(&c->s, 503, "out of memory");
         return;
     }
     j->c = c;
     j->kind = kind;
     snprintf(j->arg, sizeof j->arg, "%s", arg);
     c->job = j;
-    c->deferred = 1;
     pthread_mutex_lock(&S.mu);
     if (S.todo_tail) S.todo_tail->next = j;
     else S.todo = j;
@@ -434,64 +277,81 @@ static void pool_submit(struct conn *c, enum job_kind kind, const char *arg) {
 static void timer_start(struct conn *c, int ms) {
     int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     if (tfd < 0) {
-        fail(c, 503, "no timer available");
+        session_fail(&c->s, 503, "no timer available");
         return;
     }
     struct itimerspec its = {.it_value = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L}};
     if (ms == 0) its.it_value.tv_nsec = 1;  /* zero would disarm it */
     if (timerfd_settime(tfd, 0, &its, NULL) < 0 || ep_ctl(EPOLL_CTL_ADD, tfd, EPOLLIN, &c->timer_tag) < 0) {
         if (close(tfd) < 0) perror("close timer");
-        fail(c, 503, "cannot arm a timer");
+        session_fail(&c->s, 503, "cannot arm a timer");
         return;
     }
     c->timer_fd = tfd;
-    c->deferred = 1;
 }
 
-static void route(struct conn *c, struct http_request *req) {
-    if (!req->head && strcmp(req->method, "GET") != 0) {
-        fail(c, 405, "only GET and HEAD");
-        return;
-    }
-    char *query = strchr(req->target, '?');
-    if (query) *query++ = '\0';
-    const char *path = req->target;
-    char arg[256], body[1024];
-    if (strcmp(path, "/") == 0) {
-        respond(c, 200, "{\"mechanism\":\"socket\",\"pollable\":true}");
-    } else if (strcmp(path, "/file") == 0) {
-        if (S.pool) pool_submit(c, JOB_FILE, "");
-        else respond(c, do_file(body, sizeof body), body);
-    } else if (strcmp(path, "/sleep") == 0) {
-        int got = query_param(c, query, "ms", arg, sizeof arg);
-        char *end = NULL;
-        long ms = got > 0 && isdigit((unsigned char)arg[0]) ? strtol(arg, &end, 10) : 200;
-        if (got > 0 && (!end || *end != '\0' || ms > MAX_SLEEP_MS))
-            fail(c, 400, "ms must be a whole number from 0 to 10000");
-        else if (got >= 0)
-            timer_start(c, (int)ms);        /* the answer comes when it fires */
-    } else if (strcmp(path, "/dns") == 0) {
-        int got = query_param(c, query, "host", arg, sizeof arg);
-        if (got < 0) return;                /* query_param has answered 400 */
-        if (got == 0) {
-            fail(c, 400, "host is required, e.g. /dns?host=localhost");
-        } else if (!valid_host(arg)) {
-            fail(c, 400, "host must be a valid host name");
-        } else if (!listed_in_hosts(arg)) {
-            /* Answered without a lookup: the lab never sends a DNS query. */
-            snprintf(body, sizeof body, "%s is not in /etc/hosts; the lab only resolves local names", arg);
-            fail(c, 400, body);
-        } else if (S.pool) {
-            pool_submit(c, JOB_DNS, arg);
-        } else {
-            respond(c, do_dns(arg, body, sizeof body), body);
-        }
-    } else {
-        fail(c, 404, "no such route");
+/* Called by session_serve for a route's deferred work: the timer and the
+ * pool answer later; without the pool the file and the lookup block the
+ * loop and answer now. */
+static void start_work(struct session *s, const struct plan *plan) {
+    struct conn *c = conn_of(s);
+    char body[1024];
+    switch (plan->work) {
+    case WORK_SLEEP:
+        timer_start(c, plan->ms);
+        break;
+    case WORK_FILE:
+        if (S.o.pool) pool_submit(c, JOB_FILE, "");
+        else session_answer(s, do_file(body, sizeof body), body);
+        break;
+    case WORK_DNS:
+        if (S.o.pool) pool_submit(c, JOB_DNS, plan->host);
+        else session_answer(s, do_dns(plan->host, body, sizeof body), body);
+        break;
+    case WORK_NONE:
+        break;
     }
 }
 
 /* ---- what the loop does for each kind of ready thing ----------------------- */
+
+static void session_close(struct session *s) {
+    conn_close(conn_of(s));
+}
+
+static void conn_open(int fd) {
+    int refuse, slot = slot_take(S.slots, session_close, &refuse);
+    struct conn *c = slot >= 0 ? calloc(1, sizeof *c) : NULL;
+    if (!c) {
+        /* Not even a refusal slot: the last resort, a close (an RST if the
+         * request is already here). */
+        if (close(fd) < 0) perror("close");
+        return;
+    }
+    c->tag.kind = K_CONN;
+    c->timer_tag.kind = K_TIMER;
+    c->fd = fd;
+    c->timer_fd = -1;
+    c->watching = EPOLLIN;
+    if (ep_ctl(EPOLL_CTL_ADD, fd, EPOLLIN, &c->tag) < 0) {
+        perror("epoll_ctl ADD");
+        if (close(fd) < 0) perror("close");
+        free(c);
+        return;
+    }
+    session_open(&c->s, slot, now_ms());
+    S.slots[slot] = &c->s;
+    if (refuse) {
+        /* Every client is owed an answer: read what is there, answer 503,
+         * then the graceful close. */
+        if (conn_read(c) < 0) {
+            conn_close(c);
+            return;
+        }
+        session_refuse(&c->s);
+        conn_progress(c);
+    }
+}
 
 static void on_accept(void) {
     for (;;) {
@@ -515,39 +375,16 @@ static void on_accept(void) {
                 perror("accept4");
             return;             /* EAGAIN: no more pending connections */
         }
-        int slot = -1;
-        for (int i = 0; i < MAX_CONNS && slot < 0; i++)
-            if (!S.conns[i]) slot = i;
-        struct conn *c = slot >= 0 ? calloc(1, sizeof *c) : NULL;
-        if (!c) {
-            static const char full[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
-                                       "Connection: close\r\n\r\n";
-            if (write(fd, full, sizeof full - 1) < 0) { /* best effort */ }
-            if (close(fd) < 0) perror("close");
-            continue;
-        }
-        c->tag.kind = K_CONN;
-        c->timer_tag.kind = K_TIMER;
-        c->fd = fd;
-        c->timer_fd = -1;
-        c->slot = slot;
-        c->last_ms = now_ms();
-        c->watching = EPOLLIN;
-        if (ep_ctl(EPOLL_CTL_ADD, fd, EPOLLIN, &c->tag) < 0) {
-            perror("epoll_ctl ADD");
-            if (close(fd) < 0) perror("close");
-            free(c);
-            continue;
-        }
-        S.conns[slot] = c;
-        S.nconns++;
+        conn_open(fd);
     }
 }
 
 static void on_conn_event(struct conn *c, uint32_t ev) {
     if (c->fd < 0) return;      /* closed by an earlier event of this batch */
-    /* ERR or HUP: reset, or shut both ways; nobody is left to answer. */
-    if ((ev & (EPOLLERR | EPOLLHUP)) || ((ev & EPOLLIN) && conn_read(c) < 0)) {
+    /* ERR, or HUP while not lingering: a reset; nobody is left to answer.
+     * HUP while lingering is the client's FIN after ours: drain, then close. */
+    if ((ev & EPOLLERR) || ((ev & EPOLLHUP) && !c->s.lingering) ||
+        ((ev & (EPOLLIN | EPOLLHUP)) && conn_read(c) < 0)) {
         conn_close(c);
         return;
     }
@@ -559,8 +396,7 @@ static void on_timer(struct conn *c) {
     uint64_t expirations;
     if (read(c->timer_fd, &expirations, sizeof expirations) < 0 && errno != EAGAIN) perror("read timerfd");
     timer_stop(c);
-    c->deferred = 0;
-    respond(c, 200, "{\"mechanism\":\"timerfd\",\"pollable\":true}");
+    session_answer(&c->s, 200, "{\"mechanism\":\"timerfd\",\"pollable\":true}");
     conn_progress(c);           /* a pipelined request may be waiting */
 }
 
@@ -568,11 +404,9 @@ static void on_tick(void) {
     uint64_t expirations;
     if (read(S.tick_fd, &expirations, sizeof expirations) < 0 && errno != EAGAIN) perror("read tick");
     long long now = now_ms();
-    for (int i = 0; i < MAX_CONNS; i++) {
-        struct conn *c = S.conns[i];
-        if (!c || c->deferred) continue;
-        if ((c->started_ms && now - c->started_ms > S.header_ms) || now - c->last_ms > S.idle_ms)
-            conn_close(c);      /* idle keep-alive, or headers trickling in too slowly */
+    for (int i = 0; i < SLOTS; i++) {
+        struct session *s = S.slots[i];
+        if (s && session_expired(s, now, S.o.idle_ms, S.o.header_ms)) conn_close(conn_of(s));
     }
 }
 
@@ -580,12 +414,11 @@ static void on_tick(void) {
 static void job_finish(struct job *j, int answer) {
     struct conn *c = j->c;
     c->job = NULL;
-    c->deferred = 0;
     if (c->fd < 0) {
         c->next_closed = S.closed;     /* closed while the job ran */
         S.closed = c;
     } else if (answer) {
-        respond(c, j->status, j->body);
+        session_answer(&c->s, j->status, j->body);
         conn_progress(c);
     }
     free(j);
@@ -736,41 +569,6 @@ static void pool_stop(void) {
 
 /* ---- set-up and shutdown ----------------------------------------------------- */
 
-/* The names /etc/hosts lists, read once: reading it per request would be a
- * blocking file read for a check. */
-static void hosts_load(void) {
-    if (!(S.hosts[S.nhosts++] = strdup("localhost"))) die("strdup");
-    FILE *f = fopen(HOSTS_FILE, "re");
-    if (!f) {
-        perror(HOSTS_FILE);
-        return;
-    }
-    char line[1024];
-    while (fgets(line, sizeof line, f)) {
-        line[strcspn(line, "#")] = '\0';
-        char *save = NULL, *word = strtok_r(line, " \t\r\n", &save);     /* the address */
-        while (word && (word = strtok_r(NULL, " \t\r\n", &save)) && S.nhosts < HOSTS_MAX)
-            if (valid_host(word) && !listed_in_hosts(word) && !(S.hosts[S.nhosts++] = strdup(word)))
-                die("strdup");
-    }
-    if (fclose(f) != 0) perror("fclose");
-}
-
-static int listen_on(const char *addr, int port) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) die("socket");
-    int one = 1;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0) die("setsockopt");
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    if (inet_pton(AF_INET, addr, &sa.sin_addr) != 1) {
-        fprintf(stderr, "bad --bind address: %s\n", addr);
-        exit(2);
-    }
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) die("bind");
-    if (listen(fd, 511) < 0) die("listen");
-    return fd;
-}
-
 static int add_timer_every(long long ms) {
     int fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     struct timespec every = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
@@ -779,21 +577,20 @@ static int add_timer_every(long long ms) {
     return fd;
 }
 
-static void setup(const char *bind_addr, int port) {
+static void setup(void) {
     signal(SIGPIPE, SIG_IGN);   /* a reset peer must be an EPIPE, not death */
     hosts_load();
     S.ep = epoll_create1(EPOLL_CLOEXEC);
     if (S.ep < 0) die("epoll_create1");
-    S.listen_fd = listen_on(bind_addr, port);
+    S.listen_fd = listen_on(S.o.bind, S.o.port);
     S.reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (S.reserve_fd < 0) die("open /dev/null");
     S.listen_tag.kind = K_LISTEN;
     if (ep_ctl(EPOLL_CTL_ADD, S.listen_fd, EPOLLIN, &S.listen_tag) < 0) die("epoll_ctl listen");
 
-    /* One periodic timer sweeps idle and slow connections: a coarse timer
-     * wheel with a single slot, enough at this scale. */
-    long long tick_ms = (S.idle_ms < S.header_ms ? S.idle_ms : S.header_ms) / 4;
-    S.tick_fd = add_timer_every(tick_ms > 1000 ? 1000 : tick_ms < 10 ? 10 : tick_ms);
+    /* One periodic timer sweeps idle, slow and lingering connections: a
+     * coarse timer wheel with a single slot, enough at this scale. */
+    S.tick_fd = add_timer_every(session_sweep_ms(S.o.idle_ms, S.o.header_ms));
     S.tick_tag.kind = K_TICK;
     if (ep_ctl(EPOLL_CTL_ADD, S.tick_fd, EPOLLIN, &S.tick_tag) < 0) die("epoll_ctl tick");
 
@@ -808,48 +605,27 @@ static void setup(const char *bind_addr, int port) {
     if (S.sig_fd < 0 || ep_ctl(EPOLL_CTL_ADD, S.sig_fd, EPOLLIN, &S.sig_tag) < 0) die("signalfd");
 
     S.pool_fd = -1;
-    if (S.pool) pool_start();   /* after sigprocmask: the threads inherit the mask */
-    fprintf(stderr, "epoll_server: http://%s:%d/ (%s)\n", bind_addr, port,
-            S.pool ? "pool mode" : "single thread");
+    if (S.o.pool) pool_start();   /* after sigprocmask: the threads inherit the mask */
+    fprintf(stderr, "epoll_server: http://%s:%d/ (%s)\n", S.o.bind, S.o.port,
+            S.o.pool ? "pool mode" : "single thread");
 }
 
 static void shutdown_all(void) {
-    if (S.pool) pool_stop();
-    for (int i = 0; i < MAX_CONNS; i++)
-        if (S.conns[i]) conn_close(S.conns[i]);
+    if (S.o.pool) pool_stop();
+    for (int i = 0; i < SLOTS; i++)
+        if (S.slots[i]) conn_close(conn_of(S.slots[i]));
     free_closed();
     int fds[] = {S.listen_fd, S.tick_fd, S.sig_fd, S.reserve_fd, S.ep};
     for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
         if (close(fds[i]) < 0) perror("close");
-    for (int i = 0; i < S.nhosts; i++) free(S.hosts[i]);
+    hosts_free();
     fprintf(stderr, "epoll_server: stopped\n");
 }
 
-static void usage(const char *prog) {
-    fprintf(stderr, "usage: %s [--port N] [--bind ADDR] [--pool] [--data FILE] [--idle-ms N] [--header-ms N]\n"
-                    "  a single-threaded epoll HTTP server (routes: / /file /sleep?ms=N /dns?host=NAME)\n"
-                    "  --pool  run getaddrinfo and the file read on a thread pool woken through an eventfd\n",
-            prog);
-}
-
 int main(int argc, char **argv) {
-    int port = 8080;
-    const char *bind_addr = "127.0.0.1";
-    S.data_path = "server/data/lab.txt";
-    S.idle_ms = IDLE_MS;
-    S.header_ms = HEADER_MS;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--port") && i + 1 < argc) port = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--bind") && i + 1 < argc) bind_addr = argv[++i];
-        else if (!strcmp(argv[i], "--data") && i + 1 < argc) S.data_path = argv[++i];
-        else if (!strcmp(argv[i], "--pool")) S.pool = 1;
-        else if (!strcmp(argv[i], "--idle-ms") && i + 1 < argc) S.idle_ms = atoll(argv[++i]);
-        else if (!strcmp(argv[i], "--header-ms") && i + 1 < argc) S.header_ms = atoll(argv[++i]);
-        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) { usage(argv[0]); return 0; }
-        else { usage(argv[0]); return 2; }
-    }
-    if (port <= 0 || port > 65535 || S.idle_ms <= 0 || S.header_ms <= 0) { usage(argv[0]); return 2; }
-    setup(bind_addr, port);
+    int code = options_parse(argc, argv, &S.o, "a single-threaded epoll HTTP server", 1);
+    if (code >= 0) return code;
+    setup();
     run_loop();
     shutdown_all();
     return 0;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up: system tools (apt-get when root, else the exact command),
 # then .venv with the project installed. Run by `make setup`. wrk is for the
-# load recipe (RECIPE=load) and its tests.
+# load recipe (RECIPE=load) and its tests; liburing-dev for the io_uring C server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +17,8 @@ missing=()
 for i in "${!tools[@]}"; do
     command -v "${tools[$i]}" >/dev/null 2>&1 || missing+=("${pkgs[$i]}")
 done
+# The io_uring C server (cdemo/uring_server.c) links liburing: a header, not a command.
+[[ -f /usr/include/liburing.h ]] || missing+=(liburing-dev)
 if ((${#missing[@]})); then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
         echo "[setup] installing ${missing[*]} with apt-get"

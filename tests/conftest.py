@@ -66,6 +66,11 @@ def c_pool_trace(tools_present, tmp_path_factory) -> Trace:
 
 
 @pytest.fixture(scope="session")
+def uring_trace(tools_present, tmp_path_factory) -> Trace:
+    return run_recipe(tmp_path_factory, recipes.uring(port=free_port()))
+
+
+@pytest.fixture(scope="session")
 def lessons_trace(tools_present, tmp_path_factory) -> Trace:
     return run_recipe(tmp_path_factory, recipes.sanic(scenario="lessons", port=free_port()))
 

@@ -1,7 +1,10 @@
-"""The C server's sanitizer builds, started by hand for tests that speak raw HTTP.
+"""The C servers' sanitizer builds, started by hand for tests that speak raw HTTP.
 
-ASan (+UBSan, LeakSanitizer at exit) for the loop, TSan for the loop beside
-its pool threads. A test ends with `stop_clean()`: exit 0, no sanitizer report.
+Two servers with the same routes and rules: `epoll` (readiness, with an
+optional thread pool) and `uring` (completions through io_uring). ASan
+(+UBSan, LeakSanitizer at exit) for the loops, TSan for the epoll loop beside
+its pool threads (and for the uring one, which must have none). A test ends
+with `stop_clean()`: exit 0, no sanitizer report.
 """
 
 from __future__ import annotations
@@ -16,9 +19,8 @@ import time
 from tests.helpers import ROOT, free_port, wait_for
 from tracing.procs import port_answers
 
-ASAN = ROOT / "cdemo" / "bin" / "epoll_server-asan"
-TSAN = ROOT / "cdemo" / "bin" / "epoll_server-tsan"
-BUILDS = {"asan": ASAN, "tsan": TSAN}
+KINDS = ["epoll", "uring"]     # parametrize a test over both servers with these
+BIN = ROOT / "cdemo" / "bin"
 REPORTS = ("AddressSanitizer", "LeakSanitizer", "ThreadSanitizer", "runtime error")
 HOST = b"Host: lab\r\n"
 
@@ -30,14 +32,16 @@ def get(path: str, *headers: bytes, version: bytes = b"HTTP/1.1") -> bytes:
 
 
 class Server:
-    def __init__(self, *args, build: str = "asan", nofile=None, idle_ms=1500):
-        binary = BUILDS[build]
+    def __init__(self, *args, kind: str = "epoll", build: str = "asan", nofile=None, idle_ms=1500,
+                 header_ms=400):
+        self.kind = kind
+        binary = BIN / f"{kind}_server-{build}"
         assert binary.exists(), f"{binary} missing: run `make build-c` (make test does)"
         self.port = free_port()
         limit = (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))) if nofile else None
         self.proc = subprocess.Popen(
             [str(binary), "--port", str(self.port), "--data", str(ROOT / "server/data/lab.txt"),
-             "--idle-ms", str(idle_ms), "--header-ms", "400", *args],
+             "--idle-ms", str(idle_ms), "--header-ms", str(header_ms), *args],
             stderr=subprocess.PIPE, preexec_fn=limit,
             env={**os.environ, "ASAN_OPTIONS": "detect_leaks=1", "UBSAN_OPTIONS": "halt_on_error=1",
                  "TSAN_OPTIONS": "halt_on_error=0"})
@@ -52,6 +56,10 @@ class Server:
 
         assert wait_for(settled, 5, step=0.05)
         self.baseline = readings[-1]
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
 
     def answers(self):
         return port_answers(self.port)
@@ -109,6 +117,30 @@ def read_to_eof(sock, timeout=5.0) -> bytes:
     while chunk := sock.recv(65536):
         data += chunk
     return data
+
+
+def read_to_close(sock, timeout=5.0) -> tuple[bytes, str]:
+    """Everything until the server closes, and how it closed: "eof" (a FIN: every byte it
+    sent arrived) or "reset" (an RST, which may destroy an answer not yet read)."""
+    sock.settimeout(timeout)
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except ConnectionResetError:
+        return data, "reset"
+    return data, "eof"
+
+
+def closed_within(sock, seconds: float) -> bool:
+    """Whether the server closes sock (FIN or RST) within `seconds`; sock must have nothing to read."""
+    sock.settimeout(seconds)
+    try:
+        return sock.recv(1) == b""
+    except socket.timeout:
+        return False
+    except ConnectionResetError:
+        return True
 
 
 def exchange(server, raw: bytes, n=1):

@@ -109,12 +109,15 @@ NOT_LOCAL = {"example.com": "not in /etc/hosts", "nonexistent.invalid": "not in 
 
 
 def dns_under_strace(server: str) -> dict:
-    """Ask /dns for names /etc/hosts does not list, the server (C loop, C pool or sanic) under strace -f."""
+    """Ask /dns for names /etc/hosts does not list, the server (C loop, C pool, C uring or
+    sanic) under strace -f."""
     log = Path(tempfile.mkdtemp()) / "net.strace"
     port = free_port()
     cmd = ([sys.executable, "-m", "server"] if server == "sanic" else
+           [str(ROOT / "cdemo/bin/uring_server")] if server == "uring" else
            [str(ROOT / "cdemo/bin/epoll_server")] + (["--pool"] if server == "pool" else []))
-    argv = ["strace", "-f", "-qq", "-e", "trace=%network", "-o", str(log), *cmd, "--port", str(port)]
+    argv = ["strace", "-f", "-qq", "-e", "trace=%network,io_uring_enter", "-o", str(log), *cmd,
+            "--port", str(port)]
     tracer = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     answers = {}
     try:
@@ -137,7 +140,8 @@ def dns_under_strace(server: str) -> dict:
     lines = log.read_text().splitlines()
     return {"answers": answers, "lines": len(lines),
             "port53": [l for l in lines if "htons(53)" in l],
-            "accepts": sum("accept4(" in l for l in lines)}
+            "accepts": sum("accept4(" in l for l in lines),
+            "enters": sum("io_uring_enter(" in l for l in lines)}
 
 
 # name: (scenario, does every lookup go to the silent resolver)

@@ -1,9 +1,12 @@
-"""The rules a correct epoll loop keeps under a hostile client, one test each,
-against the C server's ASan build (and its TSan build where the pool runs)."""
+"""The rules a correct event loop keeps under a hostile client, one test each,
+against both C servers' ASan builds, the epoll one and the io_uring one (and
+their TSan builds where the epoll server's pool runs, and for the uring loop)."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import socket
 import struct
 import threading
@@ -11,27 +14,29 @@ import time
 
 import pytest
 
-from tests.helpers import curl
-from tests.cserver import HOST, REPORTS, Server, get, read_to_eof
+from tests.helpers import curl, wait_for
+from tests.cserver import (HOST, KINDS, REPORTS, Server, closed_within, get, read_responses,
+                           read_to_close, read_to_eof)
 from tests.netns import NOT_LOCAL, in_private_net
 
 ROUTES = ["/", "/file", "/sleep?ms=50", "/dns?host=localhost"]
-# (server flags, build): the pool mode runs under both sanitizers.
-MODES = [((), "asan"), (("--pool",), "asan"), (("--pool",), "tsan")]
-MODE_IDS = ["loop-asan", "pool-asan", "pool-tsan"]
+# (server, flags, build): the pool mode and the uring loop run under both sanitizers.
+MODES = [("epoll", (), "asan"), ("epoll", ("--pool",), "asan"), ("epoll", ("--pool",), "tsan"),
+         ("uring", (), "asan"), ("uring", (), "tsan")]
+MODE_IDS = ["loop-asan", "pool-asan", "pool-tsan", "uring-asan", "uring-tsan"]
 
 
 @pytest.fixture(params=MODES, ids=MODE_IDS)
 def any_server(request):
-    flags, build = request.param
-    s = Server(*flags, build=build, idle_ms=10000)
+    kind, flags, build = request.param
+    s = Server(*flags, kind=kind, build=build, idle_ms=10000)
     yield s
     s.stop_clean()
 
 
-@pytest.fixture
-def server():
-    s = Server()
+@pytest.fixture(params=KINDS)
+def server(request):
+    s = Server(kind=request.param)
     yield s
     s.stop_clean()
 
@@ -87,14 +92,17 @@ def test_the_loop_sleeps_while_an_answer_is_owed(server):
     assert curl(server.port, "/")[0] == 200
 
 
-DEFERRED = [("/sleep?ms=50", ()), ("/file", ("--pool",)), ("/dns?host=localhost", ("--pool",))]
+DEFERRED = [("/sleep?ms=50", "epoll", ()), ("/file", "epoll", ("--pool",)),
+            ("/dns?host=localhost", "epoll", ("--pool",)), ("/sleep?ms=50", "uring", ()),
+            ("/file", "uring", ()), ("/dns?host=localhost", "uring", ())]
 
 
-@pytest.mark.parametrize("path, flags", DEFERRED, ids=["sleep", "pool-file", "pool-dns"])
+@pytest.mark.parametrize("path, kind, flags", DEFERRED,
+                         ids=["sleep", "pool-file", "pool-dns", "uring-sleep", "uring-file", "uring-dns"])
 @pytest.mark.parametrize("ask", ["connection-close", "http-1.0"])
-def test_a_deferred_answer_keeps_the_clients_connection_close(path, flags, ask):
+def test_a_deferred_answer_keeps_the_clients_connection_close(path, kind, flags, ask):
     # idle_ms is long: a connection left open would outlive read_to_eof's 5 s.
-    srv = Server(*flags, idle_ms=30000)
+    srv = Server(*flags, kind=kind, idle_ms=30000)
     try:
         req = get(path, b"Connection: close\r\n") if ask == "connection-close" else get(path, version=b"HTTP/1.0")
         with srv.connect() as s:
@@ -116,11 +124,17 @@ def test_a_head_request_does_not_make_the_next_answer_bodyless(server):
     assert statuses(second) == ["400"] and len(body) == length, raw
 
 
-@pytest.mark.parametrize("build", ["asan", "tsan"])
-def test_a_client_that_resets_while_its_job_waits_is_freed(build):
-    # Jobs queue behind each other; clients reset (RST) at once. LeakSanitizer
-    # reports any connection nobody frees, TSan any unguarded shared field.
-    srv = Server("--pool", build=build)
+# The epoll server's pool jobs, and the uring server's reads in the ring.
+WAITING = [("epoll", ("--pool",), "asan"), ("epoll", ("--pool",), "tsan"), ("uring", (), "asan"),
+           ("uring", (), "tsan")]
+
+
+@pytest.mark.parametrize("kind, flags, build", WAITING, ids=["pool-asan", "pool-tsan", "uring-asan", "uring-tsan"])
+def test_a_client_that_resets_while_its_job_waits_is_freed(kind, flags, build):
+    # Jobs queue behind each other (or are in flight in the ring); clients reset (RST) at
+    # once. LeakSanitizer reports any connection nobody frees (the uring server may free
+    # one only once all its operations have come back), TSan any unguarded shared field.
+    srv = Server(*flags, kind=kind, build=build)
     try:
         for _ in range(20):
             s = srv.connect()
@@ -214,12 +228,124 @@ def test_the_pool_stops_soon_even_with_lookups_stuck_and_frees_every_queued_clie
     assert not [x for x in REPORTS if x in r["err"]], r["err"]
 
 
-@pytest.mark.parametrize("server", ["loop", "pool", "sanic"])
+@pytest.mark.parametrize("server", ["loop", "pool", "sanic", "uring"])
 def test_dns_never_asks_the_network_for_a_name_not_in_etc_hosts(server):
     r = in_private_net("dns-under-strace", server)
-    assert r["accepts"] >= 6, f"strace saw {r['lines']} network calls, {r['accepts']} accept4: not a real trace"
+    # The uring server accepts in the ring, where strace sees only io_uring_enter (and would
+    # not see a query sent through the ring either: for it, the refusals below are the proof).
+    seen = r["enters"] if server == "uring" else r["accepts"]
+    assert seen >= 6, f"strace saw {r['lines']} calls, {r['accepts']} accept4, {r['enters']} io_uring_enter: not a real trace"
     assert not r["port53"], "\n".join(r["port53"])
     refused = {h: a for h, a in r["answers"].items() if h != "localhost"}
     assert all(a.startswith("HTTP/1.1 400") for a in refused.values()), r["answers"]
     assert set(refused) == set(NOT_LOCAL) and all(NOT_LOCAL[h] in a for h, a in refused.items()), r["answers"]
     assert r["answers"]["localhost"].startswith("HTTP/1.1 200"), r["answers"]
+
+
+# ---- every slot taken: what nginx does under the same attack ----------------------
+
+SLOTS = 512     # the server's connection cap
+
+
+def open_connections(srv, n):
+    """n connections the server has accepted (its fd count says so)."""
+    socks = [srv.connect() for _ in range(n)]
+    assert wait_for(lambda: srv.fds() >= srv.baseline + n, 10), \
+        f"the server holds {srv.fds() - srv.baseline} of {n} connections"
+    return socks
+
+
+def answer(sock, raw: bytes) -> str:
+    sock.sendall(raw)
+    try:
+        return read_responses(sock, 1)
+    except ConnectionResetError:
+        return "(reset by the server)"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_idle_connections_cannot_lock_out_a_new_client(kind):
+    # 512 connections that never send a byte take every slot; the header timeout is long, so
+    # only reuse lets anyone in. Each newcomer stays connected, so each needs a slot: the
+    # oldest idle connection's, closed for it.
+    srv = Server(kind=kind, idle_ms=30000, header_ms=30000)
+    idle, newcomers = [], []
+    try:
+        idle = open_connections(srv, SLOTS)
+        for i in range(3):
+            newcomers.append(srv.connect())
+            got = answer(newcomers[-1], get("/"))
+            assert statuses(got.encode()) == ["200"], f"newcomer {i + 1} with every slot idle: {got[:300]}"
+            assert closed_within(idle[i], 2), f"idle connection {i}, the oldest left, was not the one reused"
+        assert not closed_within(idle[3], 0.2), "an idle connection newer than the oldest was closed"
+    finally:
+        for s in idle + newcomers:
+            s.close()
+        srv.stop_clean()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_connection_that_never_sends_is_closed_sooner_than_an_idle_keep_alive(kind):
+    # Before its first byte a connection gets the header timeout (0.4 s here), not the
+    # keep-alive one (4 s): an idle attacker frees its slot ten times sooner.
+    srv = Server(kind=kind, idle_ms=4000, header_ms=400)
+    try:
+        with srv.connect() as silent, srv.connect() as kept:
+            assert statuses(answer(kept, get("/")).encode()) == ["200"]
+            assert closed_within(silent, 3), "a connection that never sent a byte outlived the 0.4 s header timeout"
+            assert not closed_within(kept, 0.5), "a keep-alive connection was cut at the header timeout"
+    finally:
+        srv.stop_clean()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_refusal_arrives_as_a_response_not_a_reset(kind):
+    # Every slot busy with a request whose answer is owed (/sleep): nobody may be evicted, so
+    # the newcomer is refused. Its request is already in the socket when the server accepts
+    # (the server is stopped meanwhile): closing with it unread would be an RST, which can
+    # destroy the 503 before the client reads it.
+    srv = Server(kind=kind, idle_ms=30000, header_ms=30000)
+    busy = []
+    try:
+        busy = open_connections(srv, SLOTS)
+        for s in busy:
+            s.sendall(get("/sleep?ms=4000"))
+        time.sleep(1.0)     # every request read and its timer armed
+        os.kill(srv.pid, signal.SIGSTOP)
+        try:
+            late = srv.connect()        # completes in the listen backlog
+            late.sendall(get("/"))
+        finally:
+            os.kill(srv.pid, signal.SIGCONT)
+        with late:
+            raw, how = read_to_close(late)
+        assert how == "eof", f"the refusal ended in a TCP reset; got before it: {raw[:300]!r}"
+        assert statuses(raw) == ["503"] and b"busy" in raw and b"Connection: close" in raw, raw[:400]
+        answers = [statuses(read_responses(s, 1, timeout=10).encode()) for s in busy]
+        assert answers == [["200"]] * SLOTS, "a busy connection lost its answer to the newcomer"
+    finally:
+        for s in busy:
+            s.close()
+        srv.stop_clean()
+
+
+def test_an_answer_before_a_close_is_not_lost_to_a_reset(server):
+    # A head over 8 KiB with 50 KiB behind it: the server answers 431 with bytes still unread.
+    # It must shut its side, read the rest, and close when the client does, as nginx's
+    # lingering close does: a close with unread bytes is an RST.
+    with server.connect() as s:
+        s.sendall(get("/", b"X-Big: " + b"a" * 60000 + b"\r\n"))
+        raw, how = read_to_close(s)
+    assert how == "eof", f"the 431 ended in a TCP reset; got before it: {raw[:300]!r}"
+    assert statuses(raw) == ["431"], raw[:300]
+    assert server.back_to_baseline()
+
+
+def test_a_client_that_keeps_a_finished_connection_open_is_let_go(server):
+    # After the answer and the server's FIN the client neither closes nor sends: the server's
+    # lingering close is bounded, so its fd and slot come back while the client still holds on.
+    with server.connect() as s:
+        s.sendall(b"garbage\r\n\r\n")
+        raw, how = read_to_close(s)
+        assert how == "eof" and statuses(raw) == ["400"], raw[:300]
+        assert server.back_to_baseline(), f"{server.fds()} fds open, {server.baseline} before"

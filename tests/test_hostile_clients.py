@@ -1,4 +1,5 @@
-"""Both demo servers under a few thousand seeded malformed requests: afterwards
+"""The demo servers (both C servers, epoll and io_uring, and Sanic) under a few
+thousand seeded malformed requests: afterwards
 each still answers GET /, holds no more fds than before, reports no
 sanitizer error, and (Sanic) never answered 5xx. Bounded in count and time."""
 
@@ -7,7 +8,9 @@ from __future__ import annotations
 import os
 import sys
 
-from tests.cserver import REPORTS, Server
+import pytest
+
+from tests.cserver import KINDS, REPORTS, Server
 from tests.helpers import Server as Process, curl, free_port, wait_for
 from tests.hostile import requests, throw
 
@@ -35,8 +38,9 @@ def show(cases) -> str:
     return "\n".join(f"  {c!r}" for c in cases[:10])
 
 
-def test_the_c_server_survives_a_hostile_client():
-    srv = Server(idle_ms=2000)
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_c_server_survives_a_hostile_client(kind):
+    srv = Server(kind=kind, idle_ms=2000)
     try:
         out = throw(srv.port, requests(SEED, CASES), BUDGET_S)
         assert out.sent >= 500, f"only {out.sent} cases in {BUDGET_S} s"

@@ -79,6 +79,16 @@ def test_the_console_script_traces_the_c_server_from_another_directory(installed
     assert again.returncode == 0 and "building" not in again.stderr, again.stderr
 
 
+def test_the_console_script_builds_and_traces_the_io_uring_server(installed, tmp_path):
+    cache = tmp_path / "cache"
+    p = run(installed, "trace", "uring", "--port", str(free_port()), cwd=tmp_path,
+            env={"XDG_CACHE_HOME": str(cache)})
+    assert p.returncode == 0, p.stderr
+    assert "-luring" in p.stderr, "built once, linked with liburing"
+    assert list((cache / "epoll-lab").glob("uring_server-*")), "built into the user's cache folder"
+    assert (tmp_path / "traces" / "uring" / "events.jsonl").stat().st_size > 0
+
+
 def test_the_console_script_has_version_annotate_timeline_and_trace_a_command(installed, tmp_path):
     v = run(installed, "--version", cwd=tmp_path)
     assert v.returncode == 0 and re.fullmatch(r"epoll-lab \d+\.\d+\.\d+\n", v.stdout), v.stdout

@@ -1,10 +1,13 @@
 """Where the lab's own files are, in a checkout or in an installed package, and
-the C server built on first use.
+the C servers built on first use.
 
-In the repository the C server is cdemo/bin/epoll_server (`make build-c`).
-Installed with pip, its source ships as package data (tracing/cdemo) and the
-first `epoll-lab trace c` compiles it with the system compiler into the
-user's cache folder, under a name that changes with the source.
+Two C servers share every .c file of cdemo/ but the other's main file:
+`epoll` (cdemo/epoll_server.c) and `uring` (cdemo/uring_server.c, linked with
+liburing). In the repository they are cdemo/bin/<name>_server (`make
+build-c`). Installed with pip, their source ships as package data
+(tracing/cdemo) and the first `epoll-lab trace c` (or `trace uring`) compiles
+the server with the system compiler into the user's cache folder, under a
+name that changes with the source.
 """
 
 from __future__ import annotations
@@ -34,9 +37,16 @@ def c_source_dir() -> Path:
     return Path(str(resources.files("tracing.cdemo") / "epoll_server.c")).parent
 
 
-def c_sources() -> list[Path]:
-    """The C server's .c files (the loop, its HTTP parser), compiled together."""
-    return sorted(c_source_dir().glob("*.c"))
+# Each C server: the libraries it links beside libc.
+C_SERVERS = {"epoll": [], "uring": ["-luring"]}
+# Where a server's library is missing, what to install (Debian's package).
+C_PACKAGES = {"uring": "liburing-dev"}
+
+
+def c_sources(server: str = "epoll") -> list[Path]:
+    """A C server's .c files: its loop, and what both loops share (parser, routes, sessions)."""
+    others = {f"{name}_server.c" for name in C_SERVERS if name != server}
+    return sorted(p for p in c_source_dir().glob("*.c") if p.name not in others)
 
 
 def lab_data() -> Path:
@@ -51,15 +61,15 @@ def cache_dir() -> Path:
     return Path(base) / "epoll-lab"
 
 
-def c_binary() -> Path:
-    """Where the C server's binary is (or will be, once `ensure_c_binary` built it)."""
+def c_binary(server: str = "epoll") -> Path:
+    """Where a C server's binary is (or will be, once `ensure_c_binary` built it)."""
     if in_checkout():
-        return CHECKOUT / "cdemo" / "bin" / "epoll_server"
+        return CHECKOUT / "cdemo" / "bin" / f"{server}_server"
     h = hashlib.sha256()
     for f in sorted(c_source_dir().glob("*.[ch]")):
         h.update(f.read_bytes())
     digest = h.hexdigest()[:12]
-    return cache_dir() / f"epoll_server-{digest}"
+    return cache_dir() / f"{server}_server-{digest}"
 
 
 def compiler() -> str | None:
@@ -69,9 +79,9 @@ def compiler() -> str | None:
     return None
 
 
-def ensure_c_binary() -> Path:
-    """The C server's binary, compiled now if it is not there yet."""
-    binary = c_binary()
+def ensure_c_binary(server: str = "epoll") -> Path:
+    """A C server's binary, compiled now if it is not there yet."""
+    binary = c_binary(server)
     if binary.is_file() and os.access(binary, os.X_OK):
         return binary
     cc = compiler()
@@ -83,12 +93,14 @@ def ensure_c_binary() -> Path:
     except OSError as e:
         raise TraceError(f"cannot make {binary.parent} for the C server: {e.strerror}", EXIT_SETUP) from None
     partial = binary.with_name(binary.name + f".{os.getpid()}.tmp")
-    cmd = [cc, *CFLAGS, "-o", str(partial), *map(str, c_sources())]
+    cmd = [cc, *CFLAGS, "-o", str(partial), *map(str, c_sources(server)), *C_SERVERS[server]]
     print(f"[epoll-lab] building the C server once: {' '.join(cmd)}", flush=True, file=sys.stderr)
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
         partial.unlink(missing_ok=True)
         detail = (p.stderr.strip().splitlines() or ["(no output)"])[0]
-        raise TraceError(f"{cc} could not build the C server: {detail}", EXIT_SETUP)
+        package = C_PACKAGES.get(server)
+        hint = f" (is {package} installed? sudo apt-get install -y {package})" if package else ""
+        raise TraceError(f"{cc} could not build the C server: {detail}{hint}", EXIT_SETUP)
     partial.replace(binary)  # atomic: two first runs at once both end with a whole binary
     return binary

@@ -58,13 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("trace", help="trace a demo server, any command, or a running process",
-                       usage="%(prog)s [options] {c,sanic}\n"
+                       usage="%(prog)s [options] {c,sanic,uring}\n"
                              "       %(prog)s [options] -- CMD [ARGS...]\n"
                              "       %(prog)s [options] --pid PID",
                        description="Trace with strace and write traces/<run>/: raw.strace, "
                        "annotated.log, events.jsonl, timeline.html, trace.json (Perfetto), summary.json, and the "
-                       "program's own output in server.log. `c` and `sanic` "
-                       "start a demo server, send it the lab's curl scenario and stop it with SIGINT. "
+                       "program's own output in server.log. `c` (the C epoll server), `uring` (the C "
+                       "io_uring server) and `sanic` start a demo server, send it the lab's curl scenario and stop it with SIGINT. "
                        "`-- CMD ...` runs your command until it exits, Ctrl-C or --seconds; "
                        "`--pid PID` attaches to a running process and all its threads and detaches "
                        "at the end. With --port (and --request) the lab waits for the port to "
@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
                    help="Sanic's event loop (default uvloop)")
     t.add_argument("--pool", action="store_true",
-                   help="C server: run getaddrinfo and the file read on a thread pool")
+                   help="C epoll server: run getaddrinfo and the file read on a thread pool")
     _tracer_option(t)
     t.add_argument("--tool", choices=("strace", "ltrace"), default="strace",
                    help="strace (syscalls, the default) or ltrace (library calls: getaddrinfo, "
@@ -243,16 +243,17 @@ def _target(kind: str, port: int | None = None, **options) -> recipes.Target:
 
 
 def _check_built(target: recipes.Target) -> None:
-    """The C server is built on first use (the system compiler; see tracing/assets.py)."""
-    if target.argv and target.argv[0] == str(assets.c_binary()):
-        assets.ensure_c_binary()
+    """The C servers are built on first use (the system compiler; see tracing/assets.py)."""
+    for server in assets.C_SERVERS:
+        if target.argv and target.argv[0] == str(assets.c_binary(server)):
+            assets.ensure_c_binary(server)
 
 
 def _check_trace_args(parser: argparse.ArgumentParser, args) -> None:
     given = [w for w, on in (("a demo target", args.target), ("-- CMD", args.cmd),
                              ("--pid", args.pid is not None)) if on]
     if len(given) != 1:
-        parser.error("trace needs exactly one of: c, sanic, `-- CMD ...`, --pid PID"
+        parser.error("trace needs exactly one of: c, sanic, uring, `-- CMD ...`, --pid PID"
                      + (f" (got {' and '.join(given)})" if given else ""))
     if args.request and not args.port:
         parser.error("--request needs --port")

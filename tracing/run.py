@@ -52,7 +52,7 @@ def check_target(target: Target) -> None:
     exe = target.argv[0] if target.argv else ""
     found = (Path(exe).is_file() and os.access(exe, os.X_OK)) if "/" in exe else shutil.which(exe)
     if not found:
-        hint = " (run `make build-c`)" if exe.endswith("epoll_server") else ""
+        hint = " (run `make build-c`)" if exe.endswith(("epoll_server", "uring_server")) else ""
         raise TraceError(f"command not found: {exe or '(empty)'}{hint}", EXIT_NOT_FOUND)
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tracing import assets
+from tracing.errors import TraceError
 
 
 # The syscalls that tell the story: the loop's epoll calls, sockets, the
@@ -202,6 +203,29 @@ def c(pool: bool = False, port: int = 8080, tool: str = "strace", recipe: str = 
     return with_tool(target, tool, LTRACE_C)
 
 
+# The same routes on completions: every operation goes through the ring, so
+# strace shows io_uring_enter where the epoll server shows the calls themselves.
+URING_REQUESTS = [
+    Request("/", "completion, not readiness: accept, recv and send are operations the ring "
+            "completes; strace sees only the io_uring_enter that submits and waits"),
+    Request("/file", "IORING_OP_OPENAT, READ and CLOSE: the kernel reads the file (inline, or on "
+            "its own iou-wrk threads); no read() on the loop, no thread pool"),
+    Request("/dns?host=localhost", "/etc/hosts opened and read through the ring, searched on the "
+            "loop: no getaddrinfo, no pool"),
+    Request("/sleep?ms=200", "IORING_OP_TIMEOUT: a timer is an operation that completes, no timerfd"),
+]
+# ltrace: liburing's library calls (most of liburing is inline in the binary).
+LTRACE_URING = "io_uring_queue_init_params+io_uring_submit_and_wait_timeout+io_uring_submit+accept4"
+
+
+def uring(port: int = 8080, tool: str = "strace", recipe: str = "story", **_ignored) -> Target:
+    if recipe == "load":
+        raise TraceError("the load recipe traces epoll_wait and accept calls, which the io_uring server "
+                         "does not make (it submits them with io_uring_enter); use the story recipe", 2)
+    argv = [str(assets.c_binary("uring")), "--data", str(assets.lab_data())]
+    return with_tool(Target("uring", argv, port, list(URING_REQUESTS)), tool, LTRACE_URING)
+
+
 def program(argv: list[str], port: int | None = None, paths: list[str] | None = None,
             pid: int | None = None, tool: str = "strace") -> Target:
     """Any command (or, with `pid`, a running process); with a port, curl sends `paths` (default /)."""
@@ -213,4 +237,4 @@ def program(argv: list[str], port: int | None = None, paths: list[str] | None = 
     return with_tool(target, tool, LTRACE_PY)
 
 
-TARGETS = {"sanic": sanic, "c": c}
+TARGETS = {"sanic": sanic, "c": c, "uring": uring}
