@@ -1,7 +1,7 @@
 """The C io_uring server under the lab's strace recipe (`make trace-uring`): what
-strace sees of a completion loop, read from the live trace. Parse-level facts
-only (calls, threads, durations, request windows): the annotator's notes for
-io_uring_enter are not yet written for completion loops."""
+strace sees of a completion loop, read from the live trace, and what the annotator
+makes of it: the thread that waits for completions is the loop, and its notes say
+what strace cannot see inside io_uring_enter."""
 
 from __future__ import annotations
 
@@ -65,3 +65,15 @@ def test_the_sleep_is_one_io_uring_enter_that_sleeps_through_the_timeout(uring_t
     slept = [r for r in calls(recs, "io_uring_enter") if (r["duration"] or 0) >= 0.19]
     assert len(slept) == 1, show(recs)
     assert not calls(uring_trace.records, "timerfd_create"), "a timerfd: the timer should be in the ring"
+
+
+def test_the_thread_that_waits_for_completions_is_the_loop_and_its_notes_say_what_strace_cannot_see(uring_trace):
+    enters = calls(uring_trace.records, "io_uring_enter")
+    waits = [r for r in enters if "IORING_ENTER_GETEVENTS" in r["args"]]
+    assert waits and {r["thread"] for r in waits} == {"loop"}, show(waits)
+    assert all("strace does not decode" in r["note"] and "waited for at least 1 completion" in r["note"]
+               for r in waits), show(waits)
+    # No libuv here: nothing in the log loads it, so no note may name it.
+    assert not [r for r in uring_trace.records if "libuv" in r["note"] or "uvloop" in r["note"]]
+    roles = json.loads((uring_trace.out / "summary.json").read_text())["roles"]
+    assert [r["role"] for r in roles.values()] == ["loop"] and "completion loop" in next(iter(roles.values()))["why"]

@@ -650,8 +650,18 @@ def _io_uring_enter(c: Ctx) -> Verdict:
         # The kernel tracer showed what this call carried, just above it.
         return c.say(f"io_uring_enter submitted {', '.join(seen)} (the io_uring_sqe record(s) above)", POLLABLE)
     n = c.args[1] if len(c.args) > 1 else "?"
-    text = (f"io_uring_enter submitted {n} request(s): which operations, and on which fds, strace does not "
-            "decode")
+    wanted = to_int(c.args[2]) if len(c.args) > 2 else None
+    waits = len(c.args) > 3 and "IORING_ENTER_GETEVENTS" in c.args[3] and (wanted or 0) >= 1
+    if waits:
+        # Waiting for completions: a completion loop's wait, as epoll_wait is a readiness loop's.
+        c.m.saw_completion_wait(c.ev.tid, c.ev.line)
+        took = f"the kernel took {c.ev.ret}" if c.ok else f"{c.ev.errno}"
+        text = (f"io_uring_enter submitted {n} request(s) ({took}) and waited for at least {wanted} "
+                f"completion(s){_slept(c)}: which operations were submitted and which completed, and on which "
+                "fds, strace does not decode (the kernel tracer does)")
+    else:
+        text = (f"io_uring_enter submitted {n} request(s): which operations, and on which fds, strace does not "
+                "decode")
     uv = _libuv(c)
     if uv:
         text += f"; libuv (loaded at {uv}) submits its epoll_ctl calls this way (IORING_OP_EPOLL_CTL)"

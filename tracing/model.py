@@ -31,6 +31,7 @@ class Thread(Tracked):
     timer: int | None = None  # the first of its waits that returned because its timeout expired
     epoll: bool = False  # it waits on an epoll instance (a set it registers fds in)
     jobs: int = 0  # work other threads handed back to its waits (counted to 2: "several")
+    completions: int = 0  # its waits for io_uring completions (counted to 2: a completion loop)
     work: int | None = None  # its first call of file or resolver work since its last hand-back
     handbacks: list = field(default_factory=List)  # (write line, first work line) of its hand-backs
     made_by: int | None = None  # the thread that started it
@@ -198,6 +199,19 @@ class Model(Tracked):
         if watched >= 2:
             self.waited.add(tid)
             self.learned.loops.add(tid)
+
+    def saw_completion_wait(self, tid, line: int) -> None:
+        """`tid` waits in io_uring_enter for completions (IORING_ENTER_GETEVENTS)."""
+        self.in_signal.pop(tid, None)
+        self.resolver_steps.pop(tid, None)
+        t = self.thread(tid)
+        if t.first_wait is None:
+            t.first_wait = line
+        if t.completions < 2:
+            t.completions += 1
+            if t.completions == 2:
+                self.waited.add(tid)
+                self.learned.loops.add(tid)
 
     def made(self, tid, parent, line: int) -> None:
         """Thread or process `tid` was started by `parent` at `line`."""

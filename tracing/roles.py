@@ -58,7 +58,12 @@ def decide(m: Model) -> dict:
         # and its wakeup fds; a thread woken only through wakeup fds serves nothing itself.
         sources = len(io) + (t.timer is not None) + t.jobs + bool(t.notified)
         a_set = t.epoll or t.watched >= 2
-        if a_set and sources >= 2 and (io or t.jobs or t.timer is not None):
+        if t.completions >= 2 and not t.epoll:
+            # A completion loop: strace shows its waits, not the operations they complete.
+            roles[tid] = Role(LOOP, f"waits for completions in io_uring_enter, again and again (first at line "
+                                    f"{t.first_wait}): a completion loop; which operations it serves, strace "
+                                    "does not show", (t.first_wait,))
+        elif a_set and sources >= 2 and (io or t.jobs or t.timer is not None):
             what = [f"fds {', '.join(str(n) for n in io[:6])}{' ...' if len(io) > 6 else ''}"] if io else []
             if t.jobs:
                 what.append("work handed back by other threads")
