@@ -192,6 +192,9 @@ def unsupported(rec: dict, by_line: dict[int, dict]) -> list[str]:
                                 f"not what it needs: {claim.needs}")
             elif claim.other_thread and seen.get("tid") == rec.get("tid"):
                 problems.append(f"{claim.key}: evidence line {ev.get('line')} is this thread's own")
+            elif "tid" in ev and ev["tid"] != seen.get("tid"):
+                problems.append(f"{claim.key}: evidence line {ev.get('line')} is thread {seen.get('tid')}'s, "
+                                f"not {ev['tid']}'s")
     return problems
 
 

@@ -261,11 +261,12 @@ def unix_objects(deco: str | None) -> tuple[str, str]:
 class Processes(Tracked):
     """tid -> Table, following clone: CLONE_FILES shares, anything else copies."""
 
-    def __init__(self, seeds: dict | None = None) -> None:
+    def __init__(self, seeds: dict | None = None, roles: dict | None = None) -> None:
         self._by_tid: dict[int | None, Table] = Dict()
         self.process_of: dict[int | None, int | None] = Dict()
         self.origins: dict[int | None, Table] = Dict()  # tid -> the table of a process the log did not see made
         self.seeds = seeds if seeds is not None else Dict()  # tid -> {fd: (decoration, line)}: seen there before the log
+        self.seed_roles = roles if roles is not None else Dict()  # (tid, fd, line) -> role the log showed later
 
     def table(self, tid: int | None) -> Table:
         t = self._by_tid.get(tid)
@@ -277,6 +278,7 @@ class Processes(Tracked):
             for num, (deco, line) in [s for s in seeds if "->" not in s[1][0]] + [s for s in seeds if "->" in s[1][0]]:
                 fd = from_decoration(num, deco, t.listening_ports())
                 fd.how, fd.seen = "-yy", line
+                fd.role = self.seed_roles.get((tid, num, line), fd.role)
                 t.seed(fd)
         return t
 

@@ -341,14 +341,21 @@ def _filled(c: Ctx, fd: F.Fd) -> str:
     line, tid, sig, delivered, _ = writes[0]
     if fd.role != F.WAKEUP and (sig or c.m.proc(tid) == c.m.proc(c.ev.tid)):
         fd.role, fd.wakes = F.WAKEUP, "signal" if sig else "thread"  # written to wake this process's wait
-    more = f", and {len(writes) - 1} more write(s)" if len(writes) > 1 else ""
+    said = [_one_write(c, w) for w in writes[:4]]
+    more = f", and {len(writes) - 4} more write(s)" if len(writes) > 4 else ""
+    return " and ".join(said) + more
+
+
+def _one_write(c: Ctx, write: tuple) -> str:
+    """One write that filled a ready fd, cited: "woken by the write at line N (thread T)"."""
+    line, tid, sig, delivered, _ = write
     if sig:
         c.cite("signal-handler", delivered, tid)
         return (f"woken by the write at {c.cite('woken-by', line, tid)}, inside the {sig} signal handler "
-                f"(delivered at line {delivered}){more}")
+                f"(delivered at line {delivered})")
     if tid == c.ev.tid:
-        return f"its own write at {c.cite('itself', line, tid)}{more}"
-    return f"woken by the write at {c.cite('woken-by', line, tid)}{more}"
+        return f"its own write at {c.cite('itself', line, tid)}"
+    return f"woken by the write at {c.cite('woken-by', line, tid)}"
 
 
 # -- poll, ppoll, select, pselect6 ---------------------------------------------
@@ -442,7 +449,12 @@ def _accept(c: Ctx) -> Verdict:
     lst = c.arg_fd(0)
     c.category = POLLABLE
     if lst is not None and lst.role in (F.SOCKET, F.UNKNOWN, F.LISTENING):
-        lst.role = F.LISTENING
+        if lst.role != F.LISTENING:
+            lst.role = F.LISTENING
+            if lst.born is None and lst.seen is not None:
+                # Made before the log: a second pass knows it is a listener from its first sight.
+                c.m.learned.seed_roles[(c.m.proc(c.ev.tid), lst.num, lst.seen)] = F.LISTENING
+        c.m.accepting(c.ev.tid)
     name = f"the listening socket {lst.detail}".rstrip() if lst else "a socket"
     if not c.ok:
         if c.ev.errno == "EAGAIN":
@@ -856,6 +868,8 @@ def _passed_fds(c: Ctx, fd: F.Fd, is_write: bool) -> Verdict:
                 c.m.accepted[c.m.proc(c.ev.tid)] = (c.ev.line, c.ev.tid)
         nums.append(f"fd {num} ({c.fds[-1].describe()})")
     where = "to" if is_write else "from"
+    if is_write:
+        c.m.hands_off(c.ev.tid)
     cat = POLLABLE if c.role == LOOP else OTHER_CAT
     verb = "passes" if is_write else "receives"
     return c.say(f"{c.ev.syscall} {where} fd {fd.num} ({fd.describe()}) {verb} fds with SCM_RIGHTS: "
@@ -957,6 +971,8 @@ def _wakeup_write(c: Ctx, fd: F.Fd) -> Verdict | None:
     if woke is not None and woke[1] != tid:
         woken.add(woke[1])
     then = _then(c, woke)
+    if woken and sig is None:
+        c.m.hands_off(tid)
     if sig is not None:
         text = (f"{head}, inside the {sig} signal handler (delivered at "
                 f"{c.cite('signal-handler', delivered, tid)}){shown}")
@@ -1127,6 +1143,7 @@ def _clone(c: Ctx) -> Verdict:
     if n not in c.m.procs.process_of:  # else attached when its first call came early
         c.m.procs.cloned(c.ev.tid, n, flags)
     c.m.made(n, c.ev.tid, c.ev.line)
+    c.m.hands_off(c.ev.tid)
     if "CLONE_THREAD" in flags:
         return c.say(f"{c.ev.syscall} started thread {n} in this process")
     return c.say(f"{c.ev.syscall} started child process {n} (its fd table is a copy)")
@@ -1153,9 +1170,13 @@ def _shutdown(c: Ctx) -> Verdict:
 
 
 def _generic(c: Ctx) -> Verdict:
-    if c.args:
-        c.arg_fd(0)
-    return c.say(c.ev.syscall + (f": {c.ev.errno}" if c.ev.errno else ""))
+    fd = c.arg_fd(0) if c.args else None
+    text = c.ev.syscall + (f": {c.ev.errno}" if c.ev.errno else "")
+    if fd is not None and fd.role == F.FILE:
+        # fstat, lseek, fsync, utimensat... on a file: file work like a read, where it runs is what matters.
+        cat = _work(c)
+        return c.say(f"{text} on fd {fd.num} ({fd.describe()})" + _where(c, cat), cat)
+    return c.say(text)
 
 
 def _sigreturn(c: Ctx) -> Verdict:

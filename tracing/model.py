@@ -32,6 +32,10 @@ class Thread(Tracked):
     epoll: bool = False  # it waits on an epoll instance (a set it registers fds in)
     jobs: int = 0  # work other threads handed back to its waits (counted to 2: "several")
     completions: int = 0  # its waits for io_uring completions (counted to 2: a completion loop)
+    accepts: bool = False  # it accepts connections on a listening socket
+    dispatches: bool = False  # and after one, hands work to another thread or process (clone, wakeup, SCM_RIGHTS)
+    epolls: tuple = ()  # the first few epoll fds (their birth lines) its waits were on
+    epoll_waits: int = 0  # its first few epoll waits (counted to 3)
     work: int | None = None  # its first call of file or resolver work since its last hand-back
     handbacks: list = field(default_factory=List)  # (write line, first work line) of its hand-backs
     made_by: int | None = None  # the thread that started it
@@ -66,6 +70,7 @@ class Knowledge(Tracked):
     writable_at: dict = field(default_factory=Dict)  # (process, line that made a socket) -> first EPOLLOUT wait line
     seeds: dict = field(default_factory=Dict)  # tid -> {fd: (decoration, line)}: its process's fds made before the log
     registered_late: dict = field(default_factory=Dict)  # reader key -> line of the wait that returned it unregistered
+    seed_roles: dict = field(default_factory=Dict)  # (process, fd, line first seen) -> role the log showed later
     joins: dict = field(default_factory=Dict)  # tid never seen made -> the thread whose process it shares fds with
     threads: dict = field(default_factory=Dict)  # tid -> Thread
     sigreturns: bool = False  # the log traces rt_sigreturn: a handler's end is visible
@@ -114,7 +119,7 @@ class Model(Tracked):
     def __init__(self, prior: Knowledge | None = None) -> None:
         self.prior = prior or Knowledge()
         self.learned = Knowledge()
-        self.procs = Processes(self.prior.seeds)
+        self.procs = Processes(self.prior.seeds, self.prior.seed_roles)
         self.waited: set = Set()  # tids that have made an epoll wait in this pass
         self.last = LastCalls()  # tid -> last event (for "right after accept4", stalls)
         self.pending_clones: dict = Dict()  # parent tid -> (flags, line) of a clone not yet returned
@@ -173,6 +178,12 @@ class Model(Tracked):
         if epfd is not None:
             if not t.epoll:
                 t.epoll = True
+            if t.epoll_waits < 3:
+                t.epoll_waits += 1
+                born = self.procs.table(tid).fds.get(epfd)
+                key = born.born if born is not None and born.born is not None else epfd
+                if key not in t.epolls:
+                    t.epolls = (*t.epolls, key)
             self.learned.waits_on.setdefault(tid, Set()).add(epfd)
             self.waits_on.setdefault(tid, Set()).add(epfd)
             self._waits(tid, epfd)
@@ -212,6 +223,18 @@ class Model(Tracked):
             if t.completions == 2:
                 self.waited.add(tid)
                 self.learned.loops.add(tid)
+
+    def accepting(self, tid) -> None:
+        t = self.thread(tid)
+        if not t.accepts:
+            t.accepts = True
+
+    def hands_off(self, tid) -> None:
+        """`tid` starts a thread or process, wakes another thread or passes an fd: after an
+        accept, the connection is served elsewhere (an acceptor dispatching it)."""
+        t = self.thread(tid)
+        if t.accepts and not t.dispatches:
+            t.dispatches = True
 
     def made(self, tid, parent, line: int) -> None:
         """Thread or process `tid` was started by `parent` at `line`."""

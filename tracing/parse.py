@@ -22,8 +22,8 @@ from tracing.names import WRITES
 _PID = re.compile(r"^(?:\[pid\s+(\d{1,10})\]\s|(\d{1,10})\s+)")
 # -ttt / -r (seconds), -t / -tt (wall clock).
 _TS = re.compile(r"^\s*(?:(\d{1,12}\.\d+)|(\d\d):(\d\d):(\d\d)(?:\.(\d+))?)\s+")
-_CALL = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*|\?\?\?\?)\(")  # ???? = strace could not tell
-_RESUMED = re.compile(r"^<\.\.\.\s+([A-Za-z_][A-Za-z0-9_]*)\s+resumed>\s?")
+_CALL = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*|\?{3,4})\(")  # ??? or ????: strace could not tell
+_RESUMED = re.compile(r"^<\.\.\.\s+([A-Za-z_][A-Za-z0-9_]*|\?{3,4})\s+resumed>\s?")
 _UNFINISHED = re.compile(r"\s*<unfinished \.\.\.>\)?\s*$")
 # A thread's execve replaces the whole process, which keeps the leader's pid:
 # `execve(... <pid changed to 15072 ...>`, resumed later by pid 15072.

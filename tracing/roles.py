@@ -56,8 +56,12 @@ def decide(m: Model) -> dict:
         io = [n for n in served if n not in t.notified]  # fds with I/O, not wakeup fds
         # What a loop serves: fds with I/O, its timer, work other threads hand back to it,
         # and its wakeup fds; a thread woken only through wakeup fds serves nothing itself.
-        sources = len(io) + (t.timer is not None) + t.jobs + bool(t.notified)
-        a_set = t.epoll or t.watched >= 2
+        # An acceptor that hands each connection on (a fork, another loop's wakeup fd, SCM_RIGHTS)
+        # serves its listening socket and those hand-offs: a dispatching loop.
+        sources = len(io) + (t.timer is not None) + t.jobs + bool(t.notified) + t.dispatches
+        # Waits each on a new epoll fd made for one fd (a timeout on one read) multiplex nothing.
+        throwaway = len(t.epolls) >= 2 and len(t.epolls) == t.epoll_waits and t.watched < 2
+        a_set = (t.epoll and not throwaway) or t.watched >= 2
         if t.completions >= 2 and not t.epoll:
             # A completion loop: strace shows its waits, not the operations they complete.
             roles[tid] = Role(LOOP, f"waits for completions in io_uring_enter, again and again (first at line "
@@ -65,6 +69,8 @@ def decide(m: Model) -> dict:
                                     "does not show", (t.first_wait,))
         elif a_set and sources >= 2 and (io or t.jobs or t.timer is not None):
             what = [f"fds {', '.join(str(n) for n in io[:6])}{' ...' if len(io) > 6 else ''}"] if io else []
+            if t.dispatches:
+                what.append("the connections it accepts and hands on")
             if t.jobs:
                 what.append("work handed back by other threads")
             elif t.notified:
@@ -74,8 +80,8 @@ def decide(m: Model) -> dict:
             roles[tid] = Role(LOOP, f"waits for readiness (first at line {t.first_wait}) and serves what its "
                                     f"waits report: {', '.join(what)}", (t.first_wait,))
         elif not a_set:
-            waits[tid] = (f"waits for readiness (first at line {t.first_wait}) on one fd at a time: it multiplexes "
-                          "nothing")
+            waits[tid] = (f"waits for readiness (first at line {t.first_wait}) on one fd at a time"
+                          + (" (each wait on a new epoll fd)" if throwaway else "") + ": it multiplexes nothing")
         elif served and not io and not t.jobs:
             waits[tid] = (f"waits for readiness (first at line {t.first_wait}), but its waits only report wakeup "
                           f"fds ({', '.join(str(n) for n in served)}) written with no work handed back: it is "
