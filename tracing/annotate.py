@@ -56,6 +56,9 @@ class Annotator:
         self.summary.roles = self.model.prior.roles
         self.reuse: dict[tuple, tuple[int, tuple]] = {}  # call -> (tracing.changes.count(), verdict)
         self.check_reuse = check_reuse  # tests: work out every verdict, and fail where a reuse would differ
+        # The first pass wants the model, not the notes: a call that changed nothing is skipped
+        # when it comes again, whatever of its line's own (times) its note read.
+        self.learning = False
         self.reused = 0  # verdicts reused rather than worked out again
         self.kept: tuple[int, tuple] | None = None  # the last call's (count, verdict), if it may be reused
         self.repeated = 0  # lines tracing.repeats' compiled core wrote from a kept record (counted in reused)
@@ -129,7 +132,7 @@ class Annotator:
             # A stall is time after the previous call ended, so at most the time since it
             # began; only its `resumed>` line's time (which -r makes relative) can say more.
             # _repeats.c's may_stall asks the same before it writes a repeat (test_repeats).
-            if ((thread == LOOP or m.threads[tid].first_wait is not None) and prev is not None
+            if (not self.learning and (thread == LOOP or m.threads[tid].first_wait is not None) and prev is not None
                     and item.ts is not None and prev.ts is not None
                     and (item.ts - prev.ts >= STALL or prev.resumed_text is not None)):
                 stall, cited = _stall(item, prev, thread == LOOP)
@@ -205,7 +208,7 @@ class Annotator:
         if seen is not None and seen[0] == before and (_made[0] != before or seen[1] != got):
             raise AssertionError(f"line {item.line}: a reused verdict would differ from the handler's: "
                                  f"{seen[1]!r} != {got!r}, or the handler changed the model")
-        if (_made[0] == before and not seen_by_handler.per_line and not m.last.read
+        if (_made[0] == before and (self.learning or not seen_by_handler.per_line and not m.last.read)
                 and len(item.args) <= REUSE_ARGS):
             if len(self.reuse) >= REUSE_KEEP:
                 self.reuse.clear()
@@ -283,12 +286,11 @@ _LEARNING = TEACHING | WAITS | POLL_WAITS | {"open", "openat", "io_uring_enter",
                                              "getaddrinfo", "rt_sigreturn", "sigreturn"}
 
 
-def _plain_io(m: Model, seen: re.Match) -> bool:
+def _plain_io(m: Model, pid: str | None, pid2: str | None, fd: str | None) -> bool:
     """A read or write of a client, a device or stdio: it wakes nobody and is no pool's work."""
-    fd = seen.group(4)
     if fd is None:
         return False
-    pid = seen.group(1) or seen.group(2)
+    pid = pid or pid2
     tid = int(pid) if pid else None
     table = m.procs.known(tid)  # not made here: the annotator places a new thread when it first sees it
     got = table.fds.get(int(fd)) if table is not None else None
@@ -306,7 +308,7 @@ def learn(items: Callable[[], Iterable[tuple]] | Iterable[tuple], snapshot: dict
     fds and threads placed from the start."""
     opener = items if callable(items) else None
     got = _learn_once(opener() if opener else items, Knowledge(), snapshot)
-    if opener is not None and (got.seeds or got.joins):
+    if opener is not None and (got.joins or got.seeds and got.missed):
         again = Knowledge(seeds=got.seeds, joins=got.joins)
         got = _learn_once(opener(), again, snapshot)
         got.seeds, got.joins = again.seeds, again.joins
@@ -315,7 +317,11 @@ def learn(items: Callable[[], Iterable[tuple]] | Iterable[tuple], snapshot: dict
 
 def _learn_once(items: Iterable[tuple], start: Knowledge, snapshot: dict | None) -> Knowledge:
     ann = Annotator(start, snapshot=snapshot)
+    ann.learning = True
     m = ann.model
+
+    plain: dict = {}  # (pid, pid, fd) -> is that thread's fd plain, while the model stands still
+    stamp = [-1]
 
     def teaching() -> Iterator[tuple]:
         for item in items:
@@ -325,7 +331,14 @@ def _learn_once(items: Iterable[tuple], start: Knowledge, snapshot: dict | None)
                 continue
             name = seen.group(3)
             if name in WRITES or name in READS:
-                if not _plain_io(m, seen):
+                if _made[0] != stamp[0]:
+                    plain.clear()
+                    stamp[0] = _made[0]
+                key = seen.group(1, 2, 4)
+                got = plain.get(key)
+                if got is None:
+                    got = plain[key] = _plain_io(m, *key)
+                if not got:
                     yield item
             elif name in _LEARNING:
                 yield item

@@ -275,12 +275,19 @@ def _epoll_wait(c: Ctx) -> Verdict:
             c.m.registered_unseen(c.ev.tid, fd, c.ev.line)
         ready.append(item)
         texts.append(_ready_text(c, fd, item, how))
-    c.m.saw_ready(c.ev.tid, [f for f in (c.table.fds.get(r["fd"]) for r in ready if r["fd"] is not None) if f])
+    t = c.m.thread(c.ev.tid)
+    new = [f for f in (c.table.fds.get(r["fd"]) for r in ready
+                       if r["fd"] not in t.ready or r["role"] == F.WAKEUP and r["fd"] not in t.notified)
+           if f is not None]
+    if new:
+        c.m.saw_ready(c.ev.tid, new)
     c.ready = ready
     return c.say(f"{c.ev.syscall} on {epname} ({when}){slept} -> ready: {'; '.join(texts) or '?'}")
 
 
 def _unresolved(c: Ctx, epnum: int, data: int, events: str, how: str, by_data) -> str:
+    if how != "ambiguous" and not c.m.learned.missed:
+        c.m.learned.missed = True  # a second first pass, from the fds seen before the log, may name it
     if how == "ambiguous":
         nums = (by_data if by_data is not None else c.table.by_data(epnum)).get(data, [])
         return (f"data {data} {events}: registered for fds {' and '.join(str(n) for n in nums)}, and these "
@@ -948,6 +955,8 @@ def _wakeup_write(c: Ctx, fd: F.Fd) -> Verdict | None:
         fd.other_end() or (reader.object(c.m.proc(tid)) if reader is not None else None))
     sig, shown, delivered = _in_handler(c)
     job = None
+    if filled is None and not c.m.learned.missed:
+        c.m.learned.missed = True  # a pipe end whose other end the log has not shown yet
     if filled is not None:
         # Whether or not a wait is known to watch it yet: a later wait may return it.
         job = None if sig or c.m.is_loop(tid) else c.m.ends_job(tid)

@@ -74,6 +74,7 @@ class Knowledge(Tracked):
     joins: dict = field(default_factory=Dict)  # tid never seen made -> the thread whose process it shares fds with
     threads: dict = field(default_factory=Dict)  # tid -> Thread
     sigreturns: bool = False  # the log traces rt_sigreturn: a handler's end is visible
+    missed: bool = False  # something the fds seen before the log may explain: data no fd names, a lone pipe end
     complete: bool = False  # learned from the whole log (False: one pass, as it streams)
 
 
