@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import signal
 import sys
 from importlib import metadata
@@ -42,6 +43,57 @@ def _tracer_option(p: argparse.ArgumentParser) -> None:
                         "tracefs), written to traces/<run>-kernel/")
 
 
+class Parser(argparse.ArgumentParser):
+    """A usage error is one line and exit 2, as every other error is one line."""
+
+    def error(self, message: str):
+        self.exit(2, f"epoll-lab: error: {message} (see {self.prog} --help)\n")
+
+
+def port_number(text: str) -> int:
+    """--port: 1 to 65535 (0 would mean "any port", which the lab cannot curl)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1 to 65535)") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (1 to 65535)")
+    return port
+
+
+def pid_number(text: str) -> int:
+    """--pid: a whole number from 1 up (0 and -1 name process groups to kill(2), not a process).
+    One too big for this kernel is checked when the run starts: no such process (exit 6)."""
+    try:
+        pid = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a PID (a whole number from 1 up)") from None
+    if pid < 1:
+        raise argparse.ArgumentTypeError(f"{pid} is not a PID (a whole number from 1 up)")
+    return pid
+
+
+def seconds(text: str) -> float:
+    """A time in seconds: finite and above zero (nan, inf and negatives are refused, not defaulted)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a time: give a number of seconds above 0")
+    return value
+
+
+def whole_seconds(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a time: give a whole number of seconds from 1")
+    return value
+
+
 def version() -> str:
     try:
         return metadata.version("epoll-lab")
@@ -50,7 +102,7 @@ def version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m tracing",
         description="epoll-lab: trace an event-loop server with strace and annotate what it does.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -72,13 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("target", nargs="?", choices=sorted(recipes.TARGETS),
                    help="a demo server (or give `-- CMD ...` or --pid)")
-    t.add_argument("--pid", type=int, default=None,
+    t.add_argument("--pid", type=pid_number, default=None,
                    help="attach to this running process (strace -f -p: every thread)")
-    t.add_argument("--seconds", type=float, default=None,
+    t.add_argument("--seconds", type=seconds, default=None,
                    help="stop (or detach) after this many seconds")
     t.add_argument("--request", action="append", default=None, metavar="PATH",
                    help="with --port: a path to GET with curl (repeatable; default /)")
-    t.add_argument("--wait", type=float, default=60.0, metavar="SECONDS",
+    t.add_argument("--wait", type=seconds, default=60.0, metavar="SECONDS",
                    help="with --port: how long to wait for it to answer HTTP (default 60)")
     t.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
                    help="Sanic's event loop (default uvloop)")
@@ -99,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-io-uring", dest="io_uring", action="store_false",
                    help="Sanic: refuse io_uring_setup (strace fault injection), as a container "
                         "would; uvloop then registers fds with plain epoll_ctl")
-    t.add_argument("--port", type=int, default=None,
+    t.add_argument("--port", type=port_number, default=None,
                    help="port on 127.0.0.1 (demo servers: default 8000 for sanic, 8080 for c; a "
                         "command or PID: curl it there once it answers)")
     t.add_argument("--out", type=Path, default=None,
@@ -127,9 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     lv.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop")
     lv.add_argument("--pool", action="store_true")
     lv.add_argument("--recipe", choices=("story", "load"), default="story")
-    lv.add_argument("--load-seconds", type=int, default=LOAD_SECONDS,
+    lv.add_argument("--load-seconds", type=whole_seconds, default=LOAD_SECONDS,
                     help=f"with --recipe load: how long wrk runs (default {LOAD_SECONDS})")
-    lv.add_argument("--port", type=int, default=None)
+    lv.add_argument("--port", type=port_number, default=None)
     _tracer_option(lv)
     lv.add_argument("--filter", default="",
                     help="comma-separated: a thread role (loop, pool, other), a category (pollable, "

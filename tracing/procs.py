@@ -100,10 +100,17 @@ def exe_of(pid: int) -> str:
         return ""
 
 
+def pid_max() -> int | None:
+    try:
+        return int(Path("/proc/sys/kernel/pid_max").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # OverflowError: a number no PID can be
         return False
     except PermissionError:
         return True

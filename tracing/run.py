@@ -44,7 +44,9 @@ def check_target(target: Target) -> None:
     """A command that exists, or a PID that exists and is not us: one-line errors otherwise."""
     if target.pid is not None:
         if target.pid <= 0 or not alive(target.pid):
-            raise TraceError(f"no process with PID {target.pid}", EXIT_PID)
+            top = procs.pid_max()
+            beyond = f" (PIDs here stay below {top}: /proc/sys/kernel/pid_max)" if top and target.pid >= top else ""
+            raise TraceError(f"no process with PID {target.pid}{beyond}", EXIT_PID)
         if target.pid in (os.getpid(), os.getppid()):
             raise TraceError(f"PID {target.pid} is this command or its parent: it cannot trace itself",
                              EXIT_PID)
