@@ -189,17 +189,26 @@ class KernelTraced:
     def server_pid(self) -> int | None:
         return self.attached if self.attached is not None else self.server.pid
 
+    @property
+    def program(self) -> int | None:  # procs.Traced's face: the program's first process
+        return self.server.pid if self.server is not None else None
+
+    def ended(self) -> bool:
+        """The program's first process (or the attached one) is gone: Tracee.poll follows it."""
+        return self.strace.poll() is not None
+
     def stop(self, port: int | None = None) -> list[str]:
-        from tracing.procs import descendants, kill, port_free, shielded, stop
+        from tracing.procs import descendants, port_free, session_members, shielded, stop, stop_all
         with shielded():
             done = []
             if self.server is not None:
-                kids = descendants(self.server.pid)  # a /subprocess child, left behind
+                # Its children, and what it left re-parented in its session (a `cmd &`).
+                kids = descendants(self.server.pid) + session_members(self.server.pid)
                 if self.server.poll() is None:
                     done += [f"{d} (the program)" for d in stop(self.server.pid)]
                 self.server.wait()
-                for kid in kids:
-                    kill(kid)
+                kids += session_members(self.server.pid)
+                done += [f"{d}: left running by the program" for d in stop_all(kids)]
             elif self.bpftrace.poll() is None:
                 done.append(f"detached from {self.attached} (SIGINT to bpftrace {self.bpftrace.pid})")
             done += stop_bpftrace(self.bpftrace)

@@ -1,12 +1,22 @@
 """Process control: start a tracer in its own session, find the program it
 runs, stop both by PID, and keep Ctrl-C, SIGTERM and SIGHUP from cutting a
 clean-up short. The library's one way to wait for a port and stop a process.
+
+What a program leaves is stopped too. The tracer is started as a child
+subreaper (prctl PR_SET_CHILD_SUBREAPER, kept across its exec): a process
+whose parent exits (`cmd &` in a shell that quits, a daemon's double fork
+and setsid) is re-parented to the tracer instead of to PID 1, so everything
+the run started stays below the tracer's PID, where the stop finds it. A
+process group or session would miss a setsid; strace's TracerPid is lost
+the moment strace dies and misses what it failed to attach.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -20,6 +30,17 @@ from tracing.errors import Stopped
 
 STOP_TIMEOUT = 10.0
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# What the program left running once it is gone: SIGTERM, this long, then SIGKILL.
+LEFTOVER_TIMEOUT = 2.0
+
+PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>
+# Looked up now, not between fork and exec, where only the call itself should run.
+_prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+
+def become_subreaper() -> None:
+    """Orphans below this process come to it, not to PID 1 (run in the child before exec)."""
+    _prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
 def port_free(port: int) -> bool:
@@ -93,6 +114,44 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
+def session_members(sid: int) -> list[int]:
+    """Every live process in session `sid` (a program started as a session leader), whoever
+    its parent is now: what it left behind, re-parented, unless it called setsid itself."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == sid:
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 3 and fields[3] == str(sid) and fields[0] != "Z":
+            found.append(int(entry))
+    return found
+
+
+def command_of(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def stop_all(pids: list[int], wait: float = LEFTOVER_TIMEOUT) -> list[str]:
+    """SIGTERM to every one at once, then SIGKILL to those still there after `wait`. Returns
+    what it did, naming each process."""
+    live = {pid: command_of(pid)[:60] or "?" for pid in pids if alive(pid)}
+    done = []
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        sent = [pid for pid in live if alive(pid) and kill(pid, sig)]
+        if not sent:
+            break
+        done.append(f"sent {signal.Signals(sig).name} to " + ", ".join(f"{p} ({live[p]})" for p in sent))
+        if wait_for(lambda: not any(alive(p) for p in sent), wait):
+            break
+    return done
+
+
 def exe_of(pid: int) -> str:
     try:
         return os.readlink(f"/proc/{pid}/exe")
@@ -161,6 +220,8 @@ class Traced:
     log: Path  # the tracer's and the program's own output
     started: float  # time.time() just before the tracer was started
     attached: int | None = None  # --pid: the process the tracer attached to
+    program: int | None = None  # the program's first process, once seen
+    raw: Path | None = None  # the tracer's log file (strace -f -o): its first line names the program
 
     @property
     def tracer(self) -> subprocess.Popen:
@@ -169,11 +230,38 @@ class Traced:
     def server_pid(self) -> int | None:
         if self.attached is not None:
             return self.attached
+        if self.program is None:
+            self.program = self._first_pid() if self.raw is not None else self._ran_exec()
         kids = child_pids(self.strace.pid)
+        return self.program or self._ran_exec() or (kids or [None])[0]
+
+    def _ran_exec(self) -> int | None:
         # strace forks short-lived probes of its own first: the program is the
         # child that has run exec (a different executable from the tracer's).
-        ran = [k for k in kids if exe_of(k) != exe_of(self.strace.pid)]
-        return (ran or kids or [None])[0]
+        mine = exe_of(self.strace.pid)
+        return next((k for k in child_pids(self.strace.pid) if exe_of(k) not in ("", mine)), None)
+
+    def _first_pid(self) -> int | None:
+        """The PID on the log's first line: the program's execve. Its children can outlive
+        it under the tracer (a subreaper), so the tracer's children alone cannot tell."""
+        try:
+            with open(self.raw, "rb") as f:
+                first = f.readline(256)
+        except (OSError, TypeError):
+            return None
+        got = re.match(rb"(\d{1,10}) ", first)
+        return int(got.group(1)) if got and first.endswith(b"\n") else None
+
+    def ended(self) -> bool:
+        """The program's first process (or the attached one) is gone, or the tracer is. strace -f
+        itself runs on while anything the program left runs; the run ends as strace without
+        -f would, and then stops what was left."""
+        if self.strace.poll() is not None:
+            return True
+        if self.attached is not None:
+            return not alive(self.attached)
+        self.server_pid()  # learns the program's PID once it has run exec
+        return self.program is not None and not alive(self.program)
 
     def stop(self, port: int | None = None) -> list[str]:
         """Stop the run by PID; reap the tracer; wait for the port to be free. Returns what it did."""
@@ -186,13 +274,14 @@ class Traced:
         return done
 
     def _stop_program(self) -> list[str]:
-        # SIGINT the program as Ctrl-C would, then harder; strace exits with it.
+        # SIGINT the program as Ctrl-C would, then harder; then whatever it left, which the
+        # tracer (a subreaper) holds below it; strace exits with the last of them.
         server = self.server_pid()
-        done = [f"{d} (the program)" for d in stop(server)] if server else []
+        done = [f"{d} (the program)" for d in stop(server)] if server and alive(server) else []
+        done += [f"{d}: left running by the program" for d in stop_all(descendants(self.strace.pid))]
         try:
             self.strace.wait(timeout=STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
-            # Children the program left behind (a /subprocess child) go too.
             for pid in descendants(self.strace.pid):
                 kill(pid)
             self.strace.kill()
@@ -217,11 +306,12 @@ class Traced:
 
 def launch(cmd: list[str], log: Path, env: dict[str, str] | None = None,
            pass_fds: tuple[int, ...] = ()) -> subprocess.Popen:
-    """Start `cmd` in its own session (a terminal's Ctrl-C reaches only us; we stop it by PID)."""
+    """Start `cmd` (a tracer) in its own session (a terminal's Ctrl-C reaches only us; we stop
+    it by PID), as a child subreaper: what the traced program leaves stays below it."""
     with open(log, "wb") as logf:
         return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
                                 pass_fds=pass_fds, env={**os.environ, **(env or {})},
-                                start_new_session=True)
+                                start_new_session=True, preexec_fn=become_subreaper)
 
 
 def _raise_stopped(signum, frame) -> None:

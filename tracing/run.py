@@ -66,10 +66,13 @@ def start(target: Target, tracer_path: str, out: Path, output: str | None = None
     if tracer.own_start:
         return tracer.start(tracer_path, target, out)
     cmd = tracer.argv(tracer_path, target, output or str(out / tracer.raw_name))
+    if output is None:  # a kept run's log would name its program until the tracer truncates it
+        (out / tracer.raw_name).unlink(missing_ok=True)
     eprint(f"[epoll-lab] starting: {' '.join(cmd)}")
     t0 = time.time()
     log = out / "server.log"
-    return Traced(launch(cmd, log, target.env, pass_fds), log, t0, attached=target.pid)
+    return Traced(launch(cmd, log, target.env, pass_fds), log, t0, attached=target.pid,
+                  raw=None if output else out / tracer.raw_name)
 
 
 def wait_attached(traced: Traced) -> None:
@@ -93,16 +96,16 @@ def _program_pid(traced: Traced) -> int | None:
     # The tracer forks the program at once; its PID is known as soon as it shows.
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and traced.strace.poll() is None:
-        pid = traced.server_pid()
-        if pid and procs.exe_of(pid) != procs.exe_of(traced.strace.pid):
-            return pid
+        traced.server_pid()
+        if traced.program is not None:
+            return traced.program
         time.sleep(0.01)
     return traced.server_pid()
 
 
 def _until_end(traced: Traced, seconds: float | None, t0: float) -> str:
-    """Wait for the program to exit or `seconds` to pass; say which."""
-    while traced.strace.poll() is None:
+    """Wait for the program's first process to exit or `seconds` to pass; say which."""
+    while not traced.ended():
         if seconds is not None and time.monotonic() - t0 >= seconds:
             return f"{seconds:g} s passed"
         time.sleep(0.05)
@@ -161,7 +164,7 @@ def trace(target: Target, out: Path, annotate: bool = True, seconds: float | Non
         ended = f"stopped by {signal.Signals(interrupted).name}"
     finally:
         stop_at = time.time()
-        exited = traced.strace.poll() is not None
+        exited = traced.ended()
         stopped = traced.stop(target.port)
         try:
             write_scenario(out, results, stop_at, "" if exited or target.pid else
@@ -172,7 +175,8 @@ def trace(target: Target, out: Path, annotate: bool = True, seconds: float | Non
         raise TraceError(f"interrupted ({signal.Signals(interrupted).name}); the "
                          + ("tracer detached" if target.pid else "server and strace were stopped"),
                          128 + interrupted)
-    eprint(f"[epoll-lab] stopped: {'; '.join(stopped) or (ended or 'the program had exited')}")
+    said = [ended] * bool(ended) + stopped
+    eprint(f"[epoll-lab] stopped: {'; '.join(said) or 'the program had exited'}")
     summary, index = outputs.write_run(out, tracer, full) if annotate else ({}, [])
     return {"out": str(out), "requests": results, "summary": summary, "pids": pids, "ended": ended,
             "index": index,
