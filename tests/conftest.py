@@ -13,7 +13,16 @@ from tracing.run import trace
 
 # The shared helpers live in tests/helpers.py; these names stay importable from here.
 from tests.helpers import (ROOT, WAITS, Trace, assert_add_follows_each_accept, curl,  # noqa: F401
-                           fd_roles, free_port, serving, show)
+                           fd_roles, free_port, serving, show, stop_leftovers)
+
+
+@pytest.fixture(autouse=True)
+def stopped_leftovers():
+    """A cleanup check that finds a server or strace still running fails the test; this stops
+    what it found, by PID, so the next tests do not run beside it."""
+    yield
+    for done in stop_leftovers():
+        print(f"[teardown] {done}")
 
 
 @pytest.fixture(scope="session")

@@ -134,7 +134,8 @@ def run_cli(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: floa
 
 
 def processes_running(needle: str) -> list[str]:
-    """Command lines of live processes that mention `needle` (a unique port, say)."""
+    """Command lines of live processes that mention `needle` (a unique port, say). Each one
+    found is stopped by PID after the test (stop_leftovers), whatever the test asserts."""
     found = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit() or int(pid) == os.getpid():
@@ -146,7 +147,33 @@ def processes_running(needle: str) -> list[str]:
             continue
         if needle in cmd and state != "Z":
             found.append(f"{pid}: {cmd}")
+            _note_leftover(int(pid))
     return found
+
+
+# What a cleanup check found still running, by PID and start time (so a PID the kernel has
+# given to another process since is left alone): conftest stops these after each test.
+LEFTOVERS: dict[int, str] = {}
+
+
+def _start_time(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _note_leftover(pid: int) -> None:
+    started = _start_time(pid)
+    if started is not None and pid != os.getpid():
+        LEFTOVERS[pid] = started
+
+
+def stop_leftovers() -> list[str]:
+    """Stop, by PID (SIGTERM, then SIGKILL), what the cleanup checks found; say what."""
+    mine = {pid for pid, started in LEFTOVERS.items() if _start_time(pid) == started}
+    LEFTOVERS.clear()
+    return procs.stop_all(sorted(mine), wait=5)
 
 
 def count_lines(path: Path) -> int:
@@ -196,9 +223,14 @@ def trace_c_under_wrk(path: Path, lines: int, seconds: float = 600, poll: float 
 
 
 def still_alive_after_a_while(pids) -> list[int]:
-    """The PIDs of `pids` still running, after giving them a few seconds to go."""
+    """The PIDs of `pids` still running, after giving them a few seconds to go. Those are
+    stopped by PID after the test (stop_leftovers), so a failing check leaves nothing."""
+    pids = [p for p in pids if p]
     wait_for(lambda: not any(alive(p) for p in pids), 10, 0.1)
-    return [p for p in pids if alive(p)]
+    left = [p for p in pids if alive(p)]
+    for pid in left:
+        _note_leftover(pid)
+    return left
 
 
 @dataclass
@@ -401,5 +433,5 @@ def artifacts(name: str) -> Path:
 
 __all__ = ["Live", "PROGRAMS", "ROOT", "Server", "Trace", "WAITS",
            "artifacts", "assert_add_follows_each_accept", "curl", "fd_roles", "free_port", "nesting_problems", "processes_running", "WebPage",
-           "run_cli", "sanic_server", "serving", "show", "still_alive_after_a_while", "wait_for",
+           "run_cli", "sanic_server", "serving", "show", "still_alive_after_a_while", "stop_leftovers", "wait_for",
            "wait_port"]
