@@ -81,3 +81,15 @@ def test_annotate_onto_a_full_disk_is_one_line(tmp_path, fmt):
     p = in_own_mounts(tmp_path, "size=64k", "annotate", "--format", fmt, "-o",
                       str(tmp_path / "mnt" / "out"), str(log))
     assert "No space left on device" in one_error(p)
+
+
+def test_a_folder_that_fills_while_the_server_starts_is_exit_7_naming_it(tools_present, tmp_path):
+    # 256 KiB: the probe before the start passes, then strace's start-up lines fill it, the
+    # server cannot write server.log and exits 1. That was "the server did not start" (exit 4).
+    run = tmp_path / "mnt" / "run"
+    p = in_own_mounts(tmp_path, "size=256k", "trace", "sanic", "--port", str(free_port()), "--out", str(run))
+    error = one_error(p)
+    assert f"cannot write {run}: No space left on device" in error, p.stderr
+    assert "did not start" not in p.stderr, p.stderr
+    pids = [int(x) for x in re.findall(r"runs as PID (\d+)", p.stderr)]
+    assert pids and not still_alive_after_a_while(pids), p.stderr

@@ -23,13 +23,32 @@ def output_error(path: Path, err: OSError, running: bool = True) -> TraceError:
 
 def ready_folder(out: Path) -> None:
     """Make the run folder and prove it takes a file, before anything is started."""
-    probe = out / ".epoll-lab-write-test"
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe.write_bytes(b"x" * 4096)
-        probe.unlink()
+        _probe(out)
     except OSError as e:  # nothing ran yet: a missing path here is not a removed run folder
         raise output_error(out, e, running=False) from None
+
+
+def cannot_write(out: Path) -> TraceError | None:
+    """Why the running program's folder takes no more (full, gone), or None if it does."""
+    try:
+        _probe(out)
+    except FileNotFoundError as e:
+        return output_error(out, e)
+    except OSError as e:
+        return TraceError(f"cannot write {out}: {e.strerror or e}: the program's output (server.log) "
+                          "and the trace could not be written there, so the run stopped (free some "
+                          "space, or pick another folder with --out)", EXIT_OUTPUT)
+    return None
+
+
+def _probe(out: Path) -> None:
+    probe = out / ".epoll-lab-write-test"
+    try:
+        probe.write_bytes(b"x" * 4096)
+    finally:
+        probe.unlink(missing_ok=True)
 
 
 def write_run(out: Path, tracer: Tracer, full: bool = False) -> tuple[dict, list[tuple[str, int]]]:

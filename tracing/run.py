@@ -159,6 +159,13 @@ def trace(target: Target, out: Path, annotate: bool = True, seconds: float | Non
             eprint(f"[epoll-lab] tracing {what} until it exits"
                    + (f", {seconds:g} s pass" if seconds is not None else "") + " or Ctrl-C")
             ended = _until_end(traced, seconds, t0)
+    except TraceError as e:
+        # A program that cannot write its output (server.log, the raw trace) on a full disk
+        # exits or never answers: the folder is why, not the program.
+        full = outputs.cannot_write(out) if e.code in (EXIT_START, EXIT_SCENARIO) else None
+        if full is not None:
+            raise full from None
+        raise
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM/SIGHUP through procs.catch_stop_signals
         interrupted = getattr(e, "signum", signal.SIGINT)
         ended = f"stopped by {signal.Signals(interrupted).name}"
