@@ -34,6 +34,13 @@ LOGS = sorted(p for p in FIXTURES.rglob("*") if p.is_file() and ".strace" in p.n
 LOAD = FIXTURES / "load" / "c-pool-keepalive.strace"
 
 
+def covered(records) -> list[int]:
+    """The input lines the records hold, sorted: each call's line, its resumed line, and the
+    stack lines strace -k printed after it. Every line once is "nothing lost"."""
+    return sorted([r["line"] for r in records] + [r["resumed_line"] for r in records if r["resumed_line"]]
+                  + [n for r in records for n, _ in r.get("stack", ())])
+
+
 def call_lines(path: Path) -> list[str]:
     """A log's complete call lines, to shuffle into orders no program made."""
     return [line for line in path.read_text(errors="replace").splitlines()
@@ -432,6 +439,6 @@ def artifacts(name: str) -> Path:
 
 
 __all__ = ["Live", "PROGRAMS", "ROOT", "Server", "Trace", "WAITS",
-           "artifacts", "assert_add_follows_each_accept", "curl", "fd_roles", "free_port", "nesting_problems", "processes_running", "WebPage",
+           "artifacts", "assert_add_follows_each_accept", "covered", "curl", "fd_roles", "free_port", "nesting_problems", "processes_running", "WebPage",
            "run_cli", "sanic_server", "serving", "show", "still_alive_after_a_while", "stop_leftovers", "wait_for",
            "wait_port"]

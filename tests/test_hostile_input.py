@@ -17,6 +17,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.helpers import covered
 from tracing import inputs
 from tracing.annotate import Annotator, annotate_file
 from tracing.parse import events
@@ -64,8 +65,7 @@ def huge_number_line(draw) -> str:
 @given(st.lists(huge_number_line(), min_size=1, max_size=12))
 def test_numbers_past_4300_digits_never_raise_and_write_valid_json(lines):
     recs = annotate(lines)
-    assert sorted([r["line"] for r in recs] + [r["resumed_line"] for r in recs if r["resumed_line"]]) \
-        == list(range(1, len(lines) + 1))
+    assert covered(recs) == list(range(1, len(lines) + 1))
 
 
 @SETTINGS
@@ -94,7 +94,7 @@ def test_latin1_bytes_from_standard_input_write_valid_utf8_json(salted):
     lines = [line.encode()[:i] + junk + line.encode()[i:] for line, junk, i in salted]
     stdin = inputs.as_text(io.BytesIO(b"\n".join(lines) + b"\n"))
     recs = assert_valid_jsonl(Annotator().run(events(stdin)))
-    assert max(r["resumed_line"] or r["line"] for r in recs) == len(lines)
+    assert covered(recs)[-1] == len(lines)
 
 
 @SETTINGS
@@ -107,7 +107,6 @@ def test_a_lone_carriage_return_never_splits_a_line_from_a_file_or_stdin(tmp_pat
     from_file = assert_valid_jsonl(annotate_file(str(path))[0])
     from_stdin = assert_valid_jsonl(Annotator().run(events(inputs.as_text(io.BytesIO(raw.encode())))))
     for recs in (from_file, from_stdin):
-        seen = sorted([r["line"] for r in recs] + [r["resumed_line"] for r in recs if r["resumed_line"]])
-        assert seen == list(range(1, len(lines) + 1))
+        assert covered(recs) == list(range(1, len(lines) + 1))
         # Each unparsed record's text is line N exactly as `sed -n Np` prints it.
         assert all(r["text"] == lines[r["line"] - 1] for r in recs if r["kind"] == "unparsed")

@@ -13,6 +13,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.helpers import covered
 from tracing.annotate import Annotator
 from tracing.parse import events
 from tracing.views import JSONL_FIELDS, jsonl_line, text_lines
@@ -29,7 +30,7 @@ def annotate(lines: list[str]) -> list[dict]:
 
 
 def assert_each_line_once(lines: list[str], recs: list[dict]) -> None:
-    seen = sorted([r["line"] for r in recs] + [r["resumed_line"] for r in recs if r["resumed_line"]])
+    seen = covered(recs)
     assert seen == list(range(1, len(lines) + 1)), (seen, lines)
 
 

@@ -1,7 +1,8 @@
 """The parser on logs real strace printed (see fixtures/record.sh for how
 each was made, and fixtures/others/record.sh for nginx, redis, node and
-asyncio). Formats strace 6.1 cannot print are in fixtures/formats/, made
-from a real log by re-printing it as other strace versions do."""
+asyncio). fixtures/formats/ holds logs made with flags the lab does not use
+(-Y, -i, -n, -k, no -f; its record.sh), and formats strace 6.1 cannot print,
+made from a real log by re-printing it as other strace versions do."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ OWN_OUTPUT = "printed by the traced program"
 
 
 def complete(lines):
-    return [e for e in events(lines) if not isinstance(e, Started)]
+    return [e for e in events(lines, stacks=True) if not isinstance(e, Started)]
 
 
 def read(name: str) -> list[str]:
@@ -34,6 +35,7 @@ def covered(evs) -> list[int]:
         seen.append(ev.line)
         if ev.resumed_line:
             seen.append(ev.resumed_line)
+        seen += [n for n, _ in ev.stack or ()]  # strace -k: the call's stack lines
     return sorted(seen)
 
 

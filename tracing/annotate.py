@@ -424,7 +424,7 @@ def annotate_items(open_items: Callable[[], Iterator[tuple]], steps: Iterable[St
     """Two passes over an input that can be opened twice: learn roles, then stream records."""
     prior = learn(open_items, snapshot)
     ann = Annotator(prior, steps, check_reuse, snapshot)
-    return ann.run(numbered_events(open_items())), ann
+    return ann.run(numbered_events(open_items(), stacks=True)), ann  # -k frames go with their call
 
 
 def annotate_file(path: str, steps: Iterable[Step] = (), check_reuse: bool = False,

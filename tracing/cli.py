@@ -464,7 +464,7 @@ def cmd_annotate(args) -> int:
         # One pass (standard input, a FIFO): roles are learned as the stream goes.
         ann = Annotator()
         source = inputs.as_text(sys.stdin.buffer) if once == "-" else inputs.open_text(once)
-        records = ann.run(events(source))
+        records = ann.run(events(source, stacks=True))
     else:
         try:
             opened = progress.passes(inputs.opener(args.log, warn=lambda m: eprint(f"epoll-lab: {m}")))

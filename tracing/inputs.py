@@ -8,8 +8,11 @@ file line it came from, so nothing is lost and everything can be found.
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import heapq
 import io
+import lzma
 import re
 import stat
 from pathlib import Path
@@ -24,15 +27,70 @@ class InputError(Exception):
     pass
 
 
-def as_text(binary: BinaryIO) -> IO[str]:
+# A log kept compressed (`strace -o >(gzip > app.strace.gz)`, logrotate): read as it is,
+# known by its first bytes, not its name.
+COMPRESSED = ((b"\x1f\x8b", "gzip", lambda f: gzip.GzipFile(fileobj=f)), (b"BZh", "bzip2", bz2.BZ2File),
+              (b"\xfd7zXZ\x00", "xz", lzma.LZMAFile))
+ZSTD = b"\x28\xb5\x2f\xfd"
+
+
+def as_text(binary: BinaryIO, name: str = "standard input") -> IO[str]:
     """A byte stream as text lines the way strace and sed count them: split at
     "\\n" only (a lone "\\r" stays inside its line), bytes that are not UTF-8
-    replaced, so every record writes as valid UTF-8."""
+    replaced, so every record writes as valid UTF-8. gzip, bzip2 and xz are
+    read through; zstd (not in Python's library) is refused, saying so."""
+    head = binary.peek(6)[:6] if hasattr(binary, "peek") else b""
+    for magic, kind, reader in COMPRESSED:
+        if head.startswith(magic):
+            binary = _Checked(reader(binary), binary, name, kind)
+            break
+    else:
+        if head.startswith(ZSTD):
+            raise InputError(f"{name} is zstd-compressed, which this tool does not read: "
+                             f"decompress it first (zstd -d), or pipe it in: zstd -dc FILE | "
+                             "python -m tracing annotate -")
     return io.TextIOWrapper(binary, encoding="utf-8", errors="replace", newline="\n")
 
 
+class _Checked(io.BufferedIOBase):
+    """A decompressing reader whose errors (a cut or corrupt archive) say what was being read."""
+
+    def __init__(self, inner, raw: BinaryIO, name: str, kind: str) -> None:
+        super().__init__()
+        self.inner, self.raw, self.name, self.kind = inner, raw, name, kind
+
+    def readable(self) -> bool:
+        return True
+
+    def _guard(self, read, *args):
+        try:
+            return read(*args)
+        except (OSError, EOFError, lzma.LZMAError) as e:
+            raise InputError(f"{self.name} is {self.kind}-compressed and cannot be read to its end "
+                             f"({e}): is it whole?") from None
+
+    def read(self, size: int = -1) -> bytes:
+        return self._guard(self.inner.read, size)
+
+    def read1(self, size: int = -1) -> bytes:
+        return self._guard(self.inner.read1, size)
+
+    def readinto(self, b) -> int:
+        return self._guard(self.inner.readinto, b)
+
+    def close(self) -> None:
+        self.inner.close()  # a reader given a file object leaves it open
+        self.raw.close()
+        super().close()
+
+
 def open_text(path: Path | str) -> IO[str]:
-    return open(path, encoding="utf-8", errors="replace", newline="\n")
+    binary = open(path, "rb")
+    try:
+        return as_text(binary, str(path))
+    except BaseException:
+        binary.close()
+        raise
 
 
 def stream(args: list[str]) -> str | None:
@@ -86,7 +144,10 @@ def _numbered(path: Path) -> Items:
     except OSError as e:
         raise InputError(f"cannot read {path}: {e.strerror}") from None
     with f:
-        yield from enumerate(f, 1)
+        try:
+            yield from enumerate(f, 1)
+        except OSError as e:  # the disk, not the text (a compressed file's own errors say so)
+            raise InputError(f"cannot read {path}: {e.strerror or e}") from None
 
 
 # -r times are relative to the line before in the same file: they cannot
@@ -136,6 +197,18 @@ def merged(paths: list[Path], warn: Callable[[str], None] = lambda _: None) -> I
 def opener(args: list[str], warn: Callable[[str], None] = lambda _: None) -> Callable[[], Items]:
     """A function that opens the input afresh (the annotator reads twice)."""
     paths = expand(args)
+    if len(paths) == 1 and _one_of_ff(paths[0]):
+        # One `-ff` file named directly: its lines have no pid column, its name has the pid.
+        return lambda: ((n, text, f"{paths[0].name}:{n}") for _, _, n, text in _keyed(0, paths[0]))
     if len(paths) == 1:
         return lambda: _numbered(paths[0])
     return lambda: merged(paths, warn)
+
+
+def _one_of_ff(path: Path) -> bool:
+    """`NAME.<pid>` whose first line has no pid of its own: one file of strace -ff."""
+    if _pid_of(path) is None:
+        return False
+    with open_text(path) as f:
+        first = next((line for line in f if line.strip()), "")
+    return bool(first) and split_prefix(first)[0] is None

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 # -- thread roles -----------------------------------------------------------
 LOOP, POOL, OTHER = "loop", "pool", "other"
+# A log strace wrote without -f has no pid column: its one thread is drawn as thread 0.
+NO_PID = 0
 
 # -- categories -------------------------------------------------------------
 POLLABLE = "pollable"        # epoll calls; socket, pipe, eventfd I/O on a loop

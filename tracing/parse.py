@@ -18,10 +18,14 @@ from typing import Iterable, Iterator
 
 from tracing.names import WRITES
 
-# `[pid  123] ` (strace -f to stderr) or `123  ` (strace -f -o FILE).
-_PID = re.compile(r"^(?:\[pid\s+(\d{1,10})\]\s|(\d{1,10})\s+)")
+# `[pid  123] ` (strace -f to stderr) or `123  ` (strace -f -o FILE); with -Y
+# (--decode-pids=comm) the process's name follows the pid: `123<python3> `.
+_PID = re.compile(r"^(?:\[pid\s+(\d{1,10})(?:<[^>\n]{0,64}>)?\]\s|(\d{1,10})(?:<[^>\n]{0,64}>)?\s+)")
 # -ttt / -r (seconds), -t / -tt (wall clock).
 _TS = re.compile(r"^\s*(?:(\d{1,12}\.\d+)|(\d\d):(\d\d):(\d\d)(?:\.(\d+))?)\s+")
+# After the time: -n's syscall number `[ 257] `, then -i's instruction pointer
+# `[00007f1c2b3a4d5e] ` (`[????????????????] ` where there is none: an exit, a signal).
+_NUMBER_IP = re.compile(r"^(?:\[\s*\d{1,5}\]\s+)?(?:\[(?:[0-9a-f]{8,16}|\?{8,16})\]\s+)?")
 _CALL = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*|\?{3,4})\(")  # ??? or ????: strace could not tell
 _RESUMED = re.compile(r"^<\.\.\.\s+([A-Za-z_][A-Za-z0-9_]*|\?{3,4})\s+resumed>\s?")
 _UNFINISHED = re.compile(r"\s*<unfinished \.\.\.>\)?\s*$")
@@ -56,6 +60,7 @@ class Event:
     resumed_text: str | None = None
     problem: str | None = None  # why a line was odd, though kept
     source: str | None = None  # "file:line" when several -ff files were merged
+    stack: list[tuple[int, str]] | None = None  # strace -k: the call's stack lines (line, text)
 
     @property
     def failed(self) -> bool:
@@ -92,6 +97,8 @@ def split_prefix(text: str) -> tuple[int | None, float | None, str]:
             h, mi, s, frac = m.group(2, 3, 4, 5)
             ts = int(h) * 3600 + int(mi) * 60 + int(s) + (float("0." + frac) if frac else 0.0)
         text = text[m.end():]
+    if text[:1] == "[":
+        text = text[_NUMBER_IP.match(text).end():]
     return tid, ts, text
 
 
@@ -169,7 +176,8 @@ def _call_parts(body: str) -> tuple[str, str | None] | None:
 # `) = ` inside a buffer cannot end the arguments early. Anything else takes
 # the careful path below, which is the reference (tests compare the two).
 _FAST = re.compile(
-    r"(?:\[pid +(\d{1,10})\] |(\d{1,10}) +)? *(?:(\d{1,12}\.\d+) +)?([a-z_][a-z0-9_]*)\((.*)\) +"
+    r"(?:\[pid +(\d{1,10})(?:<[^>\n]{0,64}>)?\] |(\d{1,10})(?:<[^>\n]{0,64}>)? +)? *(?:(\d{1,12}\.\d+) +)?"
+    r"(?:\[ *\d{1,5}\] +)?(?:\[(?:[0-9a-f]{8,16}|\?{8,16})\] +)?([a-z_][a-z0-9_]*)\((.*)\) +"
     r"= (0x[0-9a-f]+|-?\d+|\?)(?:<(.*?)>)?(?: (E[A-Z0-9_]+) \((.*?)\))?(?: (\(.*?\)))?"
     r"(?: <(\d{1,12}\.\d+)>)?$", re.S)
 
@@ -226,7 +234,7 @@ def parse_line_carefully(lineno: int, text: str) -> Event | Started | tuple[str,
         return ("resumed", ev)
     m = _CALL.match(body)
     if not m:
-        ev.problem = "not a syscall, signal, exit or strace message"
+        ev.problem = STRAY_STACK if text.startswith(STACK) else "not a syscall, signal, exit or strace message"
         return ev
     name, rest = m.group(1), body[m.end():]
     if _UNFINISHED.search(rest):
@@ -261,9 +269,9 @@ def _fill_result(ev: Event, tail: str) -> bool:
     return True
 
 
-def events(lines: Iterable[str]) -> Iterator[Event | Started]:
+def events(lines: Iterable[str], stacks: bool = False) -> Iterator[Event | Started]:
     """Fold a stream of raw lines into events, in completion order."""
-    return numbered_events(enumerate(lines, 1))
+    return numbered_events(enumerate(lines, 1), stacks=stacks)
 
 
 # strace writing to the terminal shares it with the traced program, so a line
@@ -304,14 +312,64 @@ def _holdable(got, text: str, lineno: int, source: str | None) -> _Held | None:
 
 
 
-def numbered_events(items: Iterable[tuple], holding: list | None = None) -> Iterator[Event | Started]:
+def numbered_events(items: Iterable[tuple], holding: list | None = None,
+                    stacks: bool = False) -> Iterator[Event | Started]:
     """`events` over (line number, text[, source]) items.
 
     The learning pass skips lines but must keep their numbers; a merge of
     `-ff` files numbers the merged stream and names each line's file.
     `holding[0]`, if given, is kept to the line held for its rest, or None
     (`tracing.repeats` writes no line of its own while one is held).
+    With `stacks`, the stack lines of `strace -k` go with their call (see
+    `_with_stacks`): each complete call is passed on only once the next line
+    has been read, so it is for readers of a whole log (annotate's records).
+    Without, each call is passed on at once, as live mode and the web page
+    need, and the learning pass (it acts on a line as it is read) and the
+    compiled core's misses (the core writes lines between them); a stack line
+    is then a line of its own, not understood.
     """
+    return _with_stacks(items, holding) if stacks else _events(items, holding)
+
+
+# strace -k prints a call's stack after the line that completes it, one frame a line:
+#   ` > /usr/lib/x86_64-linux-gnu/libc.so.6(epoll_wait+0x5a) [0x1238ea]` (no pid, no time).
+STACK = " > "
+STRAY_STACK = ("a stack line of strace -k, on its own: no call before it, or read by a reader "
+               "that passes each call on at once (live mode)")
+
+
+def _with_stacks(items: Iterable[tuple], holding: list | None) -> Iterator[Event | Started]:
+    """The parser's events, each complete one held until the next line shows whether stack
+    lines follow it; those go into its `stack`. An exit_group's stack comes after its
+    process's `+++ exited` line: both are held, and the stack goes to the call."""
+    held: list[Event] = []
+
+    def lines() -> Iterator[tuple]:
+        for item in items:
+            if held and item[1].startswith(STACK) and held[0].kind == "syscall":
+                target = held[0]
+                if target.stack is None:
+                    target.stack = []
+                target.stack.append((item[0], item[1].rstrip("\n")))
+                continue
+            yield item
+
+    for ev in _events(lines(), holding):
+        if ev.__class__ is not Started:
+            if (len(held) == 1 and ev.kind == "exit" and ev.tid == held[0].tid
+                    and held[0].syscall in ("exit_group", "exit") and held[0].ret == "?"):
+                held.append(ev)
+                continue
+            yield from held
+            held[:] = [ev]
+            continue
+        yield from held
+        held.clear()
+        yield ev
+    yield from held
+
+
+def _events(items: Iterable[tuple], holding: list | None = None) -> Iterator[Event | Started]:
     pending: dict[int | None, Started] = {}
     held: _Held | None = None
     for item in items:

@@ -23,7 +23,7 @@ def record(ev, request: str | None, thread: str = OTHER, fds: list | None = None
     shared by every record that reuses it, and the JSON writer keeps their text
     by identity. `evidence` lists the lines the note's claims cite: {"claim", "line", "tid"}
     (see tracing.claims)."""
-    return {
+    rec = {
         "line": ev.line, "resumed_line": ev.resumed_line, "tid": ev.tid,
         "kind": ev.kind, "syscall": ev.syscall, "args": ev.args, "ret": ev.ret,
         "errno": ev.errno, "duration": ev.duration, "ts": ev.ts,
@@ -31,6 +31,10 @@ def record(ev, request: str | None, thread: str = OTHER, fds: list | None = None
         "category": category, "note": note, "evidence": evidence or [], "request": request,
         "text": ev.text, "resumed_text": ev.resumed_text, "source": ev.source,
     }
+    stack = getattr(ev, "stack", None)
+    if stack:  # strace -k: [(line, text)] of the call's stack, only in a log that has them
+        rec["stack"] = stack
+    return rec
 
 
 def step_at(steps: list, ts) -> str | None:
@@ -59,6 +63,8 @@ class Summary:
     def add(self, rec: dict) -> None:
         kind = rec["kind"]
         self.lines += 2 if rec["resumed_line"] else 1
+        if "stack" in rec:
+            self.lines += len(rec["stack"])
         self.kinds[kind] += 1
         if kind == "syscall":
             self.syscalls[rec["syscall"]] += 1

@@ -31,7 +31,7 @@ from tracing import records
 from tracing.annotate import STALL, Annotator, Step, learn
 from tracing.changes import made
 from tracing.names import LOOP
-from tracing.parse import Event, numbered_events, parse_line
+from tracing.parse import STACK, Event, numbered_events, parse_line
 from tracing.views import jsonl_line, write_outputs
 
 try:
@@ -62,8 +62,8 @@ def write_jsonl(open_items: Callable[[], Iterable[tuple]], out: IO[str], steps: 
                 check: bool = False, snapshot: dict | None = None) -> Annotator:
     """Annotate an input that can be opened twice into JSON Lines on `out`."""
     ann = Annotator(learn(open_items, snapshot), steps, check_reuse=check, snapshot=snapshot)
-    if _repeats is None or ann.steps:
-        write_outputs(ann.run(numbered_events(open_items())), None, out)
+    if _repeats is None or ann.steps or _has_stacks(open_items):
+        write_outputs(ann.run(numbered_events(open_items(), stacks=True)), None, out)
         return ann
     core = _repeats.Core(made, ann.model.last, STALL)
     holding: list = [None]
@@ -91,6 +91,7 @@ def write_jsonl(open_items: Callable[[], Iterable[tuple]], out: IO[str], steps: 
             yield item
 
     try:
+        # No -k here (_has_stacks): each call goes out at once, in its place among the core's lines.
         for rec in ann.run(numbered_events(misses(), holding)):
             if rec["kind"] == "started":
                 continue
@@ -118,6 +119,17 @@ def write_jsonl(open_items: Callable[[], Iterable[tuple]], out: IO[str], steps: 
     ann.reused += core.hits
     ann.repeated = core.hits
     return ann
+
+
+def _has_stacks(open_items: Callable[[], Iterable[tuple]], first: int = 200) -> bool:
+    """A log made with strace -k (a stack after every call, from its first line): the parser
+    holds each call until it knows its stack, so the core, which writes a line the moment it
+    reads it, must not run."""
+    items = iter(open_items())
+    try:
+        return any(item[1].startswith(STACK) for _, item in zip(range(first), items))
+    finally:
+        getattr(items, "close", lambda: None)()
 
 
 class _Utf8:

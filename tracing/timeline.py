@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from tracing.names import WAITS
+from tracing.names import NO_PID, WAITS
 
 COLORS = {"pollable": "#2e8b57", "thread-pooled": "#1f77b4", "blocking": "#d62728",
           "wakeup": "#9467bd", "other": "#9a9a9a"}
@@ -67,8 +67,10 @@ def collect(records: Iterable[dict]) -> dict:
     calls = 0
     for rec in records:
         ts, tid = rec.get("ts"), rec.get("tid")
-        if ts is None or tid is None or rec.get("kind") != "syscall":
+        if ts is None or rec.get("kind") != "syscall":
             continue
+        if tid is None:
+            tid = NO_PID
         calls += 1
         end = ts + (rec.get("duration") or 0.0)
         t0 = ts if t0 is None else min(t0, ts)

@@ -35,7 +35,7 @@ import re
 from pathlib import Path
 from typing import IO, Iterable
 
-from tracing.names import CLONES, LOOP, POOL, WAITS, WAKEUP, WAKEUP_CAT
+from tracing.names import CLONES, LOOP, NO_PID, POOL, WAITS, WAKEUP, WAKEUP_CAT
 
 US = 1e6  # the format's times are microseconds
 WOKEN_US = 1.0  # the "woken" slice at the end of a wait
@@ -126,8 +126,10 @@ class Exporter:
 
     def feed(self, rec: dict) -> None:
         tid, ts, kind = rec.get("tid"), rec.get("ts"), rec.get("kind")
-        if tid is None or ts is None or kind == "started":
+        if ts is None or kind == "started":
             return
+        if tid is None:
+            tid = NO_PID
         pid = self.process(tid)
         role = rec.get("thread") or "other"
         if self.roles.get(tid) != LOOP:

@@ -54,6 +54,8 @@ def text_lines(records: Iterable[dict], headers: dict[str, str] | None = None,
             tag = f"\x1b[{COLORS[cat]}m{tag}\x1b[0m"
         if rec.get("note"):
             yield f"{'':>7} {'':5}   -> {tag} {rec['note']}"
+        for n, frame in rec.get("stack") or ():  # strace -k: where the call was made
+            yield f"{n:>7} {role} {frame}"
 
 
 _str = json.encoder.encode_basestring  # the C encoder; keeps non-ASCII as is
@@ -182,6 +184,9 @@ def jsonl_line(rec: dict) -> str:
     source = rec.get("source")
     if source is not None:
         out += f', "source": {_str(source)}'
+    stack = rec.get("stack")
+    if stack:
+        out += f', "stack": {_ready(stack)}'
     return out + "}"
 
 
