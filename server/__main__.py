@@ -26,13 +26,14 @@ def main(argv: list[str] | None = None) -> int:
         # overridden by the environment default in some Sanic versions.
         os.environ["SANIC_USE_UVLOOP"] = "false"
     from server.app import create_app
+    from server.framing import StrictProtocol
 
     app = create_app()
     app.config.USE_UVLOOP = args.loop == "uvloop"
     print(f"epoll-lab server: loop={args.loop} http://{args.host}:{args.port}/",
           file=sys.stderr, flush=True)
     app.run(host=args.host, port=args.port, single_process=True,
-            access_log=False, motd=False)
+            access_log=False, motd=False, protocol=StrictProtocol)
     return 0
 
 
