@@ -31,6 +31,9 @@ HOSTS_FILE = Path("/etc/hosts")
 _LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 
 
+SHUTDOWN_S = 3.0
+
+
 class BadInput(SanicException):
     """A 400 whose message tells the caller what to send instead."""
 
@@ -176,6 +179,9 @@ class JSONErrors(ErrorHandler):
 def create_app(name: str = "epoll_lab") -> Sanic:
     app = Sanic(name, error_handler=JSONErrors())
     app.config.FALLBACK_ERROR_FORMAT = "json"
+    # A stop (SIGINT, SIGTERM) waits this long for handlers still running (Sanic: 15 s);
+    # idle clients, and clients still sending a head, are closed at once (server/framing.py).
+    app.config.GRACEFUL_SHUTDOWN_TIMEOUT = SHUTDOWN_S
 
     @app.before_server_start
     async def quiet_first_requests(app, loop):

@@ -21,9 +21,10 @@ EOF close the connection before the 400 is written.
 from __future__ import annotations
 
 import re
+from asyncio import CancelledError
 
 from sanic.exceptions import SanicException
-from sanic.http import Http
+from sanic.http import Http, Stage
 from sanic.server.protocols.http_protocol import HttpProtocol
 
 # RFC 9110 5.6.2: a field name is one or more tchars, and the colon follows at once.
@@ -88,8 +89,16 @@ class StrictHttp(Http):
     """Sanic's HTTP/1 with the head checked once parsed, before routing."""
 
     async def http1_request_header(self) -> None:
-        # Named, not super(): Sanic rewrites Http's method at start-up (its touchup).
-        await Http.http1_request_header(self)
+        try:
+            # Named, not super(): Sanic rewrites Http's method at start-up (its touchup).
+            await Http.http1_request_header(self)
+        except CancelledError:
+            # Closed while the client was still sending its head (a stop, see StrictProtocol):
+            # Sanic's handler of this logs the request's method, and there is no request yet
+            # (an AttributeError and two tracebacks per such connection). An empty one it has.
+            if self.request is None:
+                self.create_empty_request()
+            raise
         try:
             check_head(self.request.head)
         except (BadFraming, BodyRefused):
@@ -99,3 +108,13 @@ class StrictHttp(Http):
 
 class StrictProtocol(HttpProtocol):
     HTTP_CLASS = StrictHttp
+
+    def close_if_idle(self) -> bool:
+        """At a stop, Sanic closes idle connections and waits for the rest (up to
+        GRACEFUL_SHUTDOWN_TIMEOUT). A client still sending its head has made no request
+        to finish: it is closed with the idle ones, not waited for."""
+        http = self.http
+        if http is not None and http.stage is Stage.REQUEST and http.request is None:
+            self.close()
+            return True
+        return super().close_if_idle()
