@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import random
 import shutil
 import sys
 from pathlib import Path
@@ -14,6 +16,35 @@ from tracing.run import trace
 # The shared helpers live in tests/helpers.py; these names stay importable from here.
 from tests.helpers import (ROOT, WAITS, Trace, assert_add_follows_each_accept, curl,  # noqa: F401
                            fd_roles, free_port, serving, show, stop_leftovers)
+
+
+def pytest_configure(config):
+    """Hypothesis draws from one seed per run, named in the header and at the end, so a
+    failure can be replayed (--hypothesis-seed=N); the example counts stay the tests' own."""
+    from hypothesis import core
+
+    seed = config.getoption("--hypothesis-seed", None)
+    if seed is None:
+        seed = int(os.environ.get("HYPOTHESIS_SEED") or random.SystemRandom().randrange(2 ** 32))
+        core.global_force_seed = seed
+    config.stash[HYPOTHESIS_SEED] = seed
+
+
+HYPOTHESIS_SEED = pytest.StashKey[object]()
+
+
+def _replay(config) -> str:
+    seed = config.stash[HYPOTHESIS_SEED]
+    return (f"hypothesis seed: {seed} (replay: make test PYTEST_ARGS='--hypothesis-seed={seed}', "
+            f"or HYPOTHESIS_SEED={seed})")
+
+
+def pytest_report_header(config):
+    return _replay(config)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    terminalreporter.write_line(_replay(config))
 
 
 @pytest.fixture(autouse=True)
