@@ -8,14 +8,19 @@ cd "$(dirname "$0")/.."
 tools=(strace ltrace curl gcc make wrk)
 pkgs=(strace ltrace curl gcc make wrk)
 if [[ ${1:-} == --for-tests ]]; then
-    # The timeline's real-browser check and `make screenshot`; chromedriver drives the
-    # browser in the web page's end-to-end test; npm installs speedscope (tests/viewers).
-    tools+=(chromium chromedriver node npm)
-    pkgs+=(chromium chromium-driver nodejs npm)
+    # chromium: the timeline's real-browser check and `make screenshot`; chromedriver drives
+    # the browser in the web page's end-to-end test; npm installs speedscope (tests/viewers).
+    # unshare, ip and iptables: the DNS tests' private network namespaces (tests/netns.py)
+    # and the full-disk tests' private mounts; setpriv: the kernel tracer's unprivileged-user
+    # test. tests/test_setup_installs.py holds this list to what the tests look for.
+    tools+=(chromium chromedriver node npm unshare ip iptables setpriv)
+    pkgs+=(chromium chromium-driver nodejs npm util-linux iproute2 iptables util-linux)
 fi
+# /usr/sbin is not on every user's PATH (ip, iptables live there).
+have() { command -v "$1" >/dev/null 2>&1 || [[ -x /usr/sbin/$1 || -x /sbin/$1 ]]; }
 missing=()
 for i in "${!tools[@]}"; do
-    command -v "${tools[$i]}" >/dev/null 2>&1 || missing+=("${pkgs[$i]}")
+    have "${tools[$i]}" || [[ " ${missing[*]} " == *" ${pkgs[$i]} "* ]] || missing+=("${pkgs[$i]}")
 done
 # The io_uring C server (cdemo/uring_server.c) links liburing: a header, not a command.
 [[ -f /usr/include/liburing.h ]] || missing+=(liburing-dev)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -16,6 +17,23 @@ from tracing.run import trace
 # The shared helpers live in tests/helpers.py; these names stay importable from here.
 from tests.helpers import (ROOT, WAITS, Trace, assert_add_follows_each_accept, curl,  # noqa: F401
                            fd_roles, free_port, serving, show, stop_leftovers)
+
+
+# A skip that says a tool is missing is a missing install step (scripts/setup.sh), not a
+# property of the machine: make test fails on it. A skip for what the machine may not allow
+# (no root, no private namespaces in a container) stays a skip.
+MISSING_TOOL = re.compile(r"\b(is missing|is not installed|not installed|apt-get install)\b", re.I)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = (yield).get_result()
+    if report.skipped and isinstance(report.longrepr, tuple):
+        reason = report.longrepr[2]
+        if MISSING_TOOL.search(reason):
+            report.outcome = "failed"
+            report.longrepr = (f"{reason}\n-> a test skipped for a missing tool is a missing install "
+                               "step: scripts/setup.sh must install it (make test runs it)")
 
 
 def pytest_configure(config):

@@ -28,11 +28,12 @@ from tests.cserver import Server, get, read_to_eof
 from tests.helpers import ROOT, free_port, wait_port
 
 RESOLVER = "10.53.0.53"
+TOOLS = ("unshare", "ip", "iptables", "strace")  # scripts/setup.sh installs them (--for-tests)
 
 
 def in_private_net(scenario: str, *args: str, timeout: float = 90) -> dict:
     """The scenario's JSON result; skips (with the reason) where unshare is refused."""
-    for tool in ("unshare", "ip", "iptables", "strace"):
+    for tool in TOOLS:
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is missing: cannot build a private network for this test")
     probe = subprocess.run(["unshare", "-n", "-m", "true"], capture_output=True, text=True)

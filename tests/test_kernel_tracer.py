@@ -257,8 +257,10 @@ def test_pid_under_the_kernel_tracer_sees_the_hidden_adds_and_leaves_the_server_
 
 def test_preflight_as_an_unprivileged_user_stops_with_one_line(tmp_path: Path):
     setpriv = shutil.which("setpriv")
-    if setpriv is None or os.geteuid() != 0:
-        pytest.skip("needs setpriv and root to become an unprivileged user")
+    if setpriv is None:
+        pytest.fail("setpriv is missing: run `make test` as root (it installs util-linux)")
+    if os.geteuid() != 0:
+        pytest.skip("needs root to become an unprivileged user")
     os.chmod(tmp_path, 0o777)
     p = subprocess.run([setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
                         sys.executable, "-m", "tracing", "trace", "c", "--tracer", "kernel",
