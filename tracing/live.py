@@ -193,6 +193,24 @@ def chunked_lines(fd: int, raw: IO[bytes], flush: Callable[[], None],
         yield rest
 
 
+def stream(fd: int, raw: IO[bytes], text: IO[str], jsonl: IO[str], screen: Screen, ann: Annotator) -> None:
+    """strace's lines from the pipe `fd` until it closes: the raw bytes to `raw`, each
+    annotated record to the screen, `text` and `jsonl` (every line in one record, as a file's)."""
+
+    def flush() -> None:
+        raw.flush()
+        text.flush()
+        jsonl.flush()
+        screen.flush()
+
+    for rec in ann.run(events(chunked_lines(fd, raw, flush, screen.quiet))):
+        screen.record(rec)
+        for t in text_lines([rec]):
+            text.write(t + "\n")
+        if rec["kind"] != "started":
+            jsonl.write(jsonl_line(rec) + "\n")
+
+
 def hints(target: Target) -> list[str]:
     url = f"http://127.0.0.1:{target.port}"
     paths = [r.path for r in target.requests] or ["/"]
@@ -249,19 +267,7 @@ def run(target: Target, out: Path, screen: Screen, load_seconds: int = LOAD_SECO
         with open(out / raw_name(target), "wb") as raw, open(out / "annotated.log", "w") as text, \
                 open(out / "events.jsonl", "w") as jsonl:
             text.write(f"# epoll-lab live trace of {target.name}; raw lines, each followed by its note.\n")
-
-            def flush() -> None:
-                raw.flush()
-                text.flush()
-                jsonl.flush()
-                screen.flush()
-
-            for rec in ann.run(events(chunked_lines(pipe, raw, flush, screen.quiet))):
-                screen.record(rec)
-                for t in text_lines([rec]):
-                    text.write(t + "\n")
-                if rec["kind"] != "started":
-                    jsonl.write(jsonl_line(rec) + "\n")
+            stream(pipe, raw, text, jsonl, screen, ann)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
