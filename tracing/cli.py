@@ -117,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "annotated.log, events.jsonl, timeline.html, trace.json (Perfetto), summary.json, and the "
                        "program's own output in server.log. `c` (the C epoll server), `uring` (the C "
                        "io_uring server) and `sanic` start a demo server, send it the lab's curl scenario and stop it with SIGINT. "
-                       "`-- CMD ...` runs your command until it exits, Ctrl-C or --seconds; "
+                       "`-- CMD ...` runs your command until its first process exits, Ctrl-C or --seconds, "
+                       "then stops whatever it left running; "
                        "`--pid PID` attaches to a running process and all its threads and detaches "
                        "at the end. With --port (and --request) the lab waits for the port to "
                        "answer HTTP, sends the requests with curl and then stops.",
