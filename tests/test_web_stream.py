@@ -147,8 +147,9 @@ def test_the_page_gets_a_lines_evidence_when_the_annotator_gives_it():
     rec = {"line": 12, "resumed_line": None, "tid": 7, "thread": "loop", "kind": "syscall", "syscall": "epoll_wait",
            "args": "3, [...], 10, -1", "ret": "1", "ts": 1.0, "duration": 0.5, "category": "pollable",
            "note": "woken by line 11", "ready": [{"fd": 4, "role": "wakeup"}],
-           "evidence": [{"line": 11, "tid": 8}]}
+           "evidence": [{"claim": "woken-by", "line": 11, "tid": 8}]}
     got = page_record(rec)
-    assert got["evidence"] == [{"line": 11, "tid": 8}] and got["wakes"] is True
+    # The page draws its wakeup arrow from this evidence: the write at line 11 to this wait.
+    assert got["evidence"] == [{"claim": "woken-by", "line": 11, "tid": 8}]
     del rec["evidence"]
     assert "evidence" not in page_record(rec), "no evidence field: the page says the annotator named none"

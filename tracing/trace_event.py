@@ -40,9 +40,8 @@ from tracing.names import CLONES, LOOP, NO_PID, POOL, WAITS, WAKEUP, WAKEUP_CAT
 US = 1e6  # the format's times are microseconds
 WOKEN_US = 1.0  # the "woken" slice at the end of a wait
 STEP_US = 0.25  # the smallest gap kept between nested ends: doubles near 1.8e15 µs are 0.25 apart
-RECENT_WAITS = 8  # woken waits kept per process for writes printed after them
+SIDES_KEPT = 4096  # writes and waits kept for the other side of their pair; memory stays bounded
 WOKEN_KEPT = 4096  # waits whose woken slice is remembered (later writes bind to the same one)
-PENDING_MOST = 1000  # wakeups per process waiting for their wait; memory stays bounded
 WAIT_CAT = "epoll-wait"
 REQUESTS_PID = 0  # a track group of its own for the scenario's requests
 REQUEST_TID, PROBE_TID = 1, 2
@@ -73,14 +72,18 @@ class Exporter:
         self.first_process: int | None = None
         self.proc_names: dict[int, str] = {}
         self.roles: dict[int, str] = {}  # tid -> role; a loop stays a loop
-        self.pending: dict[int, list[tuple[int, float, int]]] = {}  # pid -> [(flow id, ts, tid)]
-        self.recent: dict[int, list[tuple[int, float, float]]] = {}  # pid -> [(tid, ts, end)] of woken waits
+        # A flow is a pair of lines the records name as evidence (a wait "woken by" a write,
+        # a write that "wakes" a wait): each side's slice as seen, and pairs waiting for a side.
+        self.writes: dict[int, tuple[int, int, float]] = {}  # write line -> (pid, tid, start)
+        self.waits: dict[int, tuple[int, int, float, float]] = {}  # wait line -> (pid, tid, start, end)
+        self.wanted: dict[int, list[tuple[int, int]]] = {}  # a line not seen yet -> [(write, wait)] needing it
+        self.paired: set[tuple[int, int]] = set()
         self.flows = 0
         self.moved = 0  # slices started later so as not to overlap the one before on their track
         self.track_end: dict[int, float] = {}  # tid -> end of its last slice (µs)
         self.track_zero: dict[int, bool] = {}  # tid -> its last slice had no length
         self.woken: dict[tuple[int, float], float | None] = {}  # (tid, wait start) -> its woken slice's ts
-        self.unmatched = 0  # wakeups with no later wait in their process
+        self.unmatched = 0  # pairs whose other side the records never showed
         self.requests: dict[str, list[float]] = {}  # label -> [start, end]
         self.probes: list[tuple[str, float, float]] = []
         self.counts: dict[str, int] = {}
@@ -158,10 +161,7 @@ class Exporter:
             m = _EXE.match(rec.get("args") or "")
             if m and pid == tid:  # the process's own main thread
                 self.proc_names[pid] = Path(m.group(1)).name
-        if category == WAKEUP_CAT:
-            self._woke(pid, tid, start)
-        if is_wait and self.roles.get(tid) == LOOP:
-            self._wait_returned(pid, tid, rec, start, start + dur)
+        self._evidence(rec, pid, tid, start, start + dur, is_wait)
 
     def _place(self, tid: int, start: float, dur: float) -> tuple[float, float]:
         """A call's slice on its thread's track, never overlapping the call before it.
@@ -197,39 +197,56 @@ class Exporter:
         same = "CLONE_THREAD" in (rec.get("args") or "")
         self.process_of[child] = self.process_of[tid] if same else child
 
-    def _wait_returned(self, pid: int, tid: int, rec: dict, ts: float, end: float) -> None:
-        """A loop's wait returned its wakeup fd: the writes before it end their arrows here.
-
-        strace may print the write after the wait (a write unfinished when the
-        wait resumed), so the wait is also kept a while for writes still to come."""
-        if not any(r.get("role") == WAKEUP for r in rec.get("ready") or []):
+    def _evidence(self, rec: dict, pid: int, tid: int, start: float, end: float, is_wait: bool) -> None:
+        """Flows from the records' own evidence: a wait woken by a write, a write that wakes a
+        wait. strace may print a write after the wait it ended (unfinished when the wait
+        returned), so each side is kept until its pair comes."""
+        line = rec.get("line")
+        if line is None:
             return
-        left = []
-        for flow, at, writer in self.pending.get(pid, []):
-            if at <= end and writer != tid:
-                self._bind(flow, at, pid, tid, ts, end)
-            else:
-                left.append((flow, at, writer))
-        self.pending[pid] = left
-        recent = self.recent.setdefault(pid, [])
-        recent.append((tid, ts, end))
-        del recent[:-RECENT_WAITS]
+        mine = []
+        for e in rec.get("evidence") or ():
+            if e.get("tid") == tid:
+                continue
+            if is_wait and e.get("claim") == "woken-by":
+                mine.append((e["line"], line))
+            elif not is_wait and e.get("claim") == "wakes":
+                mine.append((line, e["line"]))
+        if is_wait:
+            self._keep(self.waits, line, (pid, tid, start, end))
+        elif mine or line in self.wanted:
+            self._keep(self.writes, line, (pid, tid, start))
+        for pair in self.wanted.pop(line, ()):
+            self._flow(pair)
+        for pair in mine:
+            self._flow(pair)
 
-    def _woke(self, pid: int, writer: int, at: float) -> None:
-        """A wakeup write: its arrow ends in a wait already seen that it ended, or waits for one."""
+    def _keep(self, seen: dict, line: int, what: tuple) -> None:
+        seen[line] = what
+        if len(seen) > SIDES_KEPT:  # a pair's sides are near each other in a log: keep the newest
+            del seen[next(iter(seen))]
+
+    def _flow(self, pair: tuple[int, int]) -> None:
+        if pair in self.paired:
+            return
+        write, wait = pair
+        w, t = self.writes.get(write), self.waits.get(wait)
+        if w is None or t is None:
+            need = write if w is None else wait
+            waiting = self.wanted.setdefault(need, [])
+            if pair not in waiting:
+                waiting.append(pair)
+            if len(self.wanted) > SIDES_KEPT:
+                self.unmatched += len(self.wanted.pop(next(iter(self.wanted))))
+            return
+        self.paired.add(pair)
+        if len(self.paired) > SIDES_KEPT:
+            self.paired.pop()
+        pid, writer, at = w
         self.flows += 1
         self.emit({"name": "wakeup", "cat": WAKEUP_CAT, "ph": "s", "id": self.flows, "ts": at,
                    "pid": pid, "tid": writer})
-        ended = [(end, tid, ts) for tid, ts, end in self.recent.get(pid, [])
-                 if tid != writer and ts <= at <= end]
-        if ended:
-            end, tid, ts = min(ended)
-            self._bind(self.flows, at, pid, tid, ts, end)
-        else:
-            waiting = self.pending.setdefault(pid, [])
-            waiting.append((self.flows, at, writer))
-            if len(waiting) > PENDING_MOST:  # no wait returns them: end the oldest on its write
-                self._unmatched(pid, *waiting.pop(0))
+        self._bind(self.flows, at, *t)
 
     def _bind(self, flow: int, at: float, pid: int, tid: int, start: float, stop: float) -> None:
         """The flow's end: a short "woken" slice at the end of the wait (one per wait, however
@@ -250,19 +267,12 @@ class Exporter:
                 self.woken[key] = woken
                 self.emit({"name": "woken", "cat": WAKEUP_CAT, "ph": "X", "ts": woken, "dur": end - woken,
                            "pid": pid, "tid": tid,
-                           "args": {"note": "the wait returns the wakeup fd: a thread woke the loop"}})
+                           "args": {"note": "the wait returns the fd a write filled (the wait's evidence)"}})
             if len(self.woken) > WOKEN_KEPT:  # only recent waits are bound to: keep the newest
                 del self.woken[next(iter(self.woken))]
         woken = self.woken[key]
         self.emit({"name": "wakeup", "cat": WAKEUP_CAT if woken is not None else WAIT_CAT, "ph": "f", "bp": "e",
                    "id": flow, "ts": woken if woken is not None else start, "pid": pid, "tid": tid})
-
-    def _unmatched(self, pid: int, flow: int, at: float, writer: int) -> None:
-        # No wait of a loop returned this wakeup: the arrow points at its own write.
-        self.unmatched += 1
-        self.emit({"name": "wakeup", "cat": WAKEUP_CAT, "ph": "f", "bp": "e", "id": flow, "ts": at,
-                   "pid": pid, "tid": writer,
-                   "args": {"note": "no wait of a loop returned this wakeup"}})
 
     def add_probe(self, label: str, start: float, end: float) -> None:
         self.probes.append((label, start, end))
@@ -270,9 +280,7 @@ class Exporter:
     # -- the end ------------------------------------------------------------
     def finish(self) -> dict:
         """Close the open flows, write spans and names, end the JSON; returns the counts."""
-        for pid, left in self.pending.items():
-            for flow, at, writer in left:
-                self._unmatched(pid, flow, at, writer)
+        self.unmatched += sum(len(pairs) for pairs in self.wanted.values())
         if self.requests or self.probes:
             self.emit({"name": "process_name", "ph": "M", "pid": REQUESTS_PID, "tid": REQUEST_TID,
                        "args": {"name": "curl scenario"}})

@@ -140,7 +140,6 @@ def page_record(rec: dict) -> dict:
                                    "category", "request", "kind")}
     out["args"] = (rec.get("args") or "")[:ARGS_SHOWN]
     out["note"] = (rec.get("note") or "")[:NOTE_SHOWN]
-    out["wakes"] = any(r.get("role") == "wakeup" for r in rec.get("ready") or [])
     if rec.get("resumed_line"):
         out["line"] = rec["resumed_line"]
         out["started_line"] = rec["line"]
