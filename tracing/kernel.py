@@ -1,52 +1,66 @@
-"""The kernel tracer: bpftrace on tracepoints, kprobes and uprobes, beside strace.
+"""The kernel tracer: a compiled BPF program (libbpf CO-RE) beside strace.
 
 Why: strace stops the server at every syscall (ptrace) and cannot see what
-libuv submits through io_uring. Tracepoints run in the kernel without a stop,
-and `io_uring_submit_req` shows each IORING_OP_EPOLL_CTL with the user_data
-libuv packed into it.
+libuv submits through io_uring. A BPF program on the syscall tracepoints
+runs inside the server's own syscalls without a stop, and the io_uring
+tracepoints show each IORING_OP_EPOLL_CTL with the user_data libuv packed.
 
-How: tracing/kernel.bt writes one short record per event (no string work in
-the kernel beyond copying the bytes a view needs); after the run `convert`
-sorts them by the kernel's timestamp and writes strace-syntax lines
-(`raw.kernel`), so the existing parser and annotator make the same
-annotated.log, events.jsonl, timeline and summary. Two record kinds are
-new: `io_uring_sqe(...)` (a submission with its completion's result) and
-`getaddrinfo(...)` (the libc call, from a uprobe/uretprobe pair); the
-conversion is tracing/kernel_lines.py.
+How: tracing/bpf/epoll_lab.bpf.c writes one fixed-size binary record per
+call into a BPF ring buffer; tracing/bpf/loader.c (`epoll-lab-ktrace`)
+copies them, untouched, to the run's `kernel.records`. After the run
+`write_raw` sorts them by the kernel's time and writes strace-syntax lines
+(`raw.kernel`, tracing/kernel_lines.py), so the existing parser and
+annotator make the same annotated.log, events.jsonl, timeline and summary.
+Live mode reads the same records from the loader's stdout as they come.
 
-Clock: the kernel stamps events with CLOCK_MONOTONIC (bpftrace `nsecs`); the
-scenario's request windows are time.time() (CLOCK_REALTIME). `start` reads
-both clocks once and `convert` adds that offset, so the lines carry the same
-epoch seconds as strace -ttt.
+Nothing is lost silently: a call the ring has no room for is counted, and
+the count comes back as a `strace: N calls lost here` line at the time of
+the first loss, in the summary and in trace.json.
+
+Clock: the kernel stamps records with CLOCK_MONOTONIC; the scenario's
+request windows are time.time() (CLOCK_REALTIME). `launch` reads both
+clocks once and the lines carry that offset, so they are epoch seconds as
+strace -ttt prints.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import platform
 import re
+import select
 import shutil
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
-from tracing.kernel_lines import Counts, convert, read_records, stream  # noqa: F401 (bench reads Counts)
+from tracing import assets, kernel_records
+from tracing.kernel_fds import Tables, read_snapshot, write_snapshot
+from tracing.kernel_lines import Counts, convert, counted, stream
+from tracing.names import LOST_CALLS
 from tracing.syscalls_x86_64 import NR
 
-SCRIPT = Path(__file__).with_name("kernel.bt")
+BPF_DIR = Path(__file__).with_name("bpf")
+SOURCES = ("epoll_lab.bpf.c", "epoll_lab.h", "loader.c", "Makefile")
+LOADER = "epoll-lab-ktrace"
 TRACEFS = os.environ.get("EPOLL_LAB_TRACEFS", "/sys/kernel/tracing")
-CAP = 96  # bytes of each buffer copied (request lines, paths, up to 8 ready events): 12 words
-# Story syscalls the map holds (~250 bytes each, allocated up front); a longer run drops the rest
-# and says so.
-EVENTS = int(os.environ.get("EPOLL_LAB_KERNEL_EVENTS", "200000"))
+BTF = os.environ.get("EPOLL_LAB_BTF", "/sys/kernel/btf/vmlinux")
+# The ring buffer: 64 MiB holds over two seconds of the C server under `make bench`
+# (about 100,000 calls a second, 96 or 256 bytes each) while the loader is away.
+RING_KB = 64 * 1024
+INTERVAL_MS = 100  # the loader takes what is in the ring at least this often
+LIVE_INTERVAL_MS = 50  # live mode: the most a line waits in the ring
 EXIT_SETUP = 3
 READY_TIMEOUT = 30.0
-DUMP_TIMEOUT = 120.0
+STOP_TIMEOUT = 30.0
+# Calls the tracer always follows besides the recipe's: any program may wait in these.
+POLLS = ("poll", "ppoll", "select", "pselect6")
 
 TRACEPOINTS = ("raw_syscalls/sys_enter", "raw_syscalls/sys_exit", "io_uring/io_uring_submit_req",
                "io_uring/io_uring_complete", "sched/sched_process_fork", "sched/sched_process_exit",
@@ -59,10 +73,20 @@ class KernelError(Exception):
     code = EXIT_SETUP
 
 
+def ring_kb() -> int:
+    """The ring's size: EPOLL_LAB_KERNEL_RING_KB (a power of two, at least 4) or RING_KB."""
+    text = os.environ.get("EPOLL_LAB_KERNEL_RING_KB", "")
+    if not text:
+        return RING_KB
+    if not text.isdigit() or int(text) < 4 or int(text) & (int(text) - 1):
+        raise KernelError(f"EPOLL_LAB_KERNEL_RING_KB must be a power of two of at least 4 (KiB), not {text!r}")
+    return int(text)
+
+
 # -- preflight --------------------------------------------------------------
 
 def preflight(tracefs: str | None = None) -> str:
-    """bpftrace's path, or KernelError naming the first thing missing."""
+    """The loader's path, built if need be; or KernelError naming the first thing missing."""
     tracefs = tracefs or TRACEFS
     fix = "or use the strace tracer (TRACER=strace)"
     if platform.machine() != "x86_64":
@@ -71,6 +95,9 @@ def preflight(tracefs: str | None = None) -> str:
     if os.geteuid() != 0 and not _has_caps():
         raise KernelError(f"kernel tracing needs root or CAP_BPF+CAP_PERFMON: run as root "
                           f"(sudo make ... TRACER=kernel), {fix}")
+    if not Path(BTF).is_file():
+        raise KernelError(f"this kernel has no BTF ({BTF} is missing; it needs CONFIG_DEBUG_INFO_BTF), "
+                          f"which the kernel tracer's CO-RE program needs; {fix}")
     events = Path(tracefs) / "events"
     if not events.is_dir():
         raise KernelError(f"tracefs is not mounted at {tracefs}: mount it with `mount -t tracefs "
@@ -79,11 +106,7 @@ def preflight(tracefs: str | None = None) -> str:
     if missing:
         raise KernelError(f"this kernel lacks the tracepoint(s) {', '.join(missing)} "
                           f"(see {events}); {fix}")
-    bpftrace = shutil.which("bpftrace")
-    if bpftrace is None:
-        raise KernelError(f"bpftrace is not installed: sudo apt-get install -y bpftrace "
-                          f"(or `make setup` as root), {fix}")
-    return bpftrace
+    return str(ensure_built())
 
 
 def _has_caps() -> bool:
@@ -97,8 +120,49 @@ def _has_caps() -> bool:
     return bool(eff & (1 << 38)) and bool(eff & (1 << 39))
 
 
-def libc_of(argv0: str, pid: int | None = None) -> str:
-    """The libc the server maps: from /proc/PID/maps, else ldd of its program."""
+def build_dir() -> Path:
+    """tracing/bpf/build in a checkout; else the user's cache, under a name that changes
+    with the sources (as the C server's binary)."""
+    if assets.in_checkout():
+        return BPF_DIR / "build"
+    h = hashlib.sha256()
+    for name in SOURCES:
+        h.update((BPF_DIR / name).read_bytes())
+    return assets.cache_dir() / f"ktrace-{h.hexdigest()[:12]}"
+
+
+def ensure_built() -> Path:
+    """The loader, built now (vmlinux.h from this kernel's BTF, the BPF object, its
+    skeleton, the loader) when it is missing or older than its sources."""
+    out = build_dir()
+    binary = out / LOADER
+    make = ["make", "-s", "-C", str(BPF_DIR), f"OUT={out}", f"BTF={BTF}"]
+    if binary.is_file() and (not assets.in_checkout() or _which("make") is None
+                             or subprocess.run([*make, "-q"], capture_output=True).returncode == 0):
+        return binary  # (without make, a checkout's build cannot be checked, only used)
+    need = [tool for tool in ("make", "clang", "bpftool", "cc") if _which(tool) is None]
+    if not Path("/usr/include/bpf/libbpf.h").is_file():
+        need.append("libbpf-dev")
+    if need:
+        raise KernelError(f"the kernel tracer is built on first use and needs {', '.join(need)}: "
+                          "sudo apt-get install -y make clang llvm bpftool libbpf-dev gcc (or `make setup` "
+                          "as root), or use the strace tracer (TRACER=strace)")
+    env = {**os.environ, "PATH": os.environ.get("PATH", "") + ":/usr/sbin:/sbin"}
+    p = subprocess.run(make, capture_output=True, text=True, env=env)
+    if p.returncode != 0 or not binary.is_file():
+        lines = [l for l in (p.stderr + p.stdout).splitlines() if l.strip()]
+        detail = next((l for l in lines if "error" in l.lower()), lines[-1] if lines else "no output")
+        raise KernelError(f"cannot build the kernel tracer in {out}: {detail.strip()}")
+    return binary
+
+
+def _which(tool: str) -> str | None:
+    return shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/sbin")
+
+
+def libc_of(argv0: str, pid: int | None = None) -> str | None:
+    """The libc the program maps (for the getaddrinfo uprobe): from /proc/PID/maps,
+    else ldd of its program; None for a program without one (static)."""
     if pid is not None:
         try:
             for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
@@ -115,28 +179,11 @@ def libc_of(argv0: str, pid: int | None = None) -> str:
             return os.path.realpath(m.group(1))
     except (OSError, subprocess.SubprocessError):
         pass
-    for line in Path("/proc/self/maps").read_text().splitlines():
-        if re.search(r"/libc(\.so\.6|-[\d.]+\.so)$", line):
-            return line.split()[-1]
-    raise KernelError("cannot find the libc the server maps (for the getaddrinfo uprobe)")
+    return None
 
 
-_KEPT = re.compile(r"    @ev\[\$e\.0, tid\] = \((.*?)\);\n.*?// keep end\n", re.S)
-
-
-def script(syscalls: Iterable[str], libc: str, ready: Path, follow_now: bool = False,
-           stream: bool = False) -> str:
-    """kernel.bt with the story's syscall numbers, the libc and the ready FIFO filled in;
-    `follow_now`: the pid ($1) is a running process, followed from the start;
-    `stream`: each call printed as it returns (live mode) instead of kept in the map."""
-    story = "".join(f"  @story[{NR[s]}] = 1;\n" for s in syscalls if s in NR)
-    if follow_now:
-        story += "  @track[$1] = 1;\n"
-    text = SCRIPT.read_text()
-    if stream:
-        text = _KEPT.sub(lambda m: f"    print(($e.0, tid, {m.group(1)}));\n", text)
-    return (text.replace("@STORY@", story.rstrip("\n"))
-            .replace("@LIBC@", libc).replace("@CAP@", str(CAP)).replace("@READY@", str(ready)))
+def syscall_numbers(syscalls: Iterable[str]) -> str:
+    return ",".join(str(NR[s]) for s in dict.fromkeys([*syscalls, *POLLS]) if s in NR)
 
 
 # -- running ------------------------------------------------------------------
@@ -149,12 +196,12 @@ GATE = 'read -r _ || exit 125; exec "$@" </dev/null'
 
 class Tracee:
     """What tracing.run polls as `traced.strace`: the traced program's life
-    (it ends when the program does), under the tracer's pid (bpftrace's)."""
+    (it ends when the program does), under the tracer's pid (the loader's)."""
 
-    def __init__(self, bpftrace: subprocess.Popen, server: subprocess.Popen | None,
+    def __init__(self, loader: subprocess.Popen, server: subprocess.Popen | None,
                  attached: int | None) -> None:
-        self.bpftrace, self.server, self.attached = bpftrace, server, attached
-        self.pid = bpftrace.pid
+        self.loader, self.server, self.attached = loader, server, attached
+        self.pid = loader.pid
 
     def poll(self) -> int | None:
         if self.server is not None:
@@ -172,10 +219,10 @@ class Tracee:
 
 @dataclass
 class KernelTraced:
-    """bpftrace and the program it follows; the same face as procs.Traced."""
+    """The loader and the program it follows; the same face as procs.Traced."""
 
     strace: Tracee
-    bpftrace: subprocess.Popen
+    loader: subprocess.Popen
     server: subprocess.Popen | None
     log: Path
     started: float
@@ -184,7 +231,7 @@ class KernelTraced:
 
     @property
     def tracer(self) -> subprocess.Popen:
-        return self.bpftrace
+        return self.loader
 
     def server_pid(self) -> int | None:
         return self.attached if self.attached is not None else self.server.pid
@@ -209,9 +256,9 @@ class KernelTraced:
                 self.server.wait()
                 kids += session_members(self.server.pid)
                 done += [f"{d}: left running by the program" for d in stop_all(kids)]
-            elif self.bpftrace.poll() is None:
-                done.append(f"detached from {self.attached} (SIGINT to bpftrace {self.bpftrace.pid})")
-            done += stop_bpftrace(self.bpftrace)
+            elif self.loader.poll() is None:
+                done.append(f"detached from {self.attached} (SIGINT to the kernel tracer {self.loader.pid})")
+            done += stop_loader(self.loader)
             if port and self.server is not None:
                 deadline = time.monotonic() + 5
                 while not port_free(port) and time.monotonic() < deadline:
@@ -219,38 +266,33 @@ class KernelTraced:
         return done
 
 
-def stop_bpftrace(bt: subprocess.Popen) -> list[str]:
-    """SIGINT makes bpftrace detach, print its map of calls and exit; a full map
-    (EVENTS calls) takes it some seconds."""
-    if bt.poll() is not None:
+def stop_loader(loader: subprocess.Popen) -> list[str]:
+    """SIGINT: the loader detaches, takes what is left in the ring, writes its
+    count of records and losses, and exits."""
+    if loader.poll() is not None:
         return []
-    bt.send_signal(signal.SIGINT)
+    loader.send_signal(signal.SIGINT)
     try:
-        bt.wait(timeout=DUMP_TIMEOUT)
+        loader.wait(timeout=STOP_TIMEOUT)
         return []
     except subprocess.TimeoutExpired:
-        bt.kill()
-        bt.wait()
-        return ["killed bpftrace"]
+        loader.kill()
+        loader.wait()
+        return ["killed the kernel tracer"]
 
 
-def launch(bpftrace: str, command: list[str], out: Path, syscalls: Iterable[str],
+def launch(loader: str, command: list[str], out: Path, syscalls: Iterable[str],
            env: dict | None = None, log: Path | None = None, pin: list[str] | None = None,
-           pid: int | None = None, stream: bool = False) -> KernelTraced:
-    """Start the program at a gate, attach bpftrace to it, open the gate; or,
-    with `pid`, follow that running process (and its threads) from now on."""
+           pid: int | None = None, live: bool = False) -> KernelTraced:
+    """Start the program at a gate, attach the tracer to it, open the gate; or,
+    with `pid`, follow that running process (and its threads) from now on.
+    `live`: the records come on the loader's stdout instead of kernel.records."""
     out.mkdir(parents=True, exist_ok=True)
     log = log or out / "server.log"
     records = out / "kernel.records"
     libc = libc_of(command[0] if command else "", pid)
-    # The FIFO's path is a string in the script: bpftrace refuses one over 64
-    # bytes, which a deep --out (pytest's basetemp) passes. A short temp dir holds it.
-    ready = Path(tempfile.mkdtemp(prefix="epoll-lab-")) / "ready"
-    os.mkfifo(ready)
-    (out / "kernel.bt").write_text(script(syscalls, libc, ready, follow_now=pid is not None,
-                                          stream=stream))
-    t0 = time.time()
     server, gate_w = None, None
+    t0 = time.time()
     if pid is None:
         gate_r, gate_w = os.pipe()
         with open(log, "wb") as logf:
@@ -258,84 +300,89 @@ def launch(bpftrace: str, command: list[str], out: Path, syscalls: Iterable[str]
                                       stdin=gate_r, stdout=logf, stderr=logf,
                                       env={**os.environ, **(env or {})}, start_new_session=True)
         os.close(gate_r)
+    # What each fd is now: the start of the -yy decorations (tracing/kernel_fds.py).
+    write_snapshot(out / "kernel.fds.json", pid or server.pid, stdin_devnull=pid is None)
     # Both clocks read together: monotonic kernel stamps + offset = epoch seconds.
     (out / "kernel.clock").write_text(f"{time.time() - time.monotonic():.9f}\n")
-    bt_env = {**os.environ, "BPFTRACE_STRLEN": "128", "BPFTRACE_PERF_RB_PAGES": "256",
-              "BPFTRACE_MAP_KEYS_MAX": str(EVENTS)}
-    # Live mode reads its lines as they come; otherwise a file, written a buffer at a time.
-    with open(records, "wb") as rec, open(out / "bpftrace.log", "wb") as btlog:
-        bt = subprocess.Popen([*(pin or []), bpftrace, "-B", "line" if stream else "full",
-                               str(out / "kernel.bt"), str(pid if pid is not None else server.pid)],
-                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE if stream else rec,
-                              stderr=btlog, env=bt_env, start_new_session=True,
-                              text=True, errors="replace")
+    ready_r, ready_w = os.pipe()
+    argv = [*(pin or []), loader, "--out", "-" if live else str(records),
+            "--pid" if pid is not None else "--exec", str(pid if pid is not None else server.pid),
+            "--syscalls", syscall_numbers(syscalls), "--ring-kb", str(ring_kb()),
+            "--interval-ms", str(LIVE_INTERVAL_MS if live else INTERVAL_MS), "--ready-fd", str(ready_w)]
+    if libc:
+        argv += ["--libc", libc]
+    with open(out / "ktrace.log", "wb") as tlog:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE if live else subprocess.DEVNULL, stderr=tlog,
+                                pass_fds=(ready_w,), start_new_session=True)
+    os.close(ready_w)
     try:
-        _wait_attached(bt, out / "bpftrace.log", ready)
+        _wait_attached(proc, out / "ktrace.log", ready_r)
     except BaseException:
         if server is not None:
             os.close(gate_w)
             server.kill()
             server.wait()
-        stop_bpftrace(bt)
+        stop_loader(proc)
         raise
     if server is None:
         with open(log, "a") as logf:
-            logf.write(f"[kernel tracer] bpftrace {bt.pid} attached to PID {pid}\n")
+            logf.write(f"[kernel tracer] {LOADER} {proc.pid} attached to PID {pid}\n")
     else:
         try:
             os.write(gate_w, b"go\n")
         except BrokenPipeError:
-            stop_bpftrace(bt)
+            stop_loader(proc)
             raise KernelError(f"the program's start gate closed early (exit {server.wait()}); "
                               f"see {log}") from None
         finally:
             os.close(gate_w)
-    return KernelTraced(Tracee(bt, server, pid), bt, server, log, t0, records, pid)
+    return KernelTraced(Tracee(proc, server, pid), proc, server, log, t0, records, pid)
 
 
-def _wait_attached(bt: subprocess.Popen, btlog: Path, ready: Path) -> None:
-    """Until bpftrace opens the ready FIFO (its BEGIN ran: every probe is attached)."""
-    deadline = time.monotonic() + READY_TIMEOUT
+def _wait_attached(proc: subprocess.Popen, tlog: Path, ready: int) -> None:
+    """Until the loader says every probe is attached (a byte on the ready pipe)."""
     try:
-        while time.monotonic() < deadline:
-            if bt.poll() is not None:
-                err = [l.strip() for l in btlog.read_text(errors="replace").splitlines()
-                       if "ERROR" in l and "RLIMIT_MEMLOCK" not in l]
-                raise KernelError("bpftrace could not attach its probes: "
-                                  + (err[-1] if err else f"exit {bt.returncode}")
-                                  + " (use the strace tracer: TRACER=strace)")
-            try:
-                # Non-blocking open for writing fails (ENXIO) until a reader has it open.
-                os.close(os.open(ready, os.O_WRONLY | os.O_NONBLOCK))
-                return
-            except OSError:
-                time.sleep(0.02)
-        raise KernelError(f"bpftrace did not attach within {READY_TIMEOUT:.0f} s "
-                          "(use the strace tracer: TRACER=strace)")
+        got, _, _ = select.select([ready], [], [], READY_TIMEOUT)
+        if got and os.read(ready, 1) == b"1":
+            return
+        if proc.poll() is None and not got:
+            raise KernelError(f"the kernel tracer did not attach within {READY_TIMEOUT:.0f} s "
+                              "(use the strace tracer: TRACER=strace)")
+        proc.wait(timeout=10)
+        said = [l.strip() for l in tlog.read_text(errors="replace").splitlines() if l.strip()]
+        raise KernelError((said[-1].removeprefix(f"{LOADER}: ") if said else f"{LOADER} exit {proc.returncode}")
+                          + " (use the strace tracer: TRACER=strace)")
     finally:
-        ready.unlink(missing_ok=True)
-        ready.parent.rmdir()
+        os.close(ready)
 
 
-def start_live(bpftrace: str, command: list[str], out: Path, syscalls: Iterable[str],
+def start_live(loader: str, command: list[str], out: Path, syscalls: Iterable[str],
                env: dict | None = None) -> tuple[KernelTraced, int]:
-    """Live mode: the program under bpftrace printing each call as it returns, and a
-    pipe of strace-syntax lines made from them (what live mode reads from strace)."""
-    traced = launch(bpftrace, command, out, syscalls, env=env, stream=True)
+    """Live mode: the program under the tracer, its records read from the loader's
+    stdout as the ring gives them, and a pipe of strace-syntax lines made from them
+    (what live mode reads from strace). The records are kept in kernel.records too."""
+    traced = launch(loader, command, out, syscalls, env=env, live=True)
     read_end, write_end = os.pipe()
     offset = offset_of(out)
+    tables = Tables(read_snapshot(out / "kernel.fds.json"))
 
     def pump() -> None:
-        # A copy of bpftrace's own lines, then the converted ones into the pipe;
-        # the pipe closes when bpftrace exits, which ends live mode's loop.
-        with open(traced.records, "w") as keep, open(write_end, "w") as lines:
-            def kept() -> Iterator[str]:
-                for line in traced.bpftrace.stdout:
-                    keep.write(line)
-                    yield line
-            for line in stream(read_records(kept()), offset):
-                lines.write(line + "\n")
-                lines.flush()
+        # The pipe closes when the loader exits, which ends live mode's loop.
+        with open(traced.records, "wb") as keep, open(write_end, "w") as lines:
+            class Tee:
+                def read(self, n: int) -> bytes:
+                    got = traced.loader.stdout.read(n)
+                    keep.write(got)
+                    return got
+            counts = Counts()
+            try:
+                for line in stream(counted(kernel_records.read(Tee()), counts), offset, tables):
+                    lines.write(line + "\n")
+                    lines.flush()
+            except kernel_records.Truncated:
+                pass
+            (out / "kernel.counts.json").write_text(json.dumps(_report(counts, [])) + "\n")
 
     threading.Thread(target=pump, daemon=True).start()
     return traced, read_end
@@ -346,11 +393,46 @@ def offset_of(out: Path) -> float:
     return float((out / "kernel.clock").read_text())
 
 
-def write_raw(records_path: Path, raw: Path, offset: float) -> dict:
-    """kernel.records to raw.kernel; returns what the run should report (lost events)."""
+def write_raw(out: Path, raw: Path) -> dict:
+    """kernel.records to raw.kernel; returns what the run reports about itself
+    (calls recorded, calls lost and the raw lines that say where)."""
     counts = Counts()
-    with open(records_path, errors="replace") as f, open(raw, "w") as out:
-        for line in convert(read_records(f, counts), offset):
-            out.write(line + "\n")
-    return {"lost_events": counts.dropped, "kernel_calls": counts.calls}
+    places = []
+    tables = Tables(read_snapshot(out / "kernel.fds.json"))
+    with open(out / "kernel.records", "rb") as f, open(raw, "w") as dst:
+        try:
+            lines = convert(counted(kernel_records.read(f), counts), offset_of(out), tables)
+            for n, line in enumerate(lines, 1):
+                dst.write(line + "\n")
+                if " strace: " in line and (m := LOST_CALLS.search(line)):
+                    places.append({"line": n, "calls": int(m.group(1))})
+        except kernel_records.Truncated as e:
+            counts.truncated = str(e)
+    got = _report(counts, places)
+    (out / "kernel.counts.json").write_text(json.dumps(got) + "\n")
+    return got
 
+
+def _report(counts: Counts, places: list[dict]) -> dict:
+    return {"kernel_calls": counts.calls, "lost_calls": counts.dropped, "lost_at": places,
+            "complete": counts.dropped == 0 and counts.stats is not None and not counts.truncated,
+            **({"records_cut": counts.truncated} if counts.truncated else {}),
+            **({"loader_stopped_early": True} if counts.stats is None else {})}
+
+
+def lost_note(out: Path) -> str:
+    """A sentence for the run's summary and annotated.log: how much was lost, and where."""
+    try:
+        got = json.loads((out / "kernel.counts.json").read_text())
+    except (OSError, ValueError):
+        return ""
+    lost, at = got.get("lost_calls", 0), got.get("lost_at", [])
+    if lost:
+        where = ", ".join(f"line {p['line']} ({p['calls']})" for p in at[:5]) + (" ..." if len(at) > 5 else "")
+        return (f"INCOMPLETE: the kernel tracer lost {lost} calls (its ring buffer was full) at "
+                f"{len(at)} place{'s' if len(at) != 1 else ''} in raw.kernel: {where}; each is a "
+                "'calls lost here' line in annotated.log")
+    if got.get("loader_stopped_early") or got.get("records_cut"):
+        return ("INCOMPLETE: the kernel tracer stopped before writing its count of lost calls: "
+                "the end of the trace may be missing")
+    return "calls lost: 0 (the kernel tracer's ring buffer kept every call)"

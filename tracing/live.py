@@ -154,12 +154,12 @@ def start(target: Target, out: Path) -> tuple[Traced, int]:
     return traced, read_end
 
 
-def kernel_live(bpftrace: str, target: Target, out: Path) -> tuple:
+def kernel_live(loader: str, target: Target, out: Path) -> tuple:
     from tracing import kernel
     from tracing.recipes import kernel_syscalls
     out.mkdir(parents=True, exist_ok=True)
     try:
-        return kernel.start_live(bpftrace, target.command(), out, kernel_syscalls(target), env=target.env)
+        return kernel.start_live(loader, target.command(), out, kernel_syscalls(target), env=target.env)
     except kernel.KernelError as e:
         raise TraceError(str(e), EXIT_SETUP) from None
 

@@ -7,6 +7,8 @@ the same name instead of keeping copies.
 
 from __future__ import annotations
 
+import re
+
 # -- thread roles -----------------------------------------------------------
 LOOP, POOL, OTHER = "loop", "pool", "other"
 # A log strace wrote without -f has no pid column: its one thread is drawn as thread 0.
@@ -58,3 +60,7 @@ RESOLVER_CALLS = frozenset({"getaddrinfo", "gethostbyname", "gethostbyname_r", "
 TEACHING = (EPOLL_MAKERS | {"epoll_ctl", "eventfd", "eventfd2", "pipe", "pipe2", "socketpair",
                             "socket", "accept", "accept4", "close", "dup", "dup2", "dup3", "fcntl",
                             "execve", "io_uring_setup", "io_uring_sqe"} | WRITES | CLONES | SIGRETURNS)
+
+# A tracer's own message that calls are missing from the log at this point
+# (the kernel tracer's ring buffer was full): `strace: N calls lost here ...`.
+LOST_CALLS = re.compile(r"strace: (\d{1,19}) calls? lost here")

@@ -9,6 +9,7 @@ from pathlib import Path
 from tracing import annotated_log, timeline, trace_event
 from tracing.errors import EXIT_OUTPUT, TraceError
 from tracing.scenario import load_steps
+from tracing.kernel import lost_note as kernel_note
 from tracing.tracers import Tracer
 from tracing.views import jsonl_tee, summary_text, threads_by_role
 
@@ -64,6 +65,8 @@ def _write_run(out: Path, tracer: Tracer, full: bool) -> tuple[dict, list[tuple[
     records, summary = tracer.records(out / tracer.raw_name, steps)
     heading = (f"# epoll-lab annotated {tracer.name} trace of {out.name}; "
                + tracer.heading.format(raw=tracer.raw_name) + "\n")
+    if notice := tracer.notice(out):
+        heading += f"# {notice}\n"
     with open(out / "events.jsonl", "w") as jsonl:
         index = annotated_log.write(jsonl_tee(records, jsonl), out / "annotated.log", heading, headers,
                                     full=full, roles=lambda: summary().get("roles", {}))
@@ -94,6 +97,8 @@ def report(result: dict) -> None:
         print("threads: " + threads_by_role(summary["threads"]))
     else:
         print(summary_text(summary))
+    if summary.get("tool") == "kernel":
+        print(kernel_note(out))
     raw = result.get("raw", "raw.strace")
     print(f"files: {out / raw}\n       {out / 'annotated.log'}\n       {out / 'events.jsonl'}\n"
           f"       {out / 'timeline.html'}\n       {out / 'trace.json'}")

@@ -15,7 +15,10 @@ What goes in (format: the "Trace Event Format" document, JSON Object Format):
     unfinished when the wait resumed), so a few recent waits are kept;
   - requests as named spans on their own track ("requests"), probes sent
     during another request on a second one;
-  - signals and exits as instant events ("ph": "i");
+  - signals and exits as instant events ("ph": "i"), and so are the
+    tracer's own messages; one that says calls were lost (the kernel
+    tracer's full ring buffer) is named "N calls lost", and otherData
+    counts them ("lost_calls"): a lossy trace says so in the viewer too;
   - metadata ("ph": "M"): process_name, thread_name ("loop 4239", "pool 4242")
     and thread_sort_index (loop first).
 
@@ -35,7 +38,7 @@ import re
 from pathlib import Path
 from typing import IO, Iterable
 
-from tracing.names import CLONES, LOOP, NO_PID, POOL, WAITS, WAKEUP, WAKEUP_CAT
+from tracing.names import CLONES, LOOP, LOST_CALLS, NO_PID, POOL, WAITS, WAKEUP, WAKEUP_CAT
 
 US = 1e6  # the format's times are microseconds
 WOKEN_US = 1.0  # the "woken" slice at the end of a wait
@@ -87,6 +90,7 @@ class Exporter:
         self.requests: dict[str, list[float]] = {}  # label -> [start, end]
         self.probes: list[tuple[str, float, float]] = []
         self.counts: dict[str, int] = {}
+        self.lost = 0  # calls the tracer said it lost
         self.out.write('{"displayTimeUnit": "ms", "traceEvents": [\n')
 
     # -- writing ------------------------------------------------------------
@@ -146,6 +150,8 @@ class Exporter:
             if kind in ("signal", "exit"):
                 self.emit({"name": rec.get("syscall") or kind, "cat": kind, "ph": "i", "s": "t",
                            "ts": _us(ts), "pid": pid, "tid": tid, "args": {"note": rec.get("note", "")}})
+            elif kind == "strace":
+                self._message(rec, pid, tid, ts)
             return
         name = rec.get("syscall") or "?"
         category = rec.get("category") or "other"
@@ -184,6 +190,17 @@ class Exporter:
         self.track_end[tid] = start + dur
         self.track_zero[tid] = dur == 0
         return start, dur
+
+    def _message(self, rec: dict, pid: int, tid: int, ts: float) -> None:
+        """The tracer's own line; one that says calls were lost marks the place, for all threads."""
+        text = rec.get("text") or ""
+        m = LOST_CALLS.search(text)
+        if m:
+            self.lost += int(m.group(1))
+        name = f"{m.group(1)} calls lost" if m else "tracer message"
+        self.emit({"name": name, "cat": "lost" if m else "strace", "ph": "i", "s": "g" if m else "t",
+                   "ts": _us(ts), "pid": pid, "tid": tid,
+                   "args": {"note": rec.get("note", ""), "text": text, "line": rec.get("line")}})
 
     def _cloned(self, tid: int, rec: dict) -> None:
         try:
@@ -307,8 +324,9 @@ class Exporter:
         self.out.write('\n], "otherData": ' + json.dumps({"title": self.title, "source": "epoll-lab",
                                                          "wakeup_flows": self.flows,
                                                          "slices_moved_not_to_overlap": self.moved,
-                                                         "unmatched_wakeups": self.unmatched}) + "}\n")
-        return dict(self.counts, flows=self.flows, unmatched=self.unmatched)
+                                                         "unmatched_wakeups": self.unmatched,
+                                                         "lost_calls": self.lost}) + "}\n")
+        return dict(self.counts, flows=self.flows, unmatched=self.unmatched, lost=self.lost)
 
 
 def one_after_another(spans: Iterable[tuple[str, float, float]]) -> list[tuple[str, float, float]]:

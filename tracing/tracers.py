@@ -68,6 +68,10 @@ class Tracer:
         what = ["-p", str(target.pid)] if target.pid else ["--", *target.command()]
         return [path, *self.flags(target), "-o", output, *what]
 
+    def notice(self, out: Path) -> str:
+        """What a reader must know of the run before its lines (a lossy trace), or ''."""
+        return ""
+
     def records(self, raw: Path, steps: list[Step]) -> tuple[Iterator[dict], Callable[[], dict]]:
         """Annotated records of the raw file (a stream), and the summary once they are read."""
         records, ann = annotate_file(str(raw), steps, progress=Progress(sys.stderr),
@@ -104,10 +108,10 @@ class Ltrace(Tracer):
 
 
 class Kernel(Tracer):
-    """bpftrace in the kernel (tracing/kernel.py): its records become strace-syntax lines."""
+    """A BPF program in the kernel (tracing/kernel.py): its records become strace-syntax lines."""
 
     name = "kernel"
-    package = "bpftrace"
+    package = "libbpf-dev bpftool clang llvm"
     heading = ("strace-syntax lines from {raw} (the kernel tracer's records, sorted by kernel time), "
                "each followed by '->' [category] note.\n# Columns: line in {raw}, thread role, the "
                "line (pid, time, call, result, duration).")
@@ -125,7 +129,7 @@ class Kernel(Tracer):
             raise TraceError("IO_URING=0 works through strace's fault injection; the kernel tracer "
                              "cannot refuse io_uring_setup: use TRACER=strace for it", EXIT_SETUP)
         what = f"PID {target.pid}" if target.pid else " ".join(target.command())
-        eprint(f"[epoll-lab] starting: {path} {out / 'kernel.bt'} (the kernel tracer) following {what}")
+        eprint(f"[epoll-lab] starting: {path} (the kernel tracer, {out / 'kernel.records'}) following {what}")
         try:
             return kernel.launch(path, target.command() if not target.pid else [], out,
                                  kernel_syscalls(target), env=target.env, pid=target.pid)
@@ -133,12 +137,14 @@ class Kernel(Tracer):
             raise TraceError(str(e), EXIT_SETUP) from None
 
     def records(self, raw: Path, steps: list[Step]) -> tuple[Iterator[dict], Callable[[], dict]]:
-        got = kernel.write_raw(raw.with_name("kernel.records"), raw, kernel.offset_of(raw.parent))
-        if got["lost_events"]:
-            eprint(f"[epoll-lab] the kernel dropped {got['lost_events']} events (perf buffer full): "
-                   "the trace has gaps")
+        got = kernel.write_raw(raw.parent, raw)
+        if not got["complete"]:
+            eprint(f"[epoll-lab] {kernel.lost_note(raw.parent)}")
         records, summary = super().records(raw, steps)
         return records, lambda: {**summary(), "tool": "kernel", **got}
+
+    def notice(self, out: Path) -> str:
+        return kernel.lost_note(out)
 
 
 TRACERS: dict[str, Tracer] = {"strace": Tracer(), "ltrace": Ltrace(), "kernel": Kernel()}

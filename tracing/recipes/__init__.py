@@ -82,12 +82,12 @@ class Target:
     requests: list[Request] = field(default_factory=list)
     extra_strace: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
-    tracer: str = "strace"  # or "ltrace", or "kernel" (bpftrace: tracing/kernel.py)
+    tracer: str = "strace"  # or "ltrace", or "kernel" (a BPF program: tracing/kernel.py)
     recipe: str = "story"  # or "load": the cheap filter, under wrk instead of curl
     tracer_flags: list[str] = field(default_factory=list)  # ltrace's, when tracer is ltrace
     pid: int | None = None  # attach to this running process instead of starting argv
     port_flag: bool = True  # the demo servers take `--port N`; a user's command is run as given
-    syscalls: str = STORY_SYSCALLS  # strace's story set (the kernel tracer keeps STORY_SYSCALLS)
+    syscalls: str = STORY_SYSCALLS  # strace's story set; the kernel tracer's too (kernel_syscalls)
 
     @property
     def raw_name(self) -> str:
@@ -169,15 +169,16 @@ def with_tool(target: Target, tool: str, ltrace_calls: str) -> Target:
     if tool == "ltrace":
         return with_ltrace(target, ltrace_calls)
     if tool == "kernel":
-        # Same syscall set and scenario, seen from the kernel (bpftrace), in traces/<name>-kernel/.
+        # Same syscall set and scenario, seen from the kernel (BPF), in traces/<name>-kernel/.
         target.name += "-kernel"
         target.tracer = "kernel"
     return target
 
 
 def kernel_syscalls(target: Target) -> list[str]:
-    """The syscalls the kernel tracer records: the recipe's set, as strace's."""
-    return (LOAD_SYSCALLS if target.recipe == "load" else STORY_SYSCALLS).split(",")
+    """The syscalls the kernel tracer records: the recipe's set, as strace's (it adds the
+    poll and select family itself: tracing.kernel.POLLS)."""
+    return (LOAD_SYSCALLS if target.recipe == "load" else target.syscalls).split(",")
 
 
 def with_ltrace(target: Target, calls: str) -> Target:
