@@ -44,6 +44,8 @@ const volatile __u64 wake_at = 1 << 20; /* wake the loader when this much is unr
 const volatile __u8 story[NR_MAX] = {}; /* the syscalls recorded */
 
 struct task {
+	__u32 tid;       /* whose entry this is (a slot holds one thread's) */
+	__u32 pad;
 	__u64 t0;        /* entry time of the call in flight; 0: none */
 	__u64 args[6];
 	__u32 nr;
@@ -59,6 +61,17 @@ struct lost {
 	__u64 first, last, total;
 	__u32 tid, tgid;
 };
+
+/* A followed thread's entry: in the slot its tid picks (an array look-up
+ * costs a few instructions, it is on every syscall of the followed
+ * program), or, when another thread holds that slot, in task storage. */
+#define SLOTS 8192
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SLOTS);
+	__type(key, __u32);
+	__type(value, struct task);
+} slots SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
@@ -79,6 +92,15 @@ struct {
 	__type(value, struct lost);
 } losses SEC(".maps");
 
+/* Where a call's record is put together before it goes into the ring with
+ * only the data bytes it holds (a read of 40 bytes takes 136, not 256). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct el_rec);
+} stage SEC(".maps");
+
 /* Room to gather an iovec's pieces at any offset before one fixed-size copy. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -87,13 +109,62 @@ struct {
 	__type(value, __u8[2 * EL_CAP]);
 } scratch SEC(".maps");
 
-__u64 untraceable = 0; /* tasks that could get no entry in `tasks` (no memory) */
+__u64 untraceable = 0; /* tasks that could get no entry (no memory) */
+__u32 children = 0;    /* processes followed besides follow_tgid: forked by a followed task */
+__u32 shared = 0;      /* followed threads whose slot another holds: they are in `tasks` */
 
+/* The calling task's entry, if it is followed. Every task on the machine
+ * passes here twice a syscall: while only follow_tgid is followed, the
+ * others are turned away by one comparison, before any look-up. */
 static __always_inline struct task *followed(void)
 {
+	__u64 id = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)id, slot = tid & (SLOTS - 1);
+	struct task *t;
+
+	if (id >> 32 != follow_tgid && !children)
+		return NULL;
+	t = bpf_map_lookup_elem(&slots, &slot);
+	if (t && t->tid == tid)
+		return t;
+	if (!shared)
+		return NULL;
 	return bpf_task_storage_get(&tasks, bpf_get_current_task_btf(), 0, 0);
 }
 
+/* Follow `task` from now on: its slot if free, else task storage. */
+static __always_inline struct task *follow(struct task_struct *task, __u32 tid)
+{
+	__u32 slot = tid & (SLOTS - 1);
+	struct task *t = bpf_map_lookup_elem(&slots, &slot);
+
+	if (t && (t->tid == tid || __sync_val_compare_and_swap(&t->tid, 0, tid) == 0)) {
+		t->t0 = 0;
+		t->gai_t0 = 0;
+		return t;
+	}
+	__sync_fetch_and_add(&shared, 1);
+	t = bpf_task_storage_get(&tasks, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!t)
+		__sync_fetch_and_add(&untraceable, 1);
+	else
+		t->tid = tid;
+	return t;
+}
+
+/* A followed thread ends: its slot is free for the next one. */
+static __always_inline void unfollow(__u32 tid)
+{
+	__u32 slot = tid & (SLOTS - 1);
+	struct task *t = bpf_map_lookup_elem(&slots, &slot);
+
+	if (t && t->tid == tid)
+		t->tid = 0;
+}
+
+/* The loader takes what is in the ring every few ms; it is woken early only
+ * when the ring is filling up (a wakeup per record would cost more than the
+ * record). */
 static __always_inline __u64 wake_flag(void)
 {
 	return bpf_ringbuf_query(&ring, BPF_RB_AVAIL_DATA) >= wake_at ? BPF_RB_FORCE_WAKEUP
@@ -253,32 +324,33 @@ static __always_inline void sock_info(struct el_sock *s, int fd)
 }
 
 /* readv/writev/sendmsg/recvmsg: the first four iovecs' lengths, then their
- * bytes in turn (at most `total`: what a read returned). */
+ * bytes in turn (at most `total`: what a read returned) while there is room.
+ * Each user-memory read costs ~150 ns here, so the vector is read in one. */
 static __always_inline __u32 copy_iov(struct el_rec *r, __u64 iov, __u64 count, __u64 total)
 {
 	struct el_iov *v = (void *)r->data;
+	struct iovec io[4] = {};
 	__u32 zero = 0;
-	__u64 off = 0;
+	__u64 off = 0, size = (count > 4 ? 4 : count) * sizeof(io[0]);
 	__u8 *buf = bpf_map_lookup_elem(&scratch, &zero);
 
+	__builtin_memset(v, 0, sizeof(*v));
 	v->count = count;
-	if (!buf || !iov)
+	if (!buf || !iov || !size || size > sizeof(io) || bpf_probe_read_user(io, size, (void *)iov))
 		return sizeof(*v);
 	for (int i = 0; i < 4; i++) {
-		struct iovec io = {};
 		__u64 len;
 
-		v->lens[i] = 0;
-		if (i >= count || bpf_probe_read_user(&io, sizeof(io), (void *)(iov + i * sizeof(io))))
-			continue;
-		v->lens[i] = clamp(io.iov_len, 0xffffffff);
-		len = io.iov_len < total ? io.iov_len : total;
+		if (i >= count)
+			break;
+		v->lens[i] = clamp(io[i].iov_len, 0xffffffff);
+		len = io[i].iov_len < total ? io[i].iov_len : total;
 		total -= len;
 		if (len > EL_CAP - sizeof(*v) - off)
 			len = EL_CAP - sizeof(*v) - off;
 		/* 64-bit all the way: the verifier must see the bound on the register used */
 		if (off < EL_CAP && len > 0 && len <= EL_CAP)
-			bpf_probe_read_user(buf + off, len, io.iov_base);
+			bpf_probe_read_user(buf + off, len, io[i].iov_base);
 		off += len;
 	}
 	bpf_probe_read_kernel(r->data + sizeof(*v), EL_CAP - sizeof(*v), buf);
@@ -404,16 +476,19 @@ static __always_inline __u32 fill(struct el_rec *r, struct task *t, __u32 nr, lo
 	return 0;
 }
 
-static __always_inline int has_blob(__u32 nr)
+/* Whether the call's record carries data: a call that failed has nothing to
+ * show of what it would have read or made (a read's EAGAIN costs a head). */
+static __always_inline int has_blob(__u32 nr, long ret)
 {
 	switch (nr) {
-	case NR_read: case NR_write: case NR_open: case NR_poll: case NR_pread64: case NR_readv:
-	case NR_writev: case NR_select: case NR_socket: case NR_connect: case NR_accept:
-	case NR_sendto: case NR_recvfrom: case NR_sendmsg: case NR_recvmsg: case NR_bind:
-	case NR_listen: case NR_socketpair: case NR_execve: case NR_epoll_wait: case NR_epoll_ctl:
-	case NR_openat: case NR_pselect6: case NR_ppoll: case NR_epoll_pwait:
-	case NR_timerfd_settime: case NR_accept4: case NR_pipe2: case NR_clone3:
-	case NR_epoll_pwait2:
+	case NR_read: case NR_pread64: case NR_recvfrom: case NR_readv: case NR_recvmsg:
+	case NR_accept: case NR_accept4: case NR_socket: case NR_socketpair: case NR_pipe2:
+	case NR_epoll_wait: case NR_epoll_pwait: case NR_epoll_pwait2:
+		return ret >= 0;
+	case NR_write: case NR_open: case NR_poll: case NR_writev: case NR_select:
+	case NR_connect: case NR_sendto: case NR_sendmsg: case NR_bind: case NR_listen:
+	case NR_execve: case NR_epoll_ctl: case NR_openat: case NR_pselect6: case NR_ppoll:
+	case NR_timerfd_settime: case NR_clone3:
 		return 1;
 	}
 	return 0;
@@ -422,8 +497,7 @@ static __always_inline int has_blob(__u32 nr)
 SEC("tp_btf/sys_enter")
 int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct task *t = bpf_task_storage_get(&tasks, task, 0, 0);
+	struct task *t = followed();
 	__u32 nr = id;
 
 	if (!t) {
@@ -431,22 +505,21 @@ int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
 			return 0;
 		if (follow_exec && id != NR_execve)
 			return 0;
-		t = bpf_task_storage_get(&tasks, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
-		if (!t) {
-			__sync_fetch_and_add(&untraceable, 1);
+		t = follow(bpf_get_current_task_btf(), (__u32)bpf_get_current_pid_tgid());
+		if (!t)
 			return 0;
-		}
 	}
-	if (nr >= NR_MAX || !story[nr])
+	if (nr >= NR_MAX || !story[nr & (NR_MAX - 1)])
 		return 0;
 	t->t0 = bpf_ktime_get_ns();
 	t->nr = nr;
-	t->args[0] = BPF_CORE_READ(regs, di);
-	t->args[1] = BPF_CORE_READ(regs, si);
-	t->args[2] = BPF_CORE_READ(regs, dx);
-	t->args[3] = BPF_CORE_READ(regs, r10);
-	t->args[4] = BPF_CORE_READ(regs, r8);
-	t->args[5] = BPF_CORE_READ(regs, r9);
+	/* tp_btf: regs is a kernel pointer the verifier knows, read directly. */
+	t->args[0] = regs->di;
+	t->args[1] = regs->si;
+	t->args[2] = regs->dx;
+	t->args[3] = regs->r10;
+	t->args[4] = regs->r8;
+	t->args[5] = regs->r9;
 	if (nr == NR_execve) {
 		long len = bpf_probe_read_user_str(t->pre, EL_CAP, (void *)t->args[0]);
 
@@ -483,18 +556,28 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 	t0 = t->t0;
 	nr = t->nr;
 	t->t0 = 0;
-	if (nr < NR_MAX && has_blob(nr)) {
-		struct el_rec *r = reserve_rec(now);
+	if (has_blob(nr, ret)) {
+		__u32 zero = 0;
+		struct el_rec *r = bpf_map_lookup_elem(&stage, &zero);
+		__u64 size;
 
 		if (!r)
 			return 0;
-		head(&r->h, EL_CALL, EL_CAP, nr, t0);
+		head(&r->h, EL_CALL, 0, nr, t0);
 		r->h.dur = now - t0;
 		r->h.ret = ret;
 		for (int i = 0; i < 6; i++)
 			r->h.args[i] = t->args[i];
 		r->h.n = fill(r, t, nr, ret);
-		bpf_ringbuf_submit(r, wake_flag());
+		size = ((__u64)r->h.n + 7) & ~7ULL;
+		/* the verifier must see the bound on the very register passed on */
+		asm volatile("" : "+r"(size));
+		if (size > EL_CAP)
+			size = EL_CAP;
+		r->h.blob = size;
+		report_losses();
+		if (bpf_ringbuf_output(&ring, r, sizeof(r->h) + size, wake_flag()))
+			count_loss(now);
 	} else {
 		struct el_head *h = reserve_head(now);
 
@@ -530,10 +613,10 @@ int BPF_PROG(fork, struct task_struct *parent, struct task_struct *child)
 
 	if (!followed())
 		return 0;
-	if (!bpf_task_storage_get(&tasks, child, 0, BPF_LOCAL_STORAGE_GET_F_CREATE)) {
-		__sync_fetch_and_add(&untraceable, 1);
+	if (!follow(child, BPF_CORE_READ(child, pid)))
 		return 0;
-	}
+	if (BPF_CORE_READ(child, tgid) != BPF_CORE_READ(parent, tgid))
+		__sync_fetch_and_add(&children, 1);
 	h = reserve_head(bpf_ktime_get_ns());
 	if (!h)
 		return 0;
@@ -557,6 +640,7 @@ int BPF_PROG(task_exit, struct task_struct *p)
 	head(h, EL_EXIT, 0, 0, bpf_ktime_get_ns());
 	h->ret = BPF_CORE_READ(p, exit_code);
 	bpf_ringbuf_submit(h, wake_flag());
+	unfollow(BPF_CORE_READ(p, pid));
 	return 0;
 }
 

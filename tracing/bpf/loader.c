@@ -1,6 +1,9 @@
 /* epoll-lab-ktrace: load epoll_lab.bpf.c, attach it, and copy its records
  * from the ring buffer to a file (or a pipe) until SIGINT or SIGTERM. It
- * only moves bytes: tracing/kernel_lines.py formats them after the run.
+ * only moves bytes: each committed stretch of the ring goes out in one
+ * write(), the kernel's 8-byte record headers included, and
+ * tracing/kernel_records.py reads them back; kernel_lines.py formats them
+ * after the run.
  *
  *   epoll-lab-ktrace --out FILE|- (--exec PID | --pid PID) [--syscalls N,N,...]
  *                    [--libc PATH] [--ring-kb N] [--interval-ms N] [--ready-fd N]
@@ -8,11 +11,15 @@
  *
  * Exit: 0 done, 1 a write failed, 2 bad usage, 3 cannot load or attach. */
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/bpf.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
@@ -23,9 +30,19 @@
 #define NR_MAX 512
 
 static volatile sig_atomic_t stopping;
-static FILE *out;
+static int out = -1;
+static const char *out_path = "-";
 static unsigned long long records;
-static int write_failed;
+
+/* The ring as the kernel lays it out: a consumer page we write, then the
+ * producer page and the data, mapped twice in a row so that a stretch that
+ * wraps around the end is still one piece of memory. */
+struct ring {
+	int epfd;
+	unsigned long mask;
+	unsigned long *cons, *prod;
+	unsigned char *data;
+};
 
 static void on_signal(int sig)
 {
@@ -59,21 +76,73 @@ static int keep_warning(enum libbpf_print_level level, const char *fmt, va_list 
 	return 0;
 }
 
-static int take(void *ctx, void *data, size_t size)
+static void write_all(const void *buf, size_t len)
 {
-	(void)ctx;
-	if (fwrite(data, size, 1, out) != 1) {
-		write_failed = errno ? errno : EIO;
-		return -1;
+	const char *p = buf;
+
+	while (len) {
+		ssize_t n = write(out, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			die(1, "cannot write %s: %s", out_path, n < 0 ? strerror(errno) : "no progress");
+		p += n;
+		len -= n;
 	}
-	records++;
-	return 0;
 }
 
+/* A record of the loader's own (losses it reports, its count), framed as the ring frames them. */
 static void put_head(struct el_head *h)
 {
-	if (fwrite(h, sizeof(*h), 1, out) != 1)
-		write_failed = errno ? errno : EIO;
+	unsigned int frame[2] = {sizeof(*h), 0};
+
+	write_all(frame, sizeof(frame));
+	write_all(h, sizeof(*h));
+}
+
+static void ring_open(struct ring *r, int fd, size_t size)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	struct epoll_event ev = {.events = EPOLLIN};
+	void *p;
+
+	r->mask = size - 1;
+	p = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		die(3, "cannot map the ring's consumer page: %s", strerror(errno));
+	r->cons = p;
+	p = mmap(NULL, page + 2 * size, PROT_READ, MAP_SHARED, fd, page);
+	if (p == MAP_FAILED)
+		die(3, "cannot map the ring buffer: %s", strerror(errno));
+	r->prod = p;
+	r->data = (unsigned char *)p + page;
+	r->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (r->epfd < 0 || epoll_ctl(r->epfd, EPOLL_CTL_ADD, fd, &ev))
+		die(3, "cannot watch the ring buffer: %s", strerror(errno));
+}
+
+/* Everything the programs committed, out in one write: records stop at the
+ * first one still being written (busy). */
+static void ring_drain(struct ring *r)
+{
+	unsigned long cons = *r->cons, start = cons;
+	unsigned long prod = __atomic_load_n(r->prod, __ATOMIC_ACQUIRE);
+
+	while (cons < prod) {
+		unsigned int *hdr = (unsigned int *)(r->data + (cons & r->mask));
+		unsigned int len = __atomic_load_n(hdr, __ATOMIC_ACQUIRE);
+
+		if (len & BPF_RINGBUF_BUSY_BIT)
+			break;
+		len &= ~BPF_RINGBUF_DISCARD_BIT;
+		cons += (len + BPF_RINGBUF_HDR_SZ + 7) & ~7UL;
+		records++;
+	}
+	if (cons == start)
+		return;
+	write_all(r->data + (start & r->mask), cons - start);
+	__atomic_store_n(r->cons, cons, __ATOMIC_RELEASE);
 }
 
 static unsigned long long now_ns(void)
@@ -157,12 +226,11 @@ static void attach_gai(struct epoll_lab_bpf *skel, const char *libc)
 
 int main(int argc, char **argv)
 {
-	const char *path = NULL, *syscalls = NULL, *libc = NULL;
+	const char *syscalls = NULL, *libc = NULL;
 	long pid = 0, ring_kb = 64 * 1024, interval = 100, ready_fd = -1;
 	int follow_exec = 1, floor = 0, err;
 	struct epoll_lab_bpf *skel;
-	struct ring_buffer *rb = NULL;
-	static char buf[1 << 20];
+	struct ring ring;
 
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -175,7 +243,7 @@ int main(int argc, char **argv)
 			die(2, "%s needs a value (see the comment at the top of loader.c)", a);
 		i++;
 		if (!strcmp(a, "--out"))
-			path = v;
+			out_path = v;
 		else if (!strcmp(a, "--exec") || !strcmp(a, "--pid")) {
 			pid = number(a, v, 1, 0x7fffffff);
 			follow_exec = !strcmp(a, "--exec");
@@ -192,8 +260,8 @@ int main(int argc, char **argv)
 		else
 			die(2, "unknown option %s", a);
 	}
-	if (!floor && (!path || !pid))
-		die(2, "needs --out and --exec PID or --pid PID (or --floor)");
+	if (!floor && !pid)
+		die(2, "needs --exec PID or --pid PID (or --floor), and --out FILE or -");
 	/* A ring is a power of two pages. */
 	if (ring_kb & (ring_kb - 1))
 		die(2, "--ring-kb must be a power of two, not %ld", ring_kb);
@@ -232,16 +300,12 @@ int main(int argc, char **argv)
 		die(3, "cannot attach the BPF programs (%s): %s", strerror(-err), last_warning);
 	if (!floor && libc)
 		attach_gai(skel, libc);
-
 	if (!floor) {
-		out = strcmp(path, "-") ? fopen(path, "wb") : stdout;
-		if (!out)
-			die(1, "cannot open %s: %s", path, strerror(errno));
-		if (setvbuf(out, buf, _IOFBF, sizeof(buf)))
-			die(1, "setvbuf failed");
-		rb = ring_buffer__new(bpf_map__fd(skel->maps.ring), take, NULL, NULL);
-		if (!rb)
-			die(3, "cannot map the ring buffer: %s", strerror(errno));
+		out = strcmp(out_path, "-") ? open(out_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)
+					    : STDOUT_FILENO;
+		if (out < 0)
+			die(1, "cannot open %s: %s", out_path, strerror(errno));
+		ring_open(&ring, bpf_map__fd(skel->maps.ring), ring_kb * 1024);
 	}
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
@@ -253,43 +317,34 @@ int main(int argc, char **argv)
 			die(1, "cannot say ready on fd %ld: %s", ready_fd, strerror(errno));
 		close(ready_fd);
 	}
-
-	while (!stopping && !write_failed) {
-		if (floor) {
-			pause();
-			continue;
-		}
-		/* The programs wake us only when the ring is a quarter full; in
-		 * between, every `interval` ms, take what is there. */
-		err = ring_buffer__poll(rb, interval);
-		if (err < 0 && err != -EINTR)
-			break;
-		ring_buffer__consume(rb);
-		if (out == stdout && fflush(out))
-			write_failed = errno;
-	}
 	if (floor) {
+		while (!stopping)
+			pause();
 		epoll_lab_bpf__destroy(skel);
 		return 0;
 	}
+	while (!stopping) {
+		/* The programs wake us only when the ring is a quarter full; in
+		 * between, every `interval` ms, take what is there. */
+		struct epoll_event ev;
+
+		if (epoll_wait(ring.epfd, &ev, 1, interval) < 0 && errno != EINTR)
+			die(1, "epoll_wait on the ring failed: %s", strerror(errno));
+		ring_drain(&ring);
+	}
 	/* No new records once detached; then take what is left. */
 	epoll_lab_bpf__detach(skel);
-	ring_buffer__consume(rb);
+	ring_drain(&ring);
 	{
 		unsigned long long lost = report_pending_losses(skel);
 		struct el_head stats = {.kind = EL_STATS, .t0 = now_ns(), .args = {records, lost,
 								   skel->bss->untraceable}};
 
 		put_head(&stats);
-		if (fflush(out) && !write_failed)
-			write_failed = errno;
 		fprintf(stderr, "epoll-lab-ktrace: %llu records, %llu calls lost\n", records, lost);
 	}
-	ring_buffer__free(rb);
 	epoll_lab_bpf__destroy(skel);
-	if (write_failed)
-		die(1, "cannot write %s: %s", path, strerror(write_failed));
-	if (out != stdout && fclose(out))
-		die(1, "cannot write %s: %s", path, strerror(errno));
+	if (out != STDOUT_FILENO && close(out))
+		die(1, "cannot write %s: %s", out_path, strerror(errno));
 	return 0;
 }
