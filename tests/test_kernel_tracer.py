@@ -8,6 +8,7 @@ tests run everywhere.
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import re
 import shutil
@@ -18,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import (PROGRAMS, ROOT, Live, Trace, curl, free_port, run_cli, sanic_server,
-                           show)
+from tests.helpers import (PROGRAMS, ROOT, Live, Server, Trace, curl, free_port, run_cli,
+                           sanic_server, show)
 from tracing import kernel_records
 from tracing.kernel_fds import Tables, read_snapshot
 from tracing.kernel_lines import convert, decode_user_data, sqe_fields
-from tracing.parse import fd_arg, split_args
+from tracing.parse import fd_arg, split_args, split_prefix
 from tracing.procs import alive
 
 FIXTURE = ROOT / "tests" / "fixtures" / "kernel" / "sanic-uvloop.records.gz"
@@ -297,3 +298,119 @@ def test_a_recorded_run_annotates_like_a_live_one_without_root():
     assert all(r["note"].startswith("EPOLL_CTL_ADD fd") and "user_data" in r["note"] for r in adds), show(adds)
     gai = [r for r in recs if r["syscall"] == "getaddrinfo"]
     assert gai and all(r["thread"] == "pool" for r in gai), show(gai)
+
+
+# -- what the BPF tracer adds: nothing lost silently, poll and select, vectors, fd names --
+
+def test_a_full_ring_buffer_says_how_many_calls_it_lost_and_where(kernel_ready, tmp_path):
+    """A 4 KiB ring (about 40 records) and a burst of 20,000 writes: calls are lost, and
+    the summary, annotated.log (heading and the place) and trace.json all say how many."""
+    out = tmp_path / "lossy"
+    p = run_cli("trace", "--tracer", "kernel", "--out", str(out), "--", sys.executable,
+                str(PROGRAMS / "many_calls.py"), "20000", env={**os.environ, "EPOLL_LAB_KERNEL_RING_KB": "4"})
+    assert p.returncode == 0, p.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    lost = summary["lost_calls"]
+    assert lost > 0 and summary["complete"] is False, summary
+    # Every call is either in the trace or counted as lost: 20,000 writes, none unaccounted.
+    writes = summary["syscalls"].get("write", 0)
+    assert writes + lost >= 20000, (writes, lost)
+    assert f"INCOMPLETE: the kernel tracer lost {lost} calls" in p.stdout, p.stdout
+    # At the places it happened: raw.kernel lines in time order, and annotated.log keeps them.
+    raw = (out / "raw.kernel").read_text().splitlines()
+    places = summary["lost_at"]
+    assert places and sum(x["calls"] for x in places) == lost, places
+    for place in places:
+        line = raw[place["line"] - 1]
+        assert f"strace: {place['calls']} call" in line and "lost here" in line, line
+        before, after = split_prefix(raw[place["line"] - 2])[1], split_prefix(raw[place["line"]])[1]
+        assert before <= split_prefix(line)[1] <= after, raw[place["line"] - 2:place["line"] + 1]
+    text = (out / "annotated.log").read_text()
+    assert f"# INCOMPLETE: the kernel tracer lost {lost} calls" in text.splitlines()[2], text[:600]
+    shown = [line for line in text.splitlines() if re.search(r"^ +\d+ .* strace: \d+ calls? lost here", line)]
+    assert len(shown) == len(places), shown
+    trace = json.loads((out / "trace.json").read_text())
+    assert trace["otherData"]["lost_calls"] == lost, trace["otherData"]
+    marks = [e for e in trace["traceEvents"] if e.get("cat") == "lost"]
+    assert sum(int(e["name"].split()[0]) for e in marks) == lost, marks
+
+
+def test_a_run_that_lost_nothing_says_so(kernel_ready, tmp_path):
+    out = tmp_path / "whole"
+    p = run_cli("trace", "--tracer", "kernel", "--out", str(out), "--", sys.executable,
+                str(PROGRAMS / "many_calls.py"), "2000")
+    assert p.returncode == 0, p.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["lost_calls"] == 0 and summary["complete"] is True, summary
+    assert summary["syscalls"]["write"] >= 2000, summary["syscalls"]
+    assert "calls lost: 0" in p.stdout, p.stdout
+    assert "lost here" not in (out / "raw.kernel").read_text()
+
+
+@pytest.fixture(scope="module")
+def waits_trace(kernel_ready, tmp_path_factory) -> Trace:
+    out = tmp_path_factory.mktemp("waits") / "run"
+    p = run_cli("trace", "--tracer", "kernel", "--out", str(out), "--", sys.executable,
+                str(PROGRAMS / "waits_and_vectors.py"))
+    assert p.returncode == 0, p.stderr
+    return Trace.load(out)
+
+
+@pytest.mark.parametrize("wait", ["poll", "ppoll", "select", "pselect6"])
+def test_poll_and_select_show_the_fd_they_watch_and_the_one_ready(waits_trace, wait):
+    """Each waits on the pipe's read end until another thread writes: the kernel tracer
+    names the fd in the arguments and the ready one in the result, as strace does."""
+    recs = [r for r in waits_trace.records if r["syscall"] == wait]
+    assert len(recs) == 1, show(recs)
+    rec = recs[0]
+    assert rec["category"] == "pollable" and rec["ret"] == "1", show(recs)
+    assert rec["ready"] and rec["ready"][0]["role"] == "pipe", rec
+    assert re.search(r"\[\{?(fd=)?\d+<pipe:\[\d+\]>", rec["args"]), rec["args"]
+    assert "-> ready: fd" in rec["note"] and "slept" in rec["note"], rec["note"]
+    # It slept until the write (50 ms), not until its 1 s timeout.
+    assert 0.03 < rec["duration"] < 0.9, rec["duration"]
+
+
+def test_writev_and_readv_show_the_bytes_of_each_iovec(waits_trace):
+    got = {r["syscall"]: r for r in waits_trace.records if r["syscall"] in ("writev", "readv")}
+    assert '[{iov_base="GET /vectors", iov_len=12}, {iov_base=" HTTP/1.1\\r\\n", iov_len=11}]' in \
+        got["writev"]["args"], got["writev"]["args"]
+    # A read fills the buffers in turn: 4 bytes, then the rest of what came.
+    assert '[{iov_base="GET ", iov_len=4}, {iov_base="/vectors HTTP/1.1\\r\\n", iov_len=64}]' in \
+        got["readv"]["args"], got["readv"]["args"]
+    assert got["readv"]["ret"] == "23", got["readv"]
+
+
+def test_fds_the_program_made_are_named_as_strace_yy_names_them(waits_trace):
+    """pipe2 returns both ends named pipe:[inode], the same inode; later calls carry it."""
+    pipes = [r for r in waits_trace.records if r["syscall"] == "pipe2"]
+    assert pipes, show(waits_trace.records)
+    m = re.search(r"\[(\d+)<pipe:\[(\d+)\]>, (\d+)<pipe:\[(\d+)\]>\]", pipes[-1]["args"])
+    assert m and m.group(2) == m.group(4), pipes[-1]["args"]
+    writes = [r for r in waits_trace.records if r["syscall"] == "write" and r["args"].startswith(f"{m.group(3)}<")]
+    assert writes and all(f"<pipe:[{m.group(2)}]>" in r["args"] for r in writes), show(writes)
+
+
+def test_an_attached_server_s_older_fds_are_named_from_proc(kernel_ready, tmp_path):
+    """--pid: the listening socket and the epoll fd were made before the trace began; the
+    /proc snapshot names them, so accept4 and the wait show what they are (strace -yy's way)."""
+    port = free_port()
+    server = Server([str(ROOT / "cdemo/bin/epoll_server"), "--data", str(ROOT / "server/data/lab.txt"),
+                     "--port", str(port)], port)
+    try:
+        out = tmp_path / "pid"
+        p = run_cli("trace", "--tracer", "kernel", "--pid", str(server.proc.pid), "--port", str(port),
+                    "--request", "/", "--out", str(out))
+        assert p.returncode == 0, p.stderr
+        assert json.loads((out / "kernel.fds.json").read_text())["fds"], "no /proc snapshot"
+        trace = Trace.load(out)
+        accepts = [r for r in trace.records if r["syscall"] == "accept4" and r["errno"] is None]
+        assert accepts, show(trace.records)
+        assert re.match(rf"\d+<TCP:\[127\.0\.0\.1:{port}\]>, ", accepts[0]["args"]), accepts[0]["args"]
+        assert f"the listening socket 127.0.0.1:{port}" in accepts[0]["note"], accepts[0]["note"]
+        waits = [r for r in trace.records if r["syscall"] == "epoll_wait"]
+        assert waits and all("<anon_inode:[eventpoll]>" in r["args"] for r in waits), show(waits)
+        client = re.search(rf"127\.0\.0\.1:{port}->127\.0\.0\.1:\d+", accepts[0]["note"])
+        assert client, accepts[0]["note"]
+    finally:
+        server.stop()

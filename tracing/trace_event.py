@@ -197,7 +197,7 @@ class Exporter:
         m = LOST_CALLS.search(text)
         if m:
             self.lost += int(m.group(1))
-        name = f"{m.group(1)} calls lost" if m else "tracer message"
+        name = f"{m.group(1)} call{'' if m.group(1) == '1' else 's'} lost" if m else "tracer message"
         self.emit({"name": name, "cat": "lost" if m else "strace", "ph": "i", "s": "g" if m else "t",
                    "ts": _us(ts), "pid": pid, "tid": tid,
                    "args": {"note": rec.get("note", ""), "text": text, "line": rec.get("line")}})
