@@ -8,10 +8,11 @@
 # annotator's compiled core) with apt-get and builds .venv. Only what setup itself needs to start is here.
 FROM docker.io/library/debian:bookworm-slim
 
-# The kernel tracer needs root and tracefs, which the image's user does not
-# have: setup leaves bpftrace out (TRACER=kernel says what is missing).
+# The kernel tracer: setup installs clang, bpftool and libbpf-dev and builds
+# it (tracing/bpf, against the BTF of the kernel the image is built on;
+# CO-RE lets it run on others). Running it needs root and BPF capabilities
+# the image's user does not have: TRACER=kernel says so in one line.
 ENV DEBIAN_FRONTEND=noninteractive \
-    EPOLL_LAB_KERNEL_TRACER=0 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 

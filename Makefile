@@ -24,7 +24,7 @@ URING_BIN := cdemo/bin/uring_server
 URING_ASAN := cdemo/bin/uring_server-asan
 URING_TSAN := cdemo/bin/uring_server-tsan
 
-.PHONY: web help setup build-c trace-sanic trace-c trace-uring compare ltrace-sanic ltrace-c live-sanic live-c serve-sanic serve-c serve-uring test screenshot container-smoke bench bench-c bench-annotate bench-live clean
+.PHONY: web help setup build-c build-kernel trace-sanic trace-c trace-uring compare ltrace-sanic ltrace-c live-sanic live-c serve-sanic serve-c serve-uring test screenshot container-smoke bench bench-c bench-annotate bench-live clean
 
 help:
 	@echo "make trace-sanic [LOOP=asyncio] [PORT=8000]  trace the Sanic server, write traces/sanic*/"
@@ -32,7 +32,7 @@ help:
 	@echo "       SCENARIO=lessons: blocking vs awaiting, gather, CPU loops, timeouts, TaskGroup, cancel, each with a probe"
 	@echo "make trace-c [POOL=1] [PORT=8080]            trace the C epoll server, write traces/c*/"
 	@echo "make trace-uring [PORT=8080]                 trace the C io_uring server (same routes, completions), write traces/uring/"
-	@echo "       TRACER=kernel (trace-*, live-*, compare): bpftrace in the kernel instead of strace: io_uring epoll_ctl decoded, cheap"
+	@echo "       TRACER=kernel (trace-*, live-*, compare): a BPF program in the kernel instead of strace: io_uring epoll_ctl decoded, cheap (root)"
 	@echo "       RECIPE=load (trace-c, trace-sanic): epoll/accept only, --seccomp-bpf, under wrk load"
 	@echo "$(PY) -m tracing trace [--port P --request PATH] -- CMD...   trace your own program (or --pid PID)"
 	@echo "make ltrace-sanic [LOOP=asyncio], ltrace-c [POOL=1]  library calls (getaddrinfo, epoll wrappers) with ltrace"
@@ -45,6 +45,7 @@ help:
 	@echo "make container-smoke                          build the image, run trace-c and trace-sanic inside it"
 	@echo "make setup                                    install tools and .venv (done by the targets above)"
 	@echo "make build-c                                  build the C servers (epoll, io_uring) and their ASan and TSan builds"
+	@echo "make build-kernel                             build the kernel tracer (tracing/bpf: clang, bpftool, libbpf; make setup does it)"
 	@echo "make bench [ROUNDS=3 SECONDS=3]              req/s, latency, user/system CPU and syscalls per request, tracing overhead: C (epoll, io_uring), nginx, Sanic, aiohttp, tornado (a benchmark)"
 	@echo "make bench-c                                  CPU per request: the C server beside nginx (a benchmark)"
 	@echo "make bench-annotate [LINES=1000000]          annotate speed and memory beside strace-process-tree"
@@ -79,6 +80,10 @@ $(URING_TSAN): $(URING_DEPS) | setup
 	$(CC) $(TSAN_FLAGS) -o $@ $(URING_SRC) -luring
 
 build-c: $(C_BIN) $(C_ASAN) $(C_TSAN) $(URING_BIN) $(URING_ASAN) $(URING_TSAN)
+
+# vmlinux.h from this kernel's BTF, the BPF object, its skeleton, the loader.
+build-kernel:
+	PATH=$$PATH:/usr/sbin $(MAKE) -C tracing/bpf OUT=build
 
 trace-sanic: setup
 	$(PY) -m tracing trace sanic --tracer $(TRACER) --loop $(LOOP) $(if $(SCENARIO),--scenario $(SCENARIO)) $(if $(RECIPE),--recipe $(RECIPE)) $(if $(filter 0,$(IO_URING)),--no-io-uring) $(if $(PORT),--port $(PORT))
@@ -144,4 +149,4 @@ bench-live: setup $(C_BIN)
 	$(PY) bench/live_lag.py $(if $(SECONDS),--seconds $(SECONDS))
 
 clean:
-	rm -rf traces build *.egg-info cdemo/bin
+	rm -rf traces build *.egg-info cdemo/bin tracing/bpf/build

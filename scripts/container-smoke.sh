@@ -73,6 +73,13 @@ run() {
 say "the annotator's compiled core inside the container"
 run ".venv/bin/python -c 'import sys; from tracing import repeats; sys.exit(not repeats.compiled())'" \
     || { say "tracing/_repeats.c was not built in the image (make setup builds it)"; exit 1; }
+say "the kernel tracer inside the container: built by make setup, refused in one line unprivileged"
+run "test -x tracing/bpf/build/epoll-lab-ktrace" \
+    || say "the kernel tracer was not built in the image (no BTF where it was built?); TRACER=kernel builds it on first use"
+out=$(run ".venv/bin/python -m tracing trace c --tracer kernel --port 18499 2>&1; echo \"exit \$?\"") || true
+echo "$out" | grep -q '^exit 3$' && [[ $(echo "$out" | grep -vc '^exit ') -eq 1 ]] \
+    || { echo "$out" >&2; say "TRACER=kernel unprivileged should stop with one line and exit 3"; exit 1; }
+echo "== kernel tracer, unprivileged: $(echo "$out" | head -1)"
 for target in c sanic; do
     say "make trace-$target inside the container"
     out=$(run "make trace-$target PORT=$((18500 + RANDOM % 1000)) 2>&1 && echo '--- epoll_create1 in the annotated log:' \

@@ -36,18 +36,34 @@ if ((${#missing[@]})); then
     fi
 fi
 
-# The kernel tracer (TRACER=kernel) is optional: bpftrace and a mounted
-# tracefs, set up here when root; otherwise it says what is missing when used.
-# EPOLL_LAB_KERNEL_TRACER=0 skips it (the container image: it runs unprivileged).
-if [[ $(id -u) -eq 0 && ${EPOLL_LAB_KERNEL_TRACER:-1} != 0 ]]; then
-    if ! command -v bpftrace >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
-        echo "[setup] installing bpftrace with apt-get (for TRACER=kernel)"
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bpftrace >/dev/null \
-            || echo "[setup] bpftrace did not install; TRACER=kernel will say so" >&2
+# The kernel tracer (TRACER=kernel) is optional: a BPF program built here
+# with clang and bpftool against this kernel's BTF (tracing/bpf), and a
+# mounted tracefs. As root, the tools are installed and it is built; where
+# something is missing, TRACER=kernel says what in one line when used (it
+# builds itself on first use too). EPOLL_LAB_KERNEL_TRACER=0 skips it.
+if [[ ${EPOLL_LAB_KERNEL_TRACER:-1} != 0 ]]; then
+    kmissing=()
+    command -v clang >/dev/null 2>&1 || kmissing+=(clang llvm)
+    command -v bpftool >/dev/null 2>&1 || [[ -x /usr/sbin/bpftool ]] || kmissing+=(bpftool)
+    [[ -f /usr/include/bpf/libbpf.h ]] || kmissing+=(libbpf-dev)
+    if ((${#kmissing[@]})) && [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        echo "[setup] installing ${kmissing[*]} with apt-get (the kernel tracer, TRACER=kernel)"
+        [[ -n $(find /var/lib/apt/lists -name '*Packages*' -print -quit 2>/dev/null) ]] || apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 \
+            libbpf-dev bpftool clang llvm >/dev/null \
+            || echo "[setup] the kernel tracer's tools did not install; TRACER=kernel will say so" >&2
+    elif ((${#kmissing[@]})); then
+        echo "[setup] for TRACER=kernel (optional): sudo apt-get install -y libbpf-dev bpftool clang llvm" >&2
     fi
-    if [[ -d /sys/kernel/tracing && ! -d /sys/kernel/tracing/events ]]; then
+    if [[ $(id -u) -eq 0 && -d /sys/kernel/tracing && ! -d /sys/kernel/tracing/events ]]; then
         mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null \
             || echo "[setup] cannot mount tracefs here (a container?); TRACER=kernel will say so" >&2
+    fi
+    if [[ ! -r /sys/kernel/btf/vmlinux ]]; then
+        echo "[setup] this kernel has no BTF (/sys/kernel/btf/vmlinux): TRACER=kernel cannot be built here" >&2
+    elif command -v clang >/dev/null 2>&1 && [[ -f /usr/include/bpf/libbpf.h ]]; then
+        PATH=$PATH:/usr/sbin make -s -C tracing/bpf OUT=build \
+            || echo "[setup] the kernel tracer did not build (see above); TRACER=kernel will say so" >&2
     fi
 fi
 

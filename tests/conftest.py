@@ -175,7 +175,7 @@ def sanic_server(tools_present):
 
 @pytest.fixture(scope="session")
 def kernel_ready():
-    """The kernel tracer's checks (root, tracefs, tracepoints, bpftrace); skip only where they fail."""
+    """The kernel tracer's checks (root, BTF, tracefs, tracepoints, its build); skip only where they fail."""
     from tracing import kernel
     try:
         kernel.preflight()

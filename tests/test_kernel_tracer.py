@@ -234,6 +234,8 @@ def test_live_mode_streams_the_kernel_tracers_lines(kernel_ready, tmp_path):
     assert not alive(server) and not alive(tracer), "server or the kernel tracer left behind"
     assert "GET /file" in (live.out / "annotated.log").read_text()
     assert (live.out / "raw.kernel").stat().st_size > 0
+    # Streamed from the same ring buffer: its count of lost calls ends the run.
+    assert any("calls lost: 0" in line for line in live.seen), "".join(live.seen[-10:])
 
 
 def test_a_command_under_the_kernel_tracer_resolves_on_a_pool_thread(kernel_ready, tmp_path):

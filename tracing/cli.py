@@ -38,8 +38,8 @@ recommended strace flags for logs you bring to `annotate`:
 
 def _tracer_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tracer", choices=("strace", "kernel"), default="strace",
-                   help="strace (ptrace, the default) or kernel (bpftrace on tracepoints: barely "
-                        "slows the server and decodes uvloop's io_uring epoll_ctl; needs root and "
+                   help="strace (ptrace, the default) or kernel (a BPF program on tracepoints: barely "
+                        "slows the server and decodes uvloop's io_uring epoll_ctl; needs root, BTF and "
                         "tracefs), written to traces/<run>-kernel/")
 
 

@@ -375,14 +375,18 @@ def start_live(loader: str, command: list[str], out: Path, syscalls: Iterable[st
                     got = traced.loader.stdout.read(n)
                     keep.write(got)
                     return got
-            counts = Counts()
+            counts, places = Counts(), []
             try:
-                for line in stream(counted(kernel_records.read(Tee()), counts), offset, tables):
+                lines_in = stream(counted(kernel_records.read(Tee()), counts), offset, tables)
+                for n, line in enumerate(lines_in, 1):
                     lines.write(line + "\n")
                     lines.flush()
-            except kernel_records.Truncated:
-                pass
-            (out / "kernel.counts.json").write_text(json.dumps(_report(counts, [])) + "\n")
+                    if " strace: " in line and (m := LOST_CALLS.search(line)):
+                        places.append({"line": n, "calls": int(m.group(1))})
+            except kernel_records.Truncated as e:
+                counts.truncated = str(e)
+            # Before the pipe closes: live mode reads this when the lines end.
+            (out / "kernel.counts.json").write_text(json.dumps(_report(counts, places)) + "\n")
 
     threading.Thread(target=pump, daemon=True).start()
     return traced, read_end

@@ -283,6 +283,9 @@ def run(target: Target, out: Path, screen: Screen, load_seconds: int = LOAD_SECO
         screen.say("[epoll-lab] the server exited on its own")
     summary = ann.summary.as_dict()
     screen.say(summary_text(summary))
+    if target.tracer == "kernel":
+        from tracing import kernel
+        screen.say(kernel.lost_note(out))
     screen.say(f"files: {out / raw_name(target)}\n       {out / 'annotated.log'}\n       {out / 'events.jsonl'}")
     return summary
 
