@@ -15,10 +15,10 @@ What goes in (format: the "Trace Event Format" document, JSON Object Format):
     unfinished when the wait resumed), so a few recent waits are kept;
   - requests as named spans on their own track ("requests"), probes sent
     during another request on a second one;
-  - signals and exits as instant events ("ph": "i"), and so are the
-    tracer's own messages; one that says calls were lost (the kernel
-    tracer's full ring buffer) is named "N calls lost", and otherData
-    counts them ("lost_calls"): a lossy trace says so in the viewer too;
+  - signals and exits as instant events ("ph": "i"); so is a tracer's
+    message that calls were lost here (the kernel tracer's full ring
+    buffer), named "N calls lost", and otherData counts them
+    ("lost_calls"): a lossy trace says so in the viewer too;
   - metadata ("ph": "M"): process_name, thread_name ("loop 4239", "pool 4242")
     and thread_sort_index (loop first).
 
@@ -150,8 +150,8 @@ class Exporter:
             if kind in ("signal", "exit"):
                 self.emit({"name": rec.get("syscall") or kind, "cat": kind, "ph": "i", "s": "t",
                            "ts": _us(ts), "pid": pid, "tid": tid, "args": {"note": rec.get("note", "")}})
-            elif kind == "strace":
-                self._message(rec, pid, tid, ts)
+            elif kind == "strace" and (m := LOST_CALLS.search(rec.get("text") or "")):
+                self._lost(rec, int(m.group(1)), pid, tid, ts)
             return
         name = rec.get("syscall") or "?"
         category = rec.get("category") or "other"
@@ -191,16 +191,12 @@ class Exporter:
         self.track_zero[tid] = dur == 0
         return start, dur
 
-    def _message(self, rec: dict, pid: int, tid: int, ts: float) -> None:
-        """The tracer's own line; one that says calls were lost marks the place, for all threads."""
-        text = rec.get("text") or ""
-        m = LOST_CALLS.search(text)
-        if m:
-            self.lost += int(m.group(1))
-        name = f"{m.group(1)} call{'' if m.group(1) == '1' else 's'} lost" if m else "tracer message"
-        self.emit({"name": name, "cat": "lost" if m else "strace", "ph": "i", "s": "g" if m else "t",
+    def _lost(self, rec: dict, calls: int, pid: int, tid: int, ts: float) -> None:
+        """The tracer lost calls here: a mark across all tracks, and a count for otherData."""
+        self.lost += calls
+        self.emit({"name": f"{calls} call{'' if calls == 1 else 's'} lost", "cat": "lost", "ph": "i", "s": "g",
                    "ts": _us(ts), "pid": pid, "tid": tid,
-                   "args": {"note": rec.get("note", ""), "text": text, "line": rec.get("line")}})
+                   "args": {"note": rec.get("note", ""), "text": rec.get("text"), "line": rec.get("line")}})
 
     def _cloned(self, tid: int, rec: dict) -> None:
         try:
