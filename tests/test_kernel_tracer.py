@@ -238,6 +238,26 @@ def test_live_mode_streams_the_kernel_tracers_lines(kernel_ready, tmp_path):
     assert any("calls lost: 0" in line for line in live.seen), "".join(live.seen[-10:])
 
 
+def test_live_mode_shows_where_calls_were_lost_and_how_many(kernel_ready, tmp_path):
+    """A 4 KiB ring under wrk (the load recipe): the screen shows each place calls were
+    lost, with the count, as it happens, and the run ends saying it is incomplete."""
+    live = Live(tmp_path, "--tracer", "kernel", "--recipe", "load", "--load-seconds", "2",
+                env={"EPOLL_LAB_KERNEL_RING_KB": "4"})
+    try:
+        live.pids(60)
+        shown = live.wait_for(r"\d+ calls? lost here: the kernel tracer's ring buffer was full", 30)
+    finally:
+        rc = live.stop()
+    assert rc == 0, "".join(live.seen[-20:])
+    lost = int(re.search(r"(\d+) calls? lost here", shown).group(1))
+    assert lost > 0, shown
+    end = [line for line in live.seen if "INCOMPLETE: the kernel tracer lost" in line]
+    assert end, "".join(live.seen[-10:])
+    raw = (live.out / "raw.kernel").read_text()
+    total = sum(int(m) for m in re.findall(r"strace: (\d+) calls? lost here", raw))
+    assert f"lost {total} calls" in end[0], (total, end[0])
+
+
 def test_a_command_under_the_kernel_tracer_resolves_on_a_pool_thread(kernel_ready, tmp_path):
     out = tmp_path / "cmd"
     p = run_cli("trace", "--tracer", "kernel", "--out", str(out), "--", sys.executable,

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO, Callable, Iterator
 
 from tracing.annotate import Annotator
-from tracing.names import WAITS
+from tracing.names import LOST_CALLS, WAITS
 from tracing.parse import events
 from tracing.recipes import Target
 from tracing.scenario import LOAD_SECONDS
@@ -123,10 +123,14 @@ class Screen:
         tag = f"[{cat}]"
         if self.color and cat in COLORS:
             tag = f"\x1b[{COLORS[cat]}m{tag}\x1b[0m"
+        note = rec["note"]
         if rec["kind"] == "syscall":
             first = (rec.get("args") or "").split(",", 1)[0].split("<", 1)[0][:12]
             what = f"{what}({first}…)" + (f" = {rec['ret']}" if rec["ret"] is not None else "")
-        return f"{ts:>12} {who} {what:<26} {tag} {rec['note']}"
+        elif rec["kind"] == "strace" and LOST_CALLS.search(rec.get("text") or ""):
+            # The tracer lost calls here: the message itself is the news ("N calls lost here").
+            note = (rec.get("text") or "").split("strace: ", 1)[-1]
+        return f"{ts:>12} {who} {what:<26} {tag} {note}"
 
 
 def clock(ts: float) -> str:
