@@ -242,7 +242,7 @@ def test_live_mode_shows_where_calls_were_lost_and_how_many(kernel_ready, tmp_pa
     """A 4 KiB ring under wrk (the load recipe): the screen shows each place calls were
     lost, with the count, as it happens, and the run ends saying it is incomplete."""
     live = Live(tmp_path, "--tracer", "kernel", "--recipe", "load", "--load-seconds", "2",
-                env={"EPOLL_LAB_KERNEL_RING_KB": "4"})
+                env={"EPOLL_LAB_KERNEL_RING_KB": "4", "EPOLL_LAB_KERNEL_WAKE_KB": "0"})
     try:
         live.pids(60)
         shown = live.wait_for(r"\d+ calls? lost here: the kernel tracer's ring buffer was full", 30)
@@ -325,11 +325,13 @@ def test_a_recorded_run_annotates_like_a_live_one_without_root():
 # -- what the BPF tracer adds: nothing lost silently, poll and select, vectors, fd names --
 
 def test_a_full_ring_buffer_says_how_many_calls_it_lost_and_where(kernel_ready, tmp_path):
-    """A 4 KiB ring (about 40 records) and a burst of 20,000 writes: calls are lost, and
-    the summary, annotated.log (heading and the place) and trace.json all say how many."""
+    """A 4 KiB ring (about 40 records) the loader empties only every 100 ms (no early
+    wakeup), and a burst of 20,000 writes: calls are lost, and the summary, annotated.log
+    (heading and the place) and trace.json all say how many."""
     out = tmp_path / "lossy"
     p = run_cli("trace", "--tracer", "kernel", "--out", str(out), "--", sys.executable,
-                str(PROGRAMS / "many_calls.py"), "20000", env={**os.environ, "EPOLL_LAB_KERNEL_RING_KB": "4"})
+                str(PROGRAMS / "many_calls.py"), "20000",
+                env={**os.environ, "EPOLL_LAB_KERNEL_RING_KB": "4", "EPOLL_LAB_KERNEL_WAKE_KB": "0"})
     assert p.returncode == 0, p.stderr
     summary = json.loads((out / "summary.json").read_text())
     lost = summary["lost_calls"]
@@ -345,8 +347,9 @@ def test_a_full_ring_buffer_says_how_many_calls_it_lost_and_where(kernel_ready, 
     for place in places:
         line = raw[place["line"] - 1]
         assert f"strace: {place['calls']} call" in line and "lost here" in line, line
-        before, after = split_prefix(raw[place["line"] - 2])[1], split_prefix(raw[place["line"]])[1]
-        assert before <= split_prefix(line)[1] <= after, raw[place["line"] - 2:place["line"] + 1]
+        # (a loss at the very end, reported by the loader as it stops, is the last line)
+        around = [split_prefix(x)[1] for x in raw[max(0, place["line"] - 2):place["line"] + 1]]
+        assert around == sorted(around), raw[place["line"] - 2:place["line"] + 1]
     text = (out / "annotated.log").read_text()
     assert f"# INCOMPLETE: the kernel tracer lost {lost} calls" in text.splitlines()[2], text[:600]
     shown = [line for line in text.splitlines() if re.search(r"^ +\d+ .* strace: \d+ calls? lost here", line)]

@@ -83,6 +83,17 @@ def ring_kb() -> int:
     return int(text)
 
 
+def wake_args() -> list[str]:
+    """EPOLL_LAB_KERNEL_WAKE_KB: how much unread data wakes the loader before its next
+    interval (default a quarter of the ring; 0: never, which is how a test fills a ring)."""
+    text = os.environ.get("EPOLL_LAB_KERNEL_WAKE_KB", "")
+    if not text:
+        return []
+    if not text.isdigit():
+        raise KernelError(f"EPOLL_LAB_KERNEL_WAKE_KB must be a number of KiB, not {text!r}")
+    return ["--wake-kb", text]
+
+
 # -- preflight --------------------------------------------------------------
 
 def preflight(tracefs: str | None = None) -> str:
@@ -307,7 +318,7 @@ def launch(loader: str, command: list[str], out: Path, syscalls: Iterable[str],
     ready_r, ready_w = os.pipe()
     argv = [*(pin or []), loader, "--out", "-" if live else str(records),
             "--pid" if pid is not None else "--exec", str(pid if pid is not None else server.pid),
-            "--syscalls", syscall_numbers(syscalls), "--ring-kb", str(ring_kb()),
+            "--syscalls", syscall_numbers(syscalls), "--ring-kb", str(ring_kb()), *wake_args(),
             "--interval-ms", str(LIVE_INTERVAL_MS if live else INTERVAL_MS), "--ready-fd", str(ready_w)]
     if libc:
         argv += ["--libc", libc]

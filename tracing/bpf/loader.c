@@ -6,7 +6,10 @@
  * after the run.
  *
  *   epoll-lab-ktrace --out FILE|- (--exec PID | --pid PID) [--syscalls N,N,...]
- *                    [--libc PATH] [--ring-kb N] [--interval-ms N] [--ready-fd N]
+ *                    [--libc PATH] [--ring-kb N] [--wake-kb N] [--interval-ms N] [--ready-fd N]
+ *
+ * --wake-kb: how much unread data makes the programs wake the loader before
+ * its next interval (default a quarter of the ring; 0: never, only the interval).
  *   epoll-lab-ktrace --floor [--ready-fd N]      empty programs on the same tracepoints
  *
  * Exit: 0 done, 1 a write failed, 2 bad usage, 3 cannot load or attach. */
@@ -227,7 +230,7 @@ static void attach_gai(struct epoll_lab_bpf *skel, const char *libc)
 int main(int argc, char **argv)
 {
 	const char *syscalls = NULL, *libc = NULL;
-	long pid = 0, ring_kb = 64 * 1024, interval = 100, ready_fd = -1;
+	long pid = 0, ring_kb = 64 * 1024, wake_kb = -1, interval = 100, ready_fd = -1;
 	int follow_exec = 1, floor = 0, err;
 	struct epoll_lab_bpf *skel;
 	struct ring ring;
@@ -253,6 +256,8 @@ int main(int argc, char **argv)
 			libc = v;
 		else if (!strcmp(a, "--ring-kb"))
 			ring_kb = number(a, v, 4, 1 << 22);
+		else if (!strcmp(a, "--wake-kb"))
+			wake_kb = number(a, v, 0, 1 << 22);
 		else if (!strcmp(a, "--interval-ms"))
 			interval = number(a, v, 1, 10000);
 		else if (!strcmp(a, "--ready-fd"))
@@ -286,7 +291,8 @@ int main(int argc, char **argv)
 		}
 		skel->rodata->follow_tgid = pid;
 		skel->rodata->follow_exec = follow_exec;
-		skel->rodata->wake_at = (unsigned long long)ring_kb * 1024 / 4;
+		skel->rodata->wake_at = wake_kb < 0 ? (unsigned long long)ring_kb * 1024 / 4
+				       : wake_kb ? (unsigned long long)wake_kb * 1024 : ~0ULL;
 		if (syscalls)
 			parse_syscalls(skel, syscalls);
 	}
