@@ -5,9 +5,10 @@ libuv submits through io_uring. A BPF program on the syscall tracepoints
 runs inside the server's own syscalls without a stop, and the io_uring
 tracepoints show each IORING_OP_EPOLL_CTL with the user_data libuv packed.
 
-How: tracing/bpf/epoll_lab.bpf.c writes one fixed-size binary record per
-call into a BPF ring buffer; tracing/bpf/loader.c (`epoll-lab-ktrace`)
-copies them, untouched, to the run's `kernel.records`. After the run
+How: tracing/bpf/epoll_lab.bpf.c writes one binary record per call (a fixed
+head, a bounded copy of its buffer) into a BPF ring buffer;
+tracing/bpf/loader.c (`epoll-lab-ktrace`) copies them, untouched, to the
+run's `kernel.records`. After the run
 `write_raw` sorts them by the kernel's time and writes strace-syntax lines
 (`raw.kernel`, tracing/kernel_lines.py), so the existing parser and
 annotator make the same annotated.log, events.jsonl, timeline and summary.

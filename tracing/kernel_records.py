@@ -3,7 +3,7 @@
 The loader copies the BPF ring buffer to the run's `kernel.records` as the
 kernel lays it out: per record an 8-byte frame (its length, a busy and a
 discard bit, a page offset), then the record, padded to 8 bytes: a 96-byte
-head and, when the head says so, EL_CAP bytes of data. This module mirrors
+head and the data bytes its `blob` says (at most EL_CAP). This module mirrors
 that layout, and says per call which part of the data is what;
 tracing/kernel_lines.py writes the lines.
 """

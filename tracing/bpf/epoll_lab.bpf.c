@@ -1,14 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
 /* epoll-lab's kernel tracer: the story's syscalls of one program (its
  * threads and the children it forks), io_uring submissions, signals, exits
- * and getaddrinfo, as fixed-size records in a BPF ring buffer (epoll_lab.h).
- * Nothing is formatted here: loader.c copies the records to a file and
- * tracing/kernel_lines.py writes them as strace lines after the run.
+ * and getaddrinfo, as binary records in a BPF ring buffer (epoll_lab.h: a
+ * fixed 96-byte head, then at most 160 bytes of the call's data). Nothing is
+ * formatted here: loader.c copies the ring to a file and
+ * tracing/kernel_lines.py writes strace lines from it after the run.
  *
- * A task is followed when it has an entry in `tasks` (task storage): made
- * at the followed pid's execve (or its first syscall, when attached to a
- * running process), and at fork for the children and threads of a
- * followed task. Every other task's syscall costs one look-up. */
+ * A task is followed when it has an entry (`followed`): made at the
+ * followed pid's execve (or its first syscall, when attached to a running
+ * process), and at fork for the children and threads of a followed task.
+ * Every other task's syscall is turned away by one comparison. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>

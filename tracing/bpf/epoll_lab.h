@@ -2,9 +2,10 @@
  * fills them), loader.c (which only copies them to a file) and
  * tracing/kernel_records.py (which reads them; keep the three in step).
  *
- * A record is a fixed 96-byte head, followed by EL_CAP bytes of data when
- * head.blob says so: calls with no buffer cost no more than the head. All
- * fields are little-endian and naturally aligned. */
+ * A record is a fixed 96-byte head, followed by head.blob bytes of data (a
+ * multiple of 8, at most EL_CAP; head.n of them valid): a call with no
+ * buffer costs no more than the head, a 40-byte read 40 more. All fields
+ * are little-endian and naturally aligned. */
 #ifndef EPOLL_LAB_H
 #define EPOLL_LAB_H
 
@@ -26,7 +27,7 @@ enum el_kind {
 
 struct el_head {
 	unsigned short kind;
-	unsigned short blob; /* 0, or EL_CAP: data bytes that follow this head */
+	unsigned short blob; /* data bytes that follow this head: 0 to EL_CAP, a multiple of 8 */
 	unsigned int nr;     /* syscall number, io_uring opcode, signal, CPU */
 	unsigned int tgid;
 	unsigned int tid;

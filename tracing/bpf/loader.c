@@ -7,10 +7,12 @@
  *
  *   epoll-lab-ktrace --out FILE|- (--exec PID | --pid PID) [--syscalls N,N,...]
  *                    [--libc PATH] [--ring-kb N] [--wake-kb N] [--interval-ms N] [--ready-fd N]
- *
- * --wake-kb: how much unread data makes the programs wake the loader before
- * its next interval (default a quarter of the ring; 0: never, only the interval).
  *   epoll-lab-ktrace --floor [--ready-fd N]      empty programs on the same tracepoints
+ *
+ * --exec follows PID from its next execve, --pid at once (and its threads);
+ * --wake-kb: how much unread data makes the programs wake the loader before
+ * its next interval (default a quarter of the ring; 0: never, only the interval);
+ * --ready-fd: a byte is written there once every probe is attached.
  *
  * Exit: 0 done, 1 a write failed, 2 bad usage, 3 cannot load or attach. */
 #include <errno.h>
