@@ -230,26 +230,32 @@ static __always_inline void count_loss(__u64 now)
 	l->last = now;
 }
 
-static __always_inline struct el_head *reserve_head(__u64 now)
+/* Room in the ring for a record of `size` bytes (a constant: always inlined),
+ * after any losses this CPU has yet to report; a loss counted if none. */
+static __always_inline void *reserve(__u64 size, __u64 now)
 {
-	struct el_head *h;
+	void *p;
 
 	report_losses();
-	h = bpf_ringbuf_reserve(&ring, sizeof(*h), 0);
-	if (!h)
+	p = bpf_ringbuf_reserve(&ring, size, 0);
+	if (!p)
 		count_loss(now);
-	return h;
+	return p;
 }
 
-static __always_inline struct el_rec *reserve_rec(__u64 now)
+/* A record of a moment (a fork, an exit, a signal, an io_uring request) of a
+ * followed task, head filled in; NULL for another task, or no room. */
+static __always_inline struct el_head *point(__u16 kind, __u32 nr)
 {
-	struct el_rec *r;
+	__u64 now = bpf_ktime_get_ns();
+	struct el_head *h;
 
-	report_losses();
-	r = bpf_ringbuf_reserve(&ring, sizeof(*r), 0);
-	if (!r)
-		count_loss(now);
-	return r;
+	if (!followed())
+		return NULL;
+	h = reserve(sizeof(struct el_head), now);
+	if (h)
+		head(h, kind, 0, nr, now);
+	return h;
 }
 
 static __always_inline __u32 clamp(__u64 n, __u32 cap)
@@ -532,7 +538,7 @@ int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
 		if (t->args[2])
 			bpf_probe_read_user(t->pre, 16, (void *)t->args[2]);
 	} else if (nr == NR_exit_group) {
-		struct el_head *h = reserve_head(t->t0);
+		struct el_head *h = reserve(sizeof(struct el_head), t->t0);
 
 		t->t0 = 0;
 		if (!h)
@@ -580,7 +586,7 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 		if (bpf_ringbuf_output(&ring, r, sizeof(r->h) + size, wake_flag()))
 			count_loss(now);
 	} else {
-		struct el_head *h = reserve_head(now);
+		struct el_head *h = reserve(sizeof(struct el_head), now);
 
 		if (!h)
 			return 0;
@@ -612,16 +618,13 @@ int BPF_PROG(fork, struct task_struct *parent, struct task_struct *child)
 {
 	struct el_head *h;
 
-	if (!followed())
-		return 0;
-	if (!follow(child, BPF_CORE_READ(child, pid)))
+	if (!followed() || !follow(child, BPF_CORE_READ(child, pid)))
 		return 0;
 	if (BPF_CORE_READ(child, tgid) != BPF_CORE_READ(parent, tgid))
 		__sync_fetch_and_add(&children, 1);
-	h = reserve_head(bpf_ktime_get_ns());
+	h = point(EL_FORK, 0);
 	if (!h)
 		return 0;
-	head(h, EL_FORK, 0, 0, bpf_ktime_get_ns());
 	h->args[0] = BPF_CORE_READ(child, pid);
 	h->args[1] = BPF_CORE_READ(child, tgid);
 	bpf_ringbuf_submit(h, wake_flag());
@@ -631,14 +634,10 @@ int BPF_PROG(fork, struct task_struct *parent, struct task_struct *child)
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(task_exit, struct task_struct *p)
 {
-	struct el_head *h;
+	struct el_head *h = point(EL_EXIT, 0);
 
-	if (!followed())
-		return 0;
-	h = reserve_head(bpf_ktime_get_ns());
 	if (!h)
 		return 0;
-	head(h, EL_EXIT, 0, 0, bpf_ktime_get_ns());
 	h->ret = BPF_CORE_READ(p, exit_code);
 	bpf_ringbuf_submit(h, wake_flag());
 	unfollow(BPF_CORE_READ(p, pid));
@@ -648,14 +647,10 @@ int BPF_PROG(task_exit, struct task_struct *p)
 SEC("tracepoint/signal/signal_deliver")
 int signal_deliver(struct trace_event_raw_signal_deliver *ctx)
 {
-	struct el_head *h;
+	struct el_head *h = point(EL_SIGNAL, ctx->sig);
 
-	if (!followed())
-		return 0;
-	h = reserve_head(bpf_ktime_get_ns());
 	if (!h)
 		return 0;
-	head(h, EL_SIGNAL, 0, ctx->sig, bpf_ktime_get_ns());
 	h->args[0] = ctx->code;
 	bpf_ringbuf_submit(h, wake_flag());
 	return 0;
@@ -668,15 +663,11 @@ SEC("tracepoint/io_uring/io_uring_submit_req")
 int uring_submit(struct trace_event_raw_io_uring_submit_req *ctx)
 {
 	struct io_epoll *ep = ctx->req;
-	struct el_head *h;
 	__u8 op = ctx->opcode;
+	struct el_head *h = point(EL_URING_SUB, op);
 
-	if (!followed())
-		return 0;
-	h = reserve_head(bpf_ktime_get_ns());
 	if (!h)
 		return 0;
-	head(h, EL_URING_SUB, 0, op, bpf_ktime_get_ns());
 	h->args[0] = ctx->user_data;
 	if (op == 29) { /* IORING_OP_EPOLL_CTL */
 		h->args[1] = BPF_CORE_READ(ep, epfd);
@@ -693,14 +684,10 @@ int uring_submit(struct trace_event_raw_io_uring_submit_req *ctx)
 SEC("tracepoint/io_uring/io_uring_complete")
 int uring_complete(struct trace_event_raw_io_uring_complete *ctx)
 {
-	struct el_head *h;
+	struct el_head *h = point(EL_URING_DONE, 0);
 
-	if (!followed())
-		return 0;
-	h = reserve_head(bpf_ktime_get_ns());
 	if (!h)
 		return 0;
-	head(h, EL_URING_DONE, 0, 0, bpf_ktime_get_ns());
 	h->args[0] = ctx->user_data;
 	h->ret = ctx->res;
 	bpf_ringbuf_submit(h, wake_flag());
@@ -732,7 +719,7 @@ int BPF_KRETPROBE(gai_exit, int ret)
 	if (!t || !t->gai_t0)
 		return 0;
 	now = bpf_ktime_get_ns();
-	r = reserve_rec(now);
+	r = reserve(sizeof(struct el_rec), now);
 	if (!r) {
 		t->gai_t0 = 0;
 		return 0;
