@@ -3,8 +3,9 @@
 strace asks the kernel what an fd is each time it prints one; the kernel
 tracer's lines are written after the run, so the answer is kept here: a
 table per process, started from a /proc snapshot taken when the tracer
-starts (`snapshot`), then changed by the calls that follow as they return
-(openat, socket, accept, bind, connect, pipe2, dup, close, execve, fork).
+starts (`snapshot`, through tracing.snapshot), then changed by the calls
+that follow as they return (openat, socket, accept, bind, connect, pipe2,
+dup, close, execve, fork).
 What a call the tracer does not follow made (fcntl's F_DUPFD, say) stays
 undecorated: a bare number, as strace without -yy prints it.
 """
@@ -19,6 +20,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from tracing import snapshot as proc_snapshot
 from tracing.kernel_records import Sock
 
 AF_UNIX, AF_INET, AF_INET6, AF_NETLINK = 1, 2, 10, 16
@@ -34,26 +36,23 @@ class Fd:
     cloexec: bool = False
 
 
-# -- the snapshot ----------------------------------------------------------------
+# -- the start ------------------------------------------------------------------
 
 def snapshot(pid: int, stdin_devnull: bool = False) -> dict:
-    """What /proc says about `pid`'s fds and working folder now. `stdin_devnull`:
-    the program's stdin will be /dev/null (the start gate's `exec "$@" </dev/null`)."""
+    """What `pid`'s fds are now, named as -yy names them (tracing.snapshot reads /proc for
+    the annotator too), with what the line writer needs besides: which are close-on-exec
+    (an execve drops them) and the working folder (a relative path's base).
+    `stdin_devnull`: its stdin will be /dev/null (the start gate's `exec "$@" </dev/null`)."""
     proc = Path(f"/proc/{pid}")
-    sockets = _sockets(proc)
     fds = {}
-    try:
-        names = list((proc / "fd").iterdir())
-    except OSError:
-        names = []
-    for link in names:
+    for num, text in proc_snapshot.take(pid)["fds"].items():
         try:
-            target = os.readlink(link)
-            flags = int(next(line.split()[1] for line in (proc / "fdinfo" / link.name).read_text().splitlines()
+            flags = int(next(line.split()[1] for line in (proc / "fdinfo" / num).read_text().splitlines()
                              if line.startswith("flags:")), 8)
         except (OSError, StopIteration, ValueError):
-            continue
-        fds[link.name] = {"text": _proc_text(target, sockets), "cloexec": bool(flags & O_CLOEXEC)}
+            flags = 0
+        fds[num] = {"text": device_text(text) if text.startswith("/dev/") else text,
+                    "cloexec": bool(flags & O_CLOEXEC)}
     if stdin_devnull:
         fds["0"] = {"text": device_text("/dev/null"), "cloexec": False}
     try:
@@ -72,52 +71,6 @@ def read_snapshot(path: Path) -> dict | None:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-
-
-def _proc_text(target: str, sockets: dict[int, str]) -> str:
-    if target.startswith("socket:["):
-        ino = int(target[8:-1])
-        return sockets.get(ino, f"socket:[{ino}]")
-    if target.startswith("/dev/"):
-        return device_text(target)
-    return target
-
-
-def _sockets(proc: Path) -> dict[int, str]:
-    """inode -> decoration, from the process's view of /proc/net."""
-    out: dict[int, str] = {}
-    for name, label in (("tcp", "TCP"), ("tcp6", "TCPv6"), ("udp", "UDP"), ("udp6", "UDPv6")):
-        try:
-            rows = (proc / "net" / name).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            f = row.split()
-            if len(f) < 10:
-                continue
-            local, remote, state, ino = _hexaddr(f[1]), _hexaddr(f[2]), f[3], int(f[9])
-            connected = state != "0A" and not remote.endswith(":0")
-            out[ino] = f"{label}:[{local}->{remote}]" if connected else f"{label}:[{local}]"
-    try:
-        rows = (proc / "net" / "unix").read_text().splitlines()[1:]
-    except OSError:
-        rows = []
-    for row in rows:
-        f = row.split()
-        if len(f) >= 7:
-            kind = UNIX_TYPES.get(int(f[4], 16), "UNIX")
-            out[int(f[6])] = f'{kind}:[{f[6]},"{f[7]}"]' if len(f) > 7 else f"{kind}:[{f[6]}]"
-    return out
-
-
-def _hexaddr(text: str) -> str:
-    addr, port = text.split(":")
-    raw = bytes.fromhex(addr)
-    if len(raw) == 4:
-        return f"{ipaddress.IPv4Address(raw[::-1])}:{int(port, 16)}"
-    # /proc/net/tcp6: four 32-bit words, each in host (little-endian) order.
-    words = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))
-    return f"[{ipaddress.IPv6Address(words)}]:{int(port, 16)}"
 
 
 @functools.lru_cache(maxsize=256)
