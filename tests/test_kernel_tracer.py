@@ -147,8 +147,13 @@ def _epoll_story(trace) -> tuple[int, list[dict]]:
 
 
 def test_c_server_shows_the_same_epoll_sequence_under_both_tracers(c_trace, c_kernel_trace):
+    # How many waits report a connection (its request and its hang-up in one wait, or two)
+    # is timing: strace slows the server, so the hang-up is often there by the first wait.
+    # The sequence is not: one epoll, and per connection one ADD, a wait that reports it, one DEL.
+    def sequence(story):
+        return story[0], [(c.get("ADD"), c.get("DEL"), bool(c.get("reported ready"))) for c in story[1]]
     strace, kernel = _epoll_story(c_trace), _epoll_story(c_kernel_trace)
-    assert strace == kernel, f"strace {strace}\nkernel {kernel}"
+    assert sequence(strace) == sequence(kernel), f"strace {strace}\nkernel {kernel}"
     assert kernel[0] == 1 and all(c.get("ADD") == 1 and c.get("DEL") == 1 and c.get("reported ready")
                                   for c in kernel[1]), kernel
 
