@@ -359,6 +359,10 @@ def test_a_full_ring_buffer_says_how_many_calls_it_lost_and_where(kernel_ready, 
     assert f"# INCOMPLETE: the kernel tracer lost {lost} calls" in text.splitlines()[2], text[:600]
     shown = [line for line in text.splitlines() if re.search(r"^ +\d+ .* strace: \d+ calls? lost here", line)]
     assert len(shown) == len(places), shown
+    # Each place's note says what is missing, and the annotator counts the same number.
+    recs = [json.loads(x) for x in (out / "events.jsonl").read_text().splitlines()]
+    notes = [r for r in recs if r["kind"] == "strace" and "calls are missing here" in r["note"]]
+    assert len(notes) == len(places) and summary["lost_in_log"] == lost, (notes[:3], summary.get("lost_in_log"))
     trace = json.loads((out / "trace.json").read_text())
     assert trace["otherData"]["lost_calls"] == lost, trace["otherData"]
     marks = [e for e in trace["traceEvents"] if e.get("cat") == "lost"]

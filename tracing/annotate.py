@@ -22,7 +22,7 @@ from tracing import roles as R
 from tracing.inputs import open_text
 from tracing.handlers import HANDLERS, Ctx, _exit_note, _generic, _signal
 from tracing.model import Knowledge, Model
-from tracing.names import (BLOCKING, CLIENT, CLONES, DEVICE, LOOP, OTHER, OTHER_CAT, PIPE,  # noqa: F401
+from tracing.names import (BLOCKING, CLIENT, CLONES, DEVICE, LOOP, LOST_CALLS, OTHER, OTHER_CAT, PIPE,  # noqa: F401
                            POLLABLE, POLL_WAITS, POOL, POOLED, READS, SOCKET, STDIO, TEACHING, WAITS,
                            WAKEUP, WAKEUP_CAT, WRITES)
 from tracing.parse import Event, Started, first_fd, numbered_events, split_prefix
@@ -154,7 +154,15 @@ class Annotator:
                 else:
                     m.procs.exited(tid)
             elif kind == "strace":
-                note = "strace's own message"
+                lost = LOST_CALLS.search(item.text or "")
+                if lost:
+                    # The tracer's ring was full: what those calls did is not in this log.
+                    m.lost = (item.line, int(lost.group(1)))
+                    self.summary.lost += int(lost.group(1))
+                    note = (f"{lost.group(1)} calls are missing here: the kernel tracer's ring buffer was full, "
+                            "so what they did is not in this log")
+                else:
+                    note = "strace's own message"
             else:
                 note = f"not understood, kept verbatim ({item.problem})"
             thread = R.thread_role(m, tid)

@@ -342,9 +342,12 @@ def _filled(c: Ctx, fd: F.Fd) -> str:
     if not writes and ev.line in c.m.prior.woken_by:
         writes = [c.m.prior.woken_by[ev.line]]  # printed after this wait (a merge of -ff files)
     if not writes:
+        gap = (f"; {c.m.lost[1]} calls were lost at line {c.m.lost[0]}: a write may be among them"
+               if c.m.lost is not None else "")
         if before is not None:
-            return f"nothing written to it since the wait at line {before} returned it: still unread"
-        return "no write to it appears in this log before this: made readable before the log began, or by an untraced writer"
+            return f"nothing written to it since the wait at line {before} returned it: still unread{gap}"
+        return ("no write to it appears in this log before this: made readable before the log began, or by an "
+                f"untraced writer{gap}")
     line, tid, sig, delivered, _ = writes[0]
     if fd.role != F.WAKEUP and (sig or c.m.proc(tid) == c.m.proc(c.ev.tid)):
         fd.role, fd.wakes = F.WAKEUP, "signal" if sig else "thread"  # written to wake this process's wait

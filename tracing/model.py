@@ -136,6 +136,7 @@ class Model(Tracked):
         self.closed: dict = Dict()  # object -> (line, tid) of the last close of an fd naming it
         self.unexplained: dict = Dict()  # reader key -> (wait line, tid, start, end): returned, no write seen yet
         self.last_fill: dict = Dict()  # reader key -> the write a wait last took as its evidence
+        self.lost: tuple | None = None  # (line, count) of the last place the tracer lost calls
         self.writes_started: dict = Dict()  # tid -> (line, fd) of a write to a wakeup fd printed <unfinished ...>
         self.taken: set = Set()  # lines of such writes a wait already took as its evidence
         self.resolver_steps: dict = Dict()  # tid -> [(line, what)]: name-lookup steps since its last wait

@@ -59,6 +59,7 @@ class Summary:
         self.unparsed = 0
         self.unparsed_lines: list[int] = []  # the first few, to look at
         self.roles: dict = {}  # tid -> model.Role: each thread's role, why, and the lines that show it
+        self.lost = 0  # calls the tracer says it lost (its "calls lost here" lines)
 
     def add(self, rec: dict) -> None:
         kind = rec["kind"]
@@ -88,4 +89,5 @@ class Summary:
                 "threads": {str(t): r for t, r in self.threads.items()},
                 "roles": {str(t): {"role": r.role, "why": r.why, "evidence": list(r.evidence)}
                           for t, r in self.roles.items() if t in self.threads},
-                "unparsed": self.unparsed, "unparsed_lines": self.unparsed_lines}
+                "unparsed": self.unparsed, "unparsed_lines": self.unparsed_lines,
+                **({"lost_in_log": self.lost} if self.lost else {})}
