@@ -27,9 +27,9 @@ FORMATS = ("text", "jsonl", "trace-event")
 
 def outputs(log: Path) -> dict[str, str]:
     """sha256 of each output `annotate` writes for `log`, and of the timeline drawn from its JSON Lines."""
-    rel = str(log.relative_to(ROOT))
+    rel = str(log.relative_to(ROOT))  # outputs name the log as given: from the checkout's root
     got = {}
-    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stderr(io.StringIO()):
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stderr(io.StringIO()), _in(ROOT):
         for fmt in FORMATS:
             out = Path(tmp) / f"out.{fmt}"
             code = cli.main(["annotate", rel, "--format", fmt, "-o", str(out)])
@@ -40,13 +40,18 @@ def outputs(log: Path) -> dict[str, str]:
     return got
 
 
-def all_outputs() -> dict[str, dict[str, str]]:
+@contextlib.contextmanager
+def _in(folder: Path):
     cwd = os.getcwd()
-    os.chdir(ROOT)
+    os.chdir(folder)
     try:
-        return {str(log.relative_to(FIXTURES)): outputs(log) for log in LOGS}
+        yield
     finally:
         os.chdir(cwd)
+
+
+def all_outputs() -> dict[str, dict[str, str]]:
+    return {str(log.relative_to(FIXTURES)): outputs(log) for log in LOGS}
 
 
 def differences(want: dict, got: dict) -> list[str]:
