@@ -9,7 +9,7 @@
 FROM docker.io/library/debian:bookworm-slim
 
 # The kernel tracer: setup installs clang, bpftool and libbpf-dev and builds
-# it (tracing/bpf, against the BTF of the kernel the image is built on;
+# it (tracing/run/tracers/kernel/bpf, against the BTF of the kernel the image is built on;
 # CO-RE lets it run on others). Running it needs root and BPF capabilities
 # the image's user does not have: TRACER=kernel says so in one line.
 ENV DEBIAN_FRONTEND=noninteractive \

@@ -45,7 +45,7 @@ help:
 	@echo "make container-smoke                          build the image, run trace-c and trace-sanic inside it"
 	@echo "make setup                                    install tools and .venv (done by the targets above)"
 	@echo "make build-c                                  build the C servers (epoll, io_uring) and their ASan and TSan builds"
-	@echo "make build-kernel                             build the kernel tracer (tracing/bpf: clang, bpftool, libbpf; make setup does it)"
+	@echo "make build-kernel                             build the kernel tracer (tracing/run/tracers/kernel/bpf: clang, bpftool, libbpf; make setup does it)"
 	@echo "make bench [ROUNDS=3 SECONDS=3]              req/s, latency, user/system CPU and syscalls per request, tracing overhead: C (epoll, io_uring), nginx, Sanic, aiohttp, tornado (a benchmark)"
 	@echo "make bench-c                                  CPU per request: the C server beside nginx (a benchmark)"
 	@echo "make bench-annotate [LINES=1000000]          annotate speed and memory beside strace-process-tree"
@@ -83,7 +83,7 @@ build-c: $(C_BIN) $(C_ASAN) $(C_TSAN) $(URING_BIN) $(URING_ASAN) $(URING_TSAN)
 
 # vmlinux.h from this kernel's BTF, the BPF object, its skeleton, the loader.
 build-kernel:
-	PATH=$$PATH:/usr/sbin $(MAKE) -C tracing/bpf OUT=build
+	PATH=$$PATH:/usr/sbin $(MAKE) -C tracing/run/tracers/kernel/bpf OUT=build
 
 trace-sanic: setup
 	$(PY) -m tracing trace sanic --tracer $(TRACER) --loop $(LOOP) $(if $(SCENARIO),--scenario $(SCENARIO)) $(if $(RECIPE),--recipe $(RECIPE)) $(if $(filter 0,$(IO_URING)),--no-io-uring) $(if $(PORT),--port $(PORT))
@@ -149,4 +149,4 @@ bench-live: setup $(C_BIN)
 	$(PY) bench/live_lag.py $(if $(SECONDS),--seconds $(SECONDS))
 
 clean:
-	rm -rf traces build *.egg-info cdemo/bin tracing/bpf/build
+	rm -rf traces build *.egg-info cdemo/bin tracing/run/tracers/kernel/bpf/build

@@ -86,7 +86,7 @@ def main() -> int:
         say(f"tracing the C server under wrk until the log has {args.lines:,} lines ...")
         have = make_log(log, args.lines)
     say(f"log: {log} ({have:,} lines, {log.stat().st_size / 1e6:.0f} MB)")
-    core = subprocess.run([str(PY), "-c", "from tracing import repeats; print(repeats.compiled())"],
+    core = subprocess.run([str(PY), "-c", "from tracing.render import repeats; print(repeats.compiled())"],
                           capture_output=True, text=True).stdout.strip() == "True"
 
     annotate = [str(PY), "-m", "tracing", "annotate", str(log), "-o", os.devnull, "--summary", "--format"]

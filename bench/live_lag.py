@@ -41,8 +41,8 @@ from pathlib import Path
 from helpers import ROOT, count_lines, cpu_seconds, free_port, need, stop_server, wait_port
 
 sys.path.insert(0, str(ROOT))
-from tracing.live import clock  # noqa: E402
-from tracing.recipes import load_flags  # noqa: E402
+from tracing.modes.live import clock  # noqa: E402
+from tracing.run.recipes import load_flags  # noqa: E402
 
 OUT = ROOT / "traces" / "bench-live"
 PY = ROOT / ".venv" / "bin" / "python"

@@ -74,7 +74,7 @@ say "the annotator's compiled core inside the container"
 run ".venv/bin/python -c 'import sys; from tracing import repeats; sys.exit(not repeats.compiled())'" \
     || { say "tracing/_repeats.c was not built in the image (make setup builds it)"; exit 1; }
 say "the kernel tracer inside the container: built by make setup, refused in one line unprivileged"
-run "test -x tracing/bpf/build/epoll-lab-ktrace" \
+run "test -x tracing/run/tracers/kernel/bpf/build/epoll-lab-ktrace" \
     || say "the kernel tracer was not built in the image (no BTF where it was built?); TRACER=kernel builds it on first use"
 out=$(run ".venv/bin/python -m tracing trace c --tracer kernel --port 18499 2>&1; echo \"exit \$?\"") || true
 echo "$out" | grep -q '^exit 3$' && [[ $(echo "$out" | grep -vc '^exit ') -eq 1 ]] \

@@ -37,7 +37,7 @@ if ((${#missing[@]})); then
 fi
 
 # The kernel tracer (TRACER=kernel) is optional: a BPF program built here
-# with clang and bpftool against this kernel's BTF (tracing/bpf), and a
+# with clang and bpftool against this kernel's BTF (tracing/run/tracers/kernel/bpf), and a
 # mounted tracefs. As root, the tools are installed and it is built; where
 # something is missing, TRACER=kernel says what in one line when used (it
 # builds itself on first use too). EPOLL_LAB_KERNEL_TRACER=0 skips it.
@@ -62,7 +62,7 @@ if [[ ${EPOLL_LAB_KERNEL_TRACER:-1} != 0 ]]; then
     if [[ ! -r /sys/kernel/btf/vmlinux ]]; then
         echo "[setup] this kernel has no BTF (/sys/kernel/btf/vmlinux): TRACER=kernel cannot be built here" >&2
     elif command -v clang >/dev/null 2>&1 && [[ -f /usr/include/bpf/libbpf.h ]]; then
-        PATH=$PATH:/usr/sbin make -s -C tracing/bpf OUT=build \
+        PATH=$PATH:/usr/sbin make -s -C tracing/run/tracers/kernel/bpf OUT=build \
             || echo "[setup] the kernel tracer did not build (see above); TRACER=kernel will say so" >&2
     fi
 fi

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tracing import recipes
-from tracing.run import trace
+from tracing.run import recipes
+from tracing.run.orchestrate import trace
 
 # The shared helpers live in tests/helpers.py; these names stay importable from here.
 from tests.helpers import (ROOT, WAITS, Trace, assert_add_follows_each_accept, curl,  # noqa: F401
@@ -176,7 +176,7 @@ def sanic_server(tools_present):
 @pytest.fixture(scope="session")
 def kernel_ready():
     """The kernel tracer's checks (root, BTF, tracefs, tracepoints, its build); skip only where they fail."""
-    from tracing import kernel
+    from tracing.run.tracers.kernel import tracer as kernel
     try:
         kernel.preflight()
     except kernel.KernelError as e:

@@ -17,7 +17,7 @@ import subprocess
 import time
 
 from tests.helpers import ROOT, free_port, wait_for
-from tracing.procs import port_answers
+from tracing.run.procs import port_answers
 
 KINDS = ["epoll", "uring"]     # parametrize a test over both servers with these
 BIN = ROOT / "cdemo" / "bin"

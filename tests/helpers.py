@@ -1,6 +1,6 @@
 """What the tests share: ports, curl, starting and stopping a server by PID,
 reading a trace back, the CLI as a user runs it. One home for each; process
-work goes through the library's own functions (tracing.procs)."""
+work goes through the library's own functions (tracing.run.procs)."""
 
 from __future__ import annotations
 
@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from tracing import procs
+from tracing.run import procs
 from tracing.names import WAITS  # noqa: F401  (the tests' one set of wait names)
-from tracing.parse import split_args, split_prefix
-from tracing.procs import alive, port_answers, stop, wait_port
+from tracing.read.parse import split_args, split_prefix
+from tracing.run.procs import alive, port_answers, stop, wait_port
 
 ROOT = Path(__file__).resolve().parents[1]
 PROGRAMS = Path(__file__).parent / "programs"
@@ -190,7 +190,7 @@ def count_lines(path: Path) -> int:
 
 def stop_server(top: subprocess.Popen, traced: bool, first: int = signal.SIGINT) -> None:
     """Stop a server by PID (under a tracer: the tracer's child, so the tracer ends with it),
-    `first` then harder (tracing.procs.stop), and reap the process we started."""
+    `first` then harder (tracing.run.procs.stop), and reap the process we started."""
     for pid in (procs.child_pids(top.pid)[:1] if traced else []) or [top.pid]:
         stop(pid, first)
     stop(top.pid, first)
@@ -202,7 +202,7 @@ def trace_c_under_wrk(path: Path, lines: int, seconds: float = 600, poll: float 
     """The C server traced with the lab's story flags (strace -f -ttt -T -yy) while wrk sends
     keep-alive requests, until the log has `lines` lines or `seconds` pass: a big real log.
     Returns its lines. The prefixes put the tracer and wrk on CPUs of their own (the bench)."""
-    from tracing.recipes import strace_flags
+    from tracing.run.recipes import strace_flags
     port = free_port()
     tracer = subprocess.Popen([*server_prefix, "strace", *strace_flags(), "-o", str(path),
                                str(ROOT / "cdemo/bin/epoll_server"), "--port", str(port)],

@@ -7,9 +7,9 @@ from __future__ import annotations
 import re
 
 from tests.helpers import free_port, run_cli
-from tracing import annotated_log
-from tracing.annotate import annotate_file
-from tracing.scenario import load_steps
+from tracing.render import annotated_log
+from tracing.understand.annotate import annotate_file
+from tracing.run.scenario import load_steps
 
 FOLD = re.compile(r"\[(\d+) start-up file calls folded .*?raw lines (\d+)-(\d+): ")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tests.helpers import WAITS, assert_add_follows_each_accept, show
-from tracing.parse import split_args
+from tracing.read.parse import split_args
 
 
 def test_one_epoll_instance_created_by_the_loop_thread(c_trace):

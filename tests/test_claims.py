@@ -1,4 +1,4 @@
-"""The table of claims (tracing/claims.py), each held to its two tests: on a real log,
+"""The table of claims (tracing/understand/claims.py), each held to its two tests: on a real log,
 the note at the example line makes the claim and names evidence of the kind the
 claim needs; with the evidence lines removed from the same log, the same call's
 note no longer makes it. docs/claims.md is the table as rendered."""
@@ -10,9 +10,9 @@ import re
 import pytest
 
 from tests.helpers import FIXTURES, LOGS, ROOT, show
-from tracing import claims
-from tracing.annotate import annotate_items
-from tracing.claims import CLAIMS, check_all, made
+from tracing.understand import claims
+from tracing.understand.annotate import annotate_items
+from tracing.understand.claims import CLAIMS, check_all, made
 
 FROM_LOGS = [c for c in CLAIMS if c.example[1]]
 
@@ -77,7 +77,7 @@ def test_no_note_of_any_recorded_log_makes_a_claim_without_its_evidence(log):
 
 def test_docs_claims_md_is_the_table_as_rendered():
     assert (ROOT / "docs" / "claims.md").read_text() == claims.markdown(), \
-        "run: .venv/bin/python -m tracing.claims > docs/claims.md"
+        "run: .venv/bin/python -m tracing.understand.claims > docs/claims.md"
 
 
 def test_every_claim_has_a_real_log_where_it_is_made():

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from tests.helpers import count_lines, trace_c_under_wrk
-from tracing.views import JSONL_FIELDS
+from tracing.render.views import JSONL_FIELDS
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -169,7 +169,8 @@ def test_a_long_annotation_says_how_far_it_has_read_on_a_terminal_and_nowhere_el
 def test_a_message_printed_while_the_status_line_is_up_starts_on_a_clean_line(monkeypatch):
     # An error or a Ctrl-C's one line can come while the line is drawn (in pass 1, say).
     import io
-    from tracing import progress, views
+    from tracing import log as progress
+    from tracing.render import views
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:

@@ -8,7 +8,7 @@ import warnings
 import pytest
 
 from tests.helpers import assert_add_follows_each_accept, show
-from tracing import compare
+from tracing.modes import compare
 
 
 @pytest.fixture(scope="module")

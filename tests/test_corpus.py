@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 
 from tests.corpus import CORPUS, check, expectations, log_of
-from tracing.annotate import annotate_file
-from tracing.claims import check_all
+from tracing.understand.annotate import annotate_file
+from tracing.understand.claims import check_all
 
 
 @pytest.fixture(scope="module", params=CORPUS, ids=[p.name for p in CORPUS])

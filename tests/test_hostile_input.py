@@ -18,10 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import covered
-from tracing import inputs
-from tracing.annotate import Annotator, annotate_file
-from tracing.parse import events
-from tracing.views import jsonl_line
+from tracing.read import inputs
+from tracing.understand.annotate import Annotator, annotate_file
+from tracing.read.parse import events
+from tracing.render.views import jsonl_line
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REAL = [line for p in sorted(FIXTURES.rglob("*.strace")) for line in p.read_text().splitlines()]

@@ -21,11 +21,12 @@ import pytest
 
 from tests.helpers import (PROGRAMS, ROOT, Live, Server, Trace, curl, free_port, run_cli,
                            sanic_server, show)
-from tracing import kernel_records
-from tracing.kernel_fds import Tables, read_snapshot
-from tracing.kernel_lines import convert, decode_user_data, sqe_fields
-from tracing.parse import fd_arg, split_args, split_prefix
-from tracing.procs import alive
+from tracing.run.tracers.kernel import records as kernel_records
+from tracing.run.tracers.kernel.fds import Tables, read_snapshot
+from tracing.read.sqe import decode_user_data, sqe_fields
+from tracing.run.tracers.kernel.lines import convert
+from tracing.read.parse import fd_arg, split_args, split_prefix
+from tracing.run.procs import alive
 
 FIXTURE = ROOT / "tests" / "fixtures" / "kernel" / "sanic-uvloop.records.gz"
 FIXTURE_FDS = ROOT / "tests" / "fixtures" / "kernel" / "sanic-uvloop.fds.json"
@@ -182,8 +183,8 @@ def test_user_data_of_libuv_and_of_others():
 
 
 def test_annotator_says_a_foreign_submission_has_no_known_fd():
-    from tracing.annotate import Annotator
-    from tracing.parse import events
+    from tracing.understand.annotate import Annotator
+    from tracing.read.parse import events
     line = "100 1.000000 io_uring_sqe(IORING_OP_READ, user_data=0x55d0c0ffee00) = 42 <0.000010>"
     rec = next(r for r in Annotator().run(events([line])) if r["kind"] == "syscall")
     assert "IORING_OP_READ" in rec["note"] and "fd is unknown" in rec["note"], rec["note"]
@@ -215,7 +216,7 @@ def test_preflight_without_btf_stops_with_one_line(tmp_path: Path):
 
 
 def test_compare_counts_every_client_add_strace_could_not_see(uvloop_trace, uvloop_kernel_trace):
-    from tracing import compare
+    from tracing.modes import compare
     cmp = compare.build({"sanic": uvloop_trace.out, "sanic-kernel": uvloop_kernel_trace.out})
     accepts = sum(cmp["phases"]["accept"]["sanic-kernel"].values())
     seen = cmp["phases"]["register client"]["sanic-kernel"].get("io_uring EPOLL_CTL_ADD")
@@ -313,7 +314,7 @@ def test_preflight_as_an_unprivileged_user_stops_with_one_line(tmp_path: Path):
 def test_a_recorded_run_annotates_like_a_live_one_without_root():
     """The fixture's records, converted and annotated here: no root needed, so this
     holds where the live tests skip (a container)."""
-    from tracing.annotate import annotate_items
+    from tracing.understand.annotate import annotate_items
     lines = _fixture_lines()
     # Both passes, as `annotate` reads a file: a thread is a pool thread by its hand-back,
     # which comes after the getaddrinfo it hands back.

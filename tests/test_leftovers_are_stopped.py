@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from tests.helpers import ROOT, wait_for
-from tracing.procs import alive
+from tracing.run.procs import alive
 
 FAILING_CHECK = '''
 import subprocess

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import pytest
 
 from tests.helpers import WAITS, show
-from tracing.annotate import READS, WRITES
-from tracing.parse import split_args
+from tracing.understand.annotate import READS, WRITES
+from tracing.read.parse import split_args
 
 
 def pair(trace, path):

@@ -12,7 +12,7 @@ import threading
 import pytest
 
 from tests.helpers import Live, count_lines, covered, curl, trace_c_under_wrk
-from tracing.run import alive
+from tracing.run.orchestrate import alive
 
 
 def test_accept_and_read_stream_out_while_the_server_runs(tmp_path):
@@ -75,8 +75,8 @@ def test_a_burst_of_identical_polls_prints_once_with_a_count():
     import io
     from pathlib import Path
 
-    from tracing.annotate import annotate_file
-    from tracing.live import Screen
+    from tracing.understand.annotate import annotate_file
+    from tracing.modes.live import Screen
 
     log = Path(__file__).parent / "fixtures" / "others" / "asyncio.strace"
     recs = [r for r in annotate_file(str(log))[0] if r["kind"] != "started"]
@@ -99,7 +99,7 @@ def test_live_reads_strace_in_chunks_and_keeps_every_line_whole():
     import io
     from pathlib import Path
 
-    from tracing.live import chunked_lines
+    from tracing.modes.live import chunked_lines
 
     log = (Path(__file__).parent / "fixtures" / "others" / "asyncio.strace").read_bytes()
     log += '1 1.0 openat(AT_FDCWD, "/tmp/café", O_RDONLY) = 3 <0.000010>\n'.encode()
@@ -127,8 +127,8 @@ def test_a_burst_count_is_shown_once_strace_goes_quiet():
     import io
     from pathlib import Path
 
-    from tracing.annotate import annotate_file
-    from tracing.live import Screen
+    from tracing.understand.annotate import annotate_file
+    from tracing.modes.live import Screen
 
     log = Path(__file__).parent / "fixtures" / "others" / "asyncio.strace"
     recs = [r for r in annotate_file(str(log))[0] if r["kind"] == "syscall"]
@@ -157,8 +157,8 @@ def records_and_starts(jsonl) -> tuple[list[dict], int]:
 def test_live_keeps_every_line_of_a_big_real_log_through_its_pipe(tools_present, tmp_path):
     import io
 
-    from tracing.annotate import Annotator
-    from tracing.live import Screen, stream
+    from tracing.understand.annotate import Annotator
+    from tracing.modes.live import Screen, stream
 
     log = tmp_path / "c-under-wrk.strace"
     lines = trace_c_under_wrk(log, 30_000, seconds=120)

@@ -4,7 +4,7 @@ filtered in the kernel, while wrk loads the server; the annotator reads it."""
 from __future__ import annotations
 
 from tests.helpers import show
-from tracing import recipes
+from tracing.run import recipes
 
 
 def test_the_load_recipe_traces_only_the_loops_epoll_and_accept_calls(c_load):

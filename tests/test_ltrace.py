@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import show
-from tracing import ltrace
+from tracing.run.tracers import ltrace
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ltrace"
 

@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import covered
-from tracing.annotate import Annotator
-from tracing.parse import events
-from tracing.views import JSONL_FIELDS, jsonl_line, text_lines
+from tracing.understand.annotate import Annotator
+from tracing.read.parse import events
+from tracing.render.views import JSONL_FIELDS, jsonl_line, text_lines
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REAL = [line for p in sorted(FIXTURES.rglob("*.strace"))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import fd_roles, show
-from tracing.annotate import annotate_file
+from tracing.understand.annotate import annotate_file
 
 OTHERS = Path(__file__).parent / "fixtures" / "others"
 

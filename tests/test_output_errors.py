@@ -76,7 +76,7 @@ def test_an_out_folder_that_cannot_be_made_is_not_called_removed_during_the_run(
 
 @pytest.mark.parametrize("fmt", ["jsonl", "text"])
 def test_annotate_onto_a_full_disk_is_one_line(tmp_path, fmt):
-    # jsonl: the compiled core writes the repeats itself (tracing/repeats.py).
+    # jsonl: the compiled core writes the repeats itself (tracing/render/repeats.py).
     log = ROOT / "tests" / "fixtures" / "load" / "c-pool-keepalive.strace"
     p = in_own_mounts(tmp_path, "size=64k", "annotate", "--format", fmt, "-o",
                       str(tmp_path / "mnt" / "out"), str(log))

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tracing import inputs
-from tracing.annotate import Annotator, annotate_file, annotate_items
-from tracing.parse import (Started, epoll_items, events, numbered_events, parse_line,
+from tracing.read import inputs
+from tracing.understand.annotate import Annotator, annotate_file, annotate_items
+from tracing.read.parse import (Started, epoll_items, events, numbered_events, parse_line,
                            parse_line_carefully, split_args)
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -11,9 +11,9 @@ import sys
 import pytest
 
 from tests.helpers import ROOT, free_port, processes_running, run_cli
-from tracing import recipes
-from tracing.recipes import Request, Target
-from tracing.run import EXIT_SCENARIO, EXIT_SETUP, EXIT_START, TraceError, alive, port_free, trace
+from tracing.run import recipes
+from tracing.run.recipes import Request, Target
+from tracing.run.orchestrate import EXIT_SCENARIO, EXIT_SETUP, EXIT_START, TraceError, alive, port_free, trace
 
 
 def test_after_a_run_no_server_or_strace_is_left_and_the_port_is_free(tools_present, tmp_path):

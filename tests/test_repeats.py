@@ -1,5 +1,5 @@
 """A line that repeats a call already annotated is written by the compiled
-core from the record the annotator wrote for it (tracing/repeats.py). That
+core from the record the annotator wrote for it (tracing/render/repeats.py). That
 must never show: the same bytes as the annotator alone writes, on every
 recorded log, on real lines shuffled with new times, and where a loop thread
 stalls between two identical calls."""
@@ -16,10 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tracing import repeats
-from tracing.annotate import annotate_file, annotate_items
-from tracing.inputs import opener
-from tracing.views import write_outputs
+from tracing.render import repeats
+from tracing.understand.annotate import annotate_file, annotate_items
+from tracing.read.inputs import opener
+from tracing.render.views import write_outputs
 
 from tests.helpers import FIXTURES, LOAD, LOGS, MIXED, PROGRAMS, ROOT, SPLIT, run_cli
 
@@ -198,8 +198,8 @@ def test_the_core_under_address_sanitizer(tmp_path):
     assert build.returncode == 0, build.stderr
     asan = subprocess.run(["gcc", "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip()
     script = ("import io, sys\n"
-              "from tracing import repeats\n"
-              "from tracing.inputs import opener\n"
+              "from tracing.render import repeats\n"
+              "from tracing.read.inputs import opener\n"
               "assert repeats._repeats.__file__.startswith(sys.argv[1]), repeats._repeats.__file__\n"
               "for log in sys.argv[2:]:\n"
               "    for check in (False, True):\n"

@@ -1,5 +1,5 @@
 """A server repeats itself, so the annotator reuses a verdict while the model
-has not changed (tracing/changes.py). Reuse must never show: these tests hold
+has not changed (tracing/understand/changes.py). Reuse must never show: these tests hold
 it to exactly what the handlers say, on every recorded log and on lines of
 real logs shuffled into orders no program made."""
 
@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tracing import changes
-from tracing.annotate import Annotator, annotate_file
-from tracing.parse import events
-from tracing.views import jsonl_line
+from tracing.understand import changes
+from tracing.understand.annotate import Annotator, annotate_file
+from tracing.read.parse import events
+from tracing.render.views import jsonl_line
 
 from tests.helpers import FIXTURES, LOAD, LOGS, MIXED
 
@@ -70,7 +70,7 @@ def _a_read_line() -> str:
 def test_a_verdict_whose_handler_read_its_line_or_the_call_before_is_not_kept(monkeypatch, reads):
     # A note that says "slept 3 ms" or "right after accept4" belongs to its line: a
     # handler that reads any of these gets asked again for every line.
-    from tracing import annotate as A
+    from tracing.understand import annotate as A
 
     def probe(c):
         c.m.last.get(c.ev.tid) if reads == "m.last" else getattr(c.ev, reads.split(".")[1])
@@ -83,7 +83,7 @@ def test_a_verdict_whose_handler_read_its_line_or_the_call_before_is_not_kept(mo
 
 
 def test_a_verdict_whose_handler_read_only_the_call_is_kept(monkeypatch):
-    from tracing import annotate as A
+    from tracing.understand import annotate as A
     monkeypatch.setitem(A.ALL_HANDLERS, "read", lambda c: c.say(f"read {c.ev.args[:10]} = {c.ev.ret}"))
     ann = Annotator()
     for _ in ann.run(events([_a_read_line()] * 5)):
@@ -94,7 +94,7 @@ def test_a_verdict_whose_handler_read_only_the_call_is_kept(monkeypatch):
 
 
 def test_every_change_to_a_counting_container_moves_the_count():
-    from tracing.fds import Fd
+    from tracing.understand.fds import Fd
     d, s, li = changes.Dict(a=1, b=2, c=3), changes.Set({1, 2, 3}), changes.List([3, 1, 2])
     fd = Fd(7, "client")
     moves = {

@@ -16,7 +16,7 @@ import pytest
 
 from server.app import SHUTDOWN_S
 from tests.helpers import ROOT, free_port, still_alive_after_a_while, wait_for
-from tracing.procs import port_answers
+from tracing.run.procs import port_answers
 
 CLIENTS = 100
 SLACK_S = 2.5  # the interpreter's own exit, on a shared machine

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from tests.helpers import WAITS, assert_add_follows_each_accept, fd_roles, show
-from tracing.parse import split_args
+from tracing.read.parse import split_args
 
 
 def waits_on(trace, tid):

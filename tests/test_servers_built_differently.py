@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import fd_roles, show
-from tracing.annotate import annotate_file
+from tracing.understand.annotate import annotate_file
 
 KINDS = Path(__file__).parent / "fixtures" / "kinds"
 

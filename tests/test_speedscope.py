@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import LOGS, ROOT, artifacts
-from tracing import trace_event
-from tracing.annotate import annotate_file
-from tracing.webdriver import Browser
+from tracing.render import trace_event
+from tracing.understand.annotate import annotate_file
+from tracing.render.webdriver import Browser
 
 RELEASE = ROOT / "tests" / "viewers" / "node_modules" / "speedscope" / "dist" / "release"
 # Click speedscope's Export tab and catch the file it makes (a Blob) instead of a download.

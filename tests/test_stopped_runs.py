@@ -15,7 +15,7 @@ import time
 import pytest
 
 from tests.helpers import ROOT, free_port, still_alive_after_a_while, processes_running, wait_for
-from tracing.procs import port_free
+from tracing.run.procs import port_free
 
 
 class Watch:

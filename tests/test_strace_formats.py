@@ -17,9 +17,9 @@ import sys
 import pytest
 
 from tests.helpers import FIXTURES, covered, run_cli
-from tracing.annotate import Annotator, annotate_file
+from tracing.understand.annotate import Annotator, annotate_file
 from tracing.errors import EXIT_SETUP
-from tracing.parse import events
+from tracing.read.parse import events
 
 FORMATS = FIXTURES / "formats"
 PLAIN = FIXTURES / "tiny-f-ttt-T-yy.strace"  # the same program, the lab's own flags

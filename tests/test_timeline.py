@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from tests.helpers import run_cli, show
-from tracing import browser, timeline
+from tracing.render import browser, timeline
 
 
 def page(trace) -> str:

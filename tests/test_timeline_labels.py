@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from tracing import browser
+from tracing.render import browser
 
 TAG = re.compile(r'<div class="tag" data-a="[^"]+"(?: data-row="(\d*)")?(?: data-w="(\d+)")?'
                  r' style="([^"]*)">([^<]*)</div>')

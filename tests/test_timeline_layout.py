@@ -10,8 +10,8 @@ import re
 import pytest
 
 from tests.helpers import artifacts
-from tracing import browser
-from tracing.webdriver import Browser
+from tracing.render import browser
+from tracing.render.webdriver import Browser
 
 # Every box the page shows, measured against the window and against the drawing.
 MEASURE = """

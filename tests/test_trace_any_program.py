@@ -18,7 +18,7 @@ import pytest
 from tests.helpers import (PROGRAMS, ROOT, Server, Trace, curl, fd_roles, free_port, run_cli, sanic_server, show,
                            still_alive_after_a_while, wait_for)
 from tracing.errors import EXIT_NOT_FOUND, EXIT_PID, EXIT_START
-from tracing.procs import alive, child_pids
+from tracing.run.procs import alive, child_pids
 
 FILES = ("raw.strace", "annotated.log", "events.jsonl", "timeline.html", "trace.json", "summary.json")
 DATA = ROOT / "server" / "data" / "lab.txt"

@@ -13,8 +13,8 @@ import pytest
 import io
 
 from tests.helpers import LOGS, PROGRAMS, ROOT, free_port, nesting_problems, run_cli, show
-from tracing import trace_event
-from tracing.annotate import annotate_file
+from tracing.render import trace_event
+from tracing.understand.annotate import annotate_file
 from tracing.names import WAITS
 
 PHASES = {"X", "M", "s", "f", "i"}

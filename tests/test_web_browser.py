@@ -10,7 +10,7 @@ import time
 import urllib.request
 
 from tests.helpers import WebPage, artifacts, still_alive_after_a_while, wait_for
-from tracing.webdriver import Browser
+from tracing.render.webdriver import Browser
 
 POOL_WORK = "return document.querySelectorAll('#markg rect.thread-pooled[data-role=pool]').length"
 ARROWS = "return document.querySelectorAll('#arrowg line.arrow').length"

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from tracing.web import BATCH, Hub, follow
+from tracing.modes.web import BATCH, Hub, follow
 
 
 
@@ -143,7 +143,7 @@ async def test_several_tabs_each_get_every_message_in_order():
 
 
 def test_the_page_gets_a_lines_evidence_when_the_annotator_gives_it():
-    from tracing.web import page_record
+    from tracing.modes.web import page_record
     rec = {"line": 12, "resumed_line": None, "tid": 7, "thread": "loop", "kind": "syscall", "syscall": "epoll_wait",
            "args": "3, [...], 10, -1", "ret": "1", "ts": 1.0, "duration": 0.5, "category": "pollable",
            "note": "woken by line 11", "ready": [{"fd": 4, "role": "wakeup"}],

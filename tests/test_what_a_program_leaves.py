@@ -10,8 +10,8 @@ import sys
 import time
 
 from tests.helpers import PROGRAMS, run_cli, still_alive_after_a_while
-from tracing.parse import Event, events
-from tracing.procs import alive
+from tracing.read.parse import Event, events
+from tracing.run.procs import alive
 
 BOUND_S = 6  # the run's own work is ~1 s; before the fix these took 11 s and 37 s
 
@@ -68,8 +68,8 @@ def test_a_daemon_that_double_forks_and_calls_setsid_is_stopped(tools_present, t
 def test_a_server_that_exits_on_its_own_leaves_nothing_under_the_tracer(tools_present, tmp_path):
     # The in-process path the demo targets use: the result names the program, and the
     # tracer (strace, a subreaper) has no child left once the run returns.
-    from tracing import recipes
-    from tracing.run import trace
+    from tracing.run import recipes
+    from tracing.run.orchestrate import trace
 
     target = recipes.program(["/bin/sh", "-c", "/bin/sleep 37 & /bin/sleep 37 & exit 3"])
     t0 = time.monotonic()

@@ -10,7 +10,7 @@ def run() -> None:
     try:
         # procs is small; from here on a stop signal is noted, not raised, until the
         # command line has loaded and installs its own handlers (procs.catch_stop_signals).
-        from tracing import procs
+        from tracing.run import procs
 
         procs.hold_stop_signals()
         from tracing.cli import main

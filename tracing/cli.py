@@ -10,18 +10,21 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from tracing import recipes
-from tracing import (annotated_log, assets, browser, compare, inputs, live, repeats, snapshot, timeline,
-                     trace_event)
-from tracing.annotate import Annotator, annotate_items
-from tracing.parse import events
+from tracing.run import recipes
+from tracing.render import annotated_log, browser, repeats, timeline, trace_event
+from tracing.run import assets
+from tracing.modes import compare, live
+from tracing.read import inputs
+from tracing.understand import snapshot
+from tracing.understand.annotate import Annotator, annotate_items
+from tracing.read.parse import events
 from tracing.errors import EXIT_CODES_HELP, EXIT_NOT_STRACE, EXIT_OUTPUT, EXIT_SETUP, TraceError
-from tracing.outputs import output_error, report
-from tracing.procs import catch_stop_signals
-from tracing.progress import Progress
-from tracing.run import trace
-from tracing.scenario import LOAD_SECONDS
-from tracing.views import eprint, summary_text, use_color, write_outputs
+from tracing.run.outputs import output_error, report
+from tracing.run.procs import catch_stop_signals
+from tracing.log import Progress
+from tracing.run.orchestrate import trace
+from tracing.run.scenario import LOAD_SECONDS
+from tracing.render.views import eprint, summary_text, use_color, write_outputs
 
 EPILOG = """\
 recommended strace flags for logs you bring to `annotate`:
@@ -296,7 +299,7 @@ def _target(kind: str, port: int | None = None, **options) -> recipes.Target:
 
 
 def _check_built(target: recipes.Target) -> None:
-    """The C servers are built on first use (the system compiler; see tracing/assets.py)."""
+    """The C servers are built on first use (the system compiler; see tracing/run/assets.py)."""
     for server in assets.C_SERVERS:
         if target.argv and target.argv[0] == str(assets.c_binary(server)):
             assets.ensure_c_binary(server)
@@ -392,7 +395,7 @@ def cmd_live(args) -> int:
 
 def kernel_unavailable() -> str:
     """Why the kernel tracer cannot run here ('' when it can)."""
-    from tracing import kernel
+    from tracing.run.tracers.kernel import tracer as kernel
     try:
         kernel.preflight()
     except kernel.KernelError as e:
@@ -431,7 +434,7 @@ WEB_PORT = 8765
 
 
 def cmd_web(parser: argparse.ArgumentParser, args) -> int:
-    from tracing import web
+    from tracing.modes import web
     if not 0 < args.port < 65536:
         parser.error(f"--port {args.port}: a port is 1 to 65535")
     if args.cmd and not args.command_port:

@@ -1,0 +1,1 @@
+"""Other modes: live, compare, the web page."""

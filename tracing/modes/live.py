@@ -1,0 +1,306 @@
+"""Live mode: the server under strace, annotated lines on the terminal as the
+calls happen, while curl is typed by hand in another terminal.
+
+strace writes into a pipe (`-o /dev/fd/N`); this process reads it line by
+line, keeps the raw line, annotates it in one pass (a thread's role is known
+from its first epoll wait on) and prints it at once. The raw log, the
+annotated log and the JSON Lines go to traces/<run>-live/ as they come.
+Ctrl-C (or the server dying) stops everything by PID and prints the summary.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+import re
+import select
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO, Callable, Iterator
+
+from tracing.understand.annotate import Annotator
+from tracing.names import LOST_CALLS, WAITS
+from tracing.read.parse import events
+from tracing.run.recipes import Target
+from tracing.run.scenario import LOAD_SECONDS
+from tracing.run.orchestrate import EXIT_SETUP, EXIT_START, TraceError, Traced, load, preflight, wait_ready
+from tracing.run.orchestrate import start as run_start
+from tracing.render.views import COLORS, eprint, jsonl_line, summary_text, text_lines, use_color
+
+ROLES = ("loop", "pool", "other")
+BURST_SHOW = 0.5  # seconds a burst's count may wait before it is shown
+QUIET = 0.2  # seconds without output from strace after which a burst's count is shown
+CATEGORIES = ("pollable", "thread-pooled", "blocking", "wakeup", "other")
+
+
+def matches(rec: dict, wanted: list[str]) -> bool:
+    """--filter words: a thread role, a category, or the start of a call's name."""
+    if not wanted:
+        return True
+    for word in wanted:
+        if word in ROLES and rec.get("thread") == word:
+            return True
+        if word in CATEGORIES and rec.get("category") == word:
+            return True
+        if (rec.get("syscall") or "").startswith(word):
+            return True
+    return False
+
+
+class Screen:
+    """One line per event: time, role and tid in fixed columns, call, note.
+
+    A burst of identical calls (zero-timeout polls, say) prints once, then a
+    count when something else comes, when strace goes quiet, or every
+    BURST_SHOW seconds while the burst goes on. Lines are kept until `flush`,
+    which live mode calls once per chunk read from strace, not per line.
+    """
+
+    def __init__(self, out: IO, color: bool, wanted: list[str]) -> None:
+        self.out, self.color, self.wanted = out, color, wanted
+        self.lock = threading.Lock()  # other threads (start-up, stop) print too
+        self.same: tuple | None = None
+        self.repeats = 0
+        self.burst_since = 0.0  # when the count not yet shown began
+        self.pending: list[str] = []
+
+    def say(self, text: str) -> None:
+        with self.lock:
+            self._flush_repeats()
+            self.pending.append(text + "\n")
+            self._write()
+
+    def record(self, rec: dict) -> None:
+        if rec["kind"] == "started" or not matches(rec, self.wanted):
+            return
+        key = (rec["tid"], rec["syscall"], rec["ret"], rec["category"], _short_args(rec))
+        with self.lock:
+            if key == self.same:
+                if not self.repeats:
+                    self.burst_since = time.monotonic()
+                self.repeats += 1
+                return
+            self._flush_repeats()
+            self.same = key if rec["kind"] == "syscall" else None
+            self.pending.append(self._line(rec) + "\n")
+
+    def flush(self) -> None:
+        """Show what came so far; a long burst's count too, so it never lags."""
+        with self.lock:
+            if self.repeats and time.monotonic() - self.burst_since >= BURST_SHOW:
+                self._flush_repeats()
+            self._write()
+
+    def quiet(self) -> None:
+        """strace has gone quiet: show a burst's count now, not when the next call comes."""
+        self.finish()
+
+    def _write(self) -> None:
+        if self.pending:
+            self.out.write("".join(self.pending))
+            self.pending.clear()
+        self.out.flush()
+
+    def _flush_repeats(self) -> None:
+        if self.repeats:
+            self.pending.append(f"{'':>12} {'':<12} … {self.repeats} more like the line above\n")
+        self.repeats = 0
+
+    def finish(self) -> None:
+        with self.lock:
+            self._flush_repeats()
+            self.same = None
+            self._write()
+
+    def _line(self, rec: dict) -> str:
+        ts = clock(rec["ts"]) if rec.get("ts") else ""
+        who = f"{rec.get('thread', ''):<5} {rec['tid'] or '':<6}"
+        what = rec["syscall"] or rec["kind"]
+        cat = rec.get("category", "")
+        tag = f"[{cat}]"
+        if self.color and cat in COLORS:
+            tag = f"\x1b[{COLORS[cat]}m{tag}\x1b[0m"
+        note = rec["note"]
+        if rec["kind"] == "syscall":
+            first = (rec.get("args") or "").split(",", 1)[0].split("<", 1)[0][:12]
+            what = f"{what}({first}…)" + (f" = {rec['ret']}" if rec["ret"] is not None else "")
+        elif rec["kind"] == "strace" and LOST_CALLS.search(rec.get("text") or ""):
+            # The tracer lost calls here: the message itself is the news ("N calls lost here").
+            note = (rec.get("text") or "").split("strace: ", 1)[-1]
+        return f"{ts:>12} {who} {what:<26} {tag} {note}"
+
+
+def clock(ts: float) -> str:
+    """A -ttt time as the screen shows it: local wall clock to the millisecond."""
+    return time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(ts % 1 * 1000):03d}"
+
+
+def _short_args(rec: dict) -> str:
+    # Identical waits: the same note (epoll fd, timeout, ready fds) but for how
+    # long they slept; other calls: the same arguments.
+    if rec.get("syscall") in WAITS:
+        return re.sub(r", slept [\d.]+ ms", "", rec.get("note") or "")
+    return (rec.get("args") or "")[:60]
+
+
+def start(target: Target, out: Path) -> tuple[Traced, int]:
+    """strace running the server, writing into a pipe; returns its read end.
+    The kernel tracer gives a pipe of the same lines (tracing/run/tracers/kernel/tracer.py)."""
+    tracer = preflight(target.port, target.tracer)
+    if target.tracer == "kernel":
+        return kernel_live(tracer, target, out)
+    read_end, write_end = os.pipe()
+    traced = run_start(target, tracer, out, output=f"/dev/fd/{write_end}", pass_fds=(write_end,))
+    os.close(write_end)  # strace holds it now; EOF comes when strace exits
+    return traced, read_end
+
+
+def kernel_live(loader: str, target: Target, out: Path) -> tuple:
+    from tracing.run.tracers.kernel import tracer as kernel
+    from tracing.run.recipes import kernel_syscalls
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        return kernel.start_live(loader, target.command(), out, kernel_syscalls(target), env=target.env)
+    except kernel.KernelError as e:
+        raise TraceError(str(e), EXIT_SETUP) from None
+
+
+def chunked_lines(fd: int, raw: IO[bytes], flush: Callable[[], None],
+                  quiet: Callable[[], None]) -> Iterator[str]:
+    """strace's lines from the pipe, read a pipe-full at a time.
+
+    Under load strace writes tens of thousands of lines a second; a read, a
+    raw write and four flushes per line would make strace wait on the pipe.
+    `flush` runs before each read, when every line read so far has been
+    annotated and shown (the consumer asks for a line only when done with
+    the last); `quiet` when strace has written nothing for QUIET seconds.
+    """
+    decode = codecs.getincrementaldecoder("utf-8")(errors="replace").decode
+    rest = ""
+    while True:
+        flush()
+        if not select.select([fd], [], [], QUIET)[0]:
+            quiet()
+            continue
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            break
+        raw.write(chunk)
+        lines = (rest + decode(chunk)).split("\n")
+        rest = lines.pop()
+        yield from lines
+    rest += decode(b"", final=True)
+    if rest:
+        yield rest
+
+
+def stream(fd: int, raw: IO[bytes], text: IO[str], jsonl: IO[str], screen: Screen, ann: Annotator) -> None:
+    """strace's lines from the pipe `fd` until it closes: the raw bytes to `raw`, each
+    annotated record to the screen, `text` and `jsonl` (every line in one record, as a file's)."""
+
+    def flush() -> None:
+        raw.flush()
+        text.flush()
+        jsonl.flush()
+        screen.flush()
+
+    for rec in ann.run(events(chunked_lines(fd, raw, flush, screen.quiet))):
+        screen.record(rec)
+        for t in text_lines([rec]):
+            text.write(t + "\n")
+        if rec["kind"] != "started":
+            jsonl.write(jsonl_line(rec) + "\n")
+
+
+def hints(target: Target) -> list[str]:
+    url = f"http://127.0.0.1:{target.port}"
+    paths = [r.path for r in target.requests] or ["/"]
+    return [f"  curl {url}{p}" for p in paths]
+
+
+def run(target: Target, out: Path, screen: Screen, load_seconds: int = LOAD_SECONDS) -> dict:
+    traced, pipe = start(target, out)
+    ready = threading.Event()
+    failed: list[str] = []
+
+    def announce() -> None:
+        try:
+            wait_ready(traced, target.port)
+        except TraceError as e:
+            failed.append(str(e))
+            return
+        ready.set()
+        screen.say(f"[epoll-lab] live: strace {traced.strace.pid}, server {traced.server_pid()} on "
+                   f"127.0.0.1:{target.port}. Try, in another terminal:")
+        for line in hints(target):
+            screen.say(line)
+        if target.recipe == "load":
+            threading.Thread(target=put_load, daemon=True).start()
+        screen.say("[epoll-lab] Ctrl-C stops the server and strace and prints the summary.")
+
+    def put_load() -> None:
+        try:
+            load(target.port, load_seconds)
+        except TraceError as e:  # wrk missing or failed: say so, keep the trace going
+            screen.say(f"[epoll-lab] {e}")
+
+    threading.Thread(target=announce, daemon=True).start()
+    ann = Annotator()
+    stopped: list[str] = []
+    stopper: list[threading.Thread] = []
+
+    def stop() -> None:
+        screen.say("[epoll-lab] stopping the server and strace ...")
+        stopped.extend(traced.stop(target.port))
+
+    def on_signal(signum, frame) -> None:
+        # Stop from a thread: this one keeps draining strace's pipe meanwhile,
+        # so strace never blocks on a full pipe while the server shuts down.
+        # The thread prints, too: the handler runs inside whatever this thread
+        # was doing, perhaps halfway through the screen's own bookkeeping.
+        if not stopper:
+            t = threading.Thread(target=stop, daemon=True)
+            t.start()
+            stopper.append(t)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with open(out / raw_name(target), "wb") as raw, open(out / "annotated.log", "w") as text, \
+                open(out / "events.jsonl", "w") as jsonl:
+            text.write(f"# epoll-lab live trace of {target.name}; raw lines, each followed by its note.\n")
+            stream(pipe, raw, text, jsonl, screen, ann)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for t in stopper:
+            t.join()
+        if traced.strace.poll() is None:
+            stopped += traced.stop(target.port)
+        os.close(pipe)
+        screen.finish()
+    if failed and not ready.is_set():
+        raise TraceError(failed[0], EXIT_START)
+    if not stopper:
+        screen.say("[epoll-lab] the server exited on its own")
+    summary = ann.summary.as_dict()
+    screen.say(summary_text(summary))
+    if target.tracer == "kernel":
+        from tracing.run.tracers.kernel import tracer as kernel
+        screen.say(kernel.lost_note(out))
+    screen.say(f"files: {out / raw_name(target)}\n       {out / 'annotated.log'}\n       {out / 'events.jsonl'}")
+    return summary
+
+
+def raw_name(target: Target) -> str:
+    return "raw.kernel" if target.tracer == "kernel" else "raw.strace"
+
+
+def main_live(target: Target, out: Path, wanted: list[str], load_seconds: int = LOAD_SECONDS,
+              color: str = "auto") -> int:
+    screen = Screen(sys.stdout, use_color(sys.stdout, color), wanted)
+    eprint(f"[epoll-lab] live trace of {target.name}; writing {out}/")
+    run(target, out, screen, load_seconds)
+    return 0

@@ -1,0 +1,1 @@
+"""Reading: raw lines to events."""

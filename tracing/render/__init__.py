@@ -1,0 +1,1 @@
+"""Rendering: records to what people and programs read."""

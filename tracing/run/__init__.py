@@ -1,0 +1,1 @@
+"""Running: a target under a tracer, its scenario, its files."""

@@ -1,0 +1,115 @@
+"""A run's files, written from its raw trace: annotated.log, events.jsonl,
+timeline.html, summary.json; and what is printed at the end of a run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tracing.render import annotated_log, timeline, trace_event
+from tracing.errors import EXIT_OUTPUT, TraceError
+from tracing.run.scenario import load_steps
+from tracing.run.tracers.kernel.tracer import lost_note as kernel_note
+from tracing.run.tracers import Tracer
+from tracing.render.views import jsonl_tee, summary_text, threads_by_role
+
+
+def output_error(path: Path, err: OSError, running: bool = True) -> TraceError:
+    if running and isinstance(err, FileNotFoundError):
+        return TraceError(f"{path} is gone (was the run folder removed while it ran?): nothing more "
+                          "could be written; run again, or pick another folder with --out", EXIT_OUTPUT)
+    why = err.strerror or str(err)
+    return TraceError(f"cannot write {path}: {why} (pick another folder with --out)", EXIT_OUTPUT)
+
+
+def ready_folder(out: Path) -> None:
+    """Make the run folder and prove it takes a file, before anything is started."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        _probe(out)
+    except OSError as e:  # nothing ran yet: a missing path here is not a removed run folder
+        raise output_error(out, e, running=False) from None
+
+
+def cannot_write(out: Path) -> TraceError | None:
+    """Why the running program's folder takes no more (full, gone), or None if it does."""
+    try:
+        _probe(out)
+    except FileNotFoundError as e:
+        return output_error(out, e)
+    except OSError as e:
+        return TraceError(f"cannot write {out}: {e.strerror or e}: the program's output (server.log) "
+                          "and the trace could not be written there, so the run stopped (free some "
+                          "space, or pick another folder with --out)", EXIT_OUTPUT)
+    return None
+
+
+def _probe(out: Path) -> None:
+    probe = out / ".epoll-lab-write-test"
+    try:
+        probe.write_bytes(b"x" * 4096)
+    finally:
+        probe.unlink(missing_ok=True)
+
+
+def write_run(out: Path, tracer: Tracer, full: bool = False) -> tuple[dict, list[tuple[str, int]]]:
+    """Annotate the raw file into the run's views; returns the summary and annotated.log's index."""
+    try:
+        return _write_run(out, tracer, full)
+    except OSError as e:
+        raise output_error(Path(e.filename) if e.filename else out, e) from None
+
+
+def _write_run(out: Path, tracer: Tracer, full: bool) -> tuple[dict, list[tuple[str, int]]]:
+    steps, headers = load_steps(out)
+    records, summary = tracer.records(out / tracer.raw_name, steps)
+    heading = (f"# epoll-lab annotated {tracer.name} trace of {out.name}; "
+               + tracer.heading.format(raw=tracer.raw_name) + "\n")
+    if notice := tracer.notice(out):
+        heading += f"# {notice}\n"
+    with open(out / "events.jsonl", "w") as jsonl:
+        index = annotated_log.write(jsonl_tee(records, jsonl), out / "annotated.log", heading, headers,
+                                    full=full, roles=lambda: summary().get("roles", {}))
+    timeline.write(timeline.from_jsonl(out / "events.jsonl"), out / "timeline.html",
+                   f"epoll-lab timeline: {out.name}{tracer.title}")
+    with open(out / "trace.json", "w") as f:
+        trace_event.write(timeline.from_jsonl(out / "events.jsonl"), f, f"epoll-lab: {out.name}",
+                          probes(out))
+    done = summary()
+    (out / "summary.json").write_text(json.dumps(done, indent=2) + "\n")
+    return done, index
+
+
+def probes(out: Path) -> list[tuple[str, float, float]]:
+    """Requests sent while another ran (the lessons' probes), as (label, start, end)."""
+    path = out / "scenario.jsonl"
+    if not path.exists():
+        return []
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [(f"probe: GET {r['path']}", r["start"], r["end"]) for r in rows if r.get("probe")]
+
+
+def report(result: dict) -> None:
+    out = Path(result["out"])
+    summary = result["summary"]
+    if summary.get("tool") == "ltrace":
+        print("library calls: " + ", ".join(f"{k} {v}" for k, v in summary["calls"].items()))
+        print("threads: " + threads_by_role(summary["threads"]))
+    else:
+        print(summary_text(summary))
+    if summary.get("tool") == "kernel":
+        print(kernel_note(out))
+    raw = result.get("raw", "raw.strace")
+    print(f"files: {out / raw}\n       {out / 'annotated.log'}\n       {out / 'events.jsonl'}\n"
+          f"       {out / 'timeline.html'}\n       {out / 'trace.json'}")
+    print(where_to_look(out, result.get("index") or []))
+
+
+def where_to_look(out: Path, index: list[tuple[str, int]]) -> str:
+    """The line to open first, and the two pictures."""
+    first = annotated_log.first_request(index) or next(iter(index), None)
+    start = (f"{out / 'annotated.log'} line {first[1]} ({first[0]})" if first
+             else f"{out / 'annotated.log'} (its index is at the top)")
+    return (f"look first: {start}\n"
+            f"    picture: {out / 'timeline.html'} (any browser)\n"
+            f"    Perfetto: open {out / 'trace.json'} at https://ui.perfetto.dev (Open trace file)")

@@ -1,0 +1,241 @@
+"""Recipes: which server to trace, with which strace flags, and which requests to send.
+
+A recipe is data; `tracing.run.orchestrate` carries it out. Adding a server (the C one,
+an ltrace variant) means adding a Target here, not another runner.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tracing.run import assets
+from tracing.errors import TraceError
+
+
+# The syscalls that tell the story: the loop's epoll calls, sockets, the
+# thread pool's file and resolver work, the wakeup fds, threads and children.
+STORY_SYSCALLS = (
+    "epoll_create,epoll_create1,epoll_ctl,epoll_wait,epoll_pwait,epoll_pwait2,"
+    "socket,bind,listen,connect,accept,accept4,shutdown,"
+    "read,write,readv,writev,pread64,recvfrom,sendto,recvmsg,sendmsg,"
+    "open,openat,close,dup,dup2,dup3,"
+    "eventfd2,pipe2,socketpair,timerfd_create,timerfd_settime,signalfd4,"
+    "io_uring_setup,io_uring_enter,"
+    "clone,clone3,fork,vfork,execve,exit_group"
+)
+
+
+# Any program (`trace -- CMD`, `--pid`) may wait in poll or select instead of
+# epoll (http.server, older C servers): without these its waits would not show.
+PROGRAM_SYSCALLS = STORY_SYSCALLS + ",poll,ppoll,select,pselect6"
+
+
+def strace_flags(syscalls: str = STORY_SYSCALLS) -> list[str]:
+    # -f threads and children; -ttt timestamps on the clock time.time() uses,
+    # so the recipe can mark requests; -T durations (how long a wait slept);
+    # -yy fd decorations (addresses, paths); -s 128 to see request lines.
+    return ["-f", "-ttt", "-T", "-yy", "-s", "128", "-e", f"trace={syscalls}"]
+
+
+# ltrace: library calls. `@*` takes calls made from any library (Python's
+# epoll calls come from its select module, uvloop's from libuv inside uvloop's
+# own .so); the C server makes them from its own binary.
+LTRACE_C = "epoll_create1+epoll_ctl+epoll_wait+accept4+getaddrinfo+read+write"
+LTRACE_PY = ("epoll_create1@*+epoll_ctl@*+epoll_wait@*+epoll_pwait@*+accept4@*+getaddrinfo@*"
+             "+write@loop.cpython*")
+
+
+def ltrace_flags(calls: str) -> list[str]:
+    # -f threads; -ttt epoch times (the request windows); -T time in each call.
+    return ["-f", "-ttt", "-T", "-s", "48", "-e", calls]
+
+
+# The load recipe: only the loop's own calls, filtered in the kernel by a
+# seccomp-bpf program, so untraced syscalls never stop the server. Cheap
+# enough to trace a server under wrk (see `make bench`).
+LOAD_SYSCALLS = "epoll_wait,epoll_pwait,epoll_pwait2,epoll_ctl,accept,accept4"
+
+
+def load_flags() -> list[str]:
+    # -T: how long each wait slept; with -ttt also when strace wrote the line
+    # (the call's end), which is how `make bench-live` measures live's lag.
+    return ["-f", "-ttt", "-T", "--seccomp-bpf", "-e", f"trace={LOAD_SYSCALLS}"]
+
+
+@dataclass(frozen=True)
+class Request:
+    path: str
+    lesson: str
+    timeout: float = 15.0  # seconds curl may take
+    # Sent this many seconds after the request before it started, while that
+    # one is still running: the probe of an overlapping pair.
+    probe_after: float | None = None
+
+
+@dataclass
+class Target:
+    name: str  # the folder under traces/
+    argv: list[str]  # the server command, port appended by `command`
+    port: int | None  # None: no scenario, trace until the program ends
+    requests: list[Request] = field(default_factory=list)
+    extra_strace: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    tracer: str = "strace"  # or "ltrace", or "kernel" (a BPF program: tracing/run/tracers/kernel/tracer.py)
+    recipe: str = "story"  # or "load": the cheap filter, under wrk instead of curl
+    tracer_flags: list[str] = field(default_factory=list)  # ltrace's, when tracer is ltrace
+    pid: int | None = None  # attach to this running process instead of starting argv
+    port_flag: bool = True  # the demo servers take `--port N`; a user's command is run as given
+    syscalls: str = STORY_SYSCALLS  # strace's story set; the kernel tracer's too (kernel_syscalls)
+
+    @property
+    def raw_name(self) -> str:
+        return f"raw.{self.tracer}"
+
+    def command(self) -> list[str]:
+        return [*self.argv, "--port", str(self.port)] if self.port_flag and self.port else list(self.argv)
+
+
+SANIC_REQUESTS = [
+    Request("/", "pure socket I/O: accept, read, write, all pollable"),
+    Request("/file", "a file read handed to a thread pool, which wakes the loop"),
+    Request("/dns?host=localhost", "getaddrinfo on a pool thread (reads /etc/hosts), then a wakeup"),
+    Request("/sleep?ms=200", "a timer: no fd, just the timeout of the next epoll wait"),
+    Request("/subprocess", "a child process; its stdout pipe is pollable"),
+    Request("/json", "a ujson body; socket I/O only"),
+]
+
+
+# strace's fault injection makes io_uring_setup fail as on a kernel (or a
+# container's seccomp profile) without io_uring: libuv then registers every
+# fd with plain epoll_ctl, which strace shows.
+NO_IO_URING = ["-e", "inject=io_uring_setup:error=ENOSYS"]
+
+
+PROBE = 0.05  # seconds after the lesson's request: it is surely running by then
+
+# The asyncio lessons: each request with a probe GET / fired while it runs.
+LESSONS = [
+    Request("/block?ms=300", "time.sleep in a handler blocks the loop: no epoll wait for 300 ms, "
+            "and the GET / sent 50 ms later is answered only after it"),
+    Request("/", "the probe: waits for the blocked loop", probe_after=PROBE),
+    Request("/sleep?ms=300", "await asyncio.sleep does not block: the loop waits in epoll with a "
+            "300 ms timeout and serves the GET / sent 50 ms later at once"),
+    Request("/", "the probe: served while the sleeper sleeps", probe_after=PROBE),
+    Request("/gather?ms=100,200,300", "gather of 100, 200 and 300 ms sleeps takes ~300 ms, not 600: "
+            "one wait per timer, each timeout the time to the next one"),
+    Request("/cpu?ms=300", "a CPU loop without await holds the loop: the GET / sent 50 ms later waits"),
+    Request("/", "the probe: waits for the CPU loop", probe_after=PROBE),
+    Request("/cpu?ms=300&yield=1", "a CPU loop that awaits asyncio.sleep(0) every 5 ms lets the loop "
+            "poll (zero-timeout waits) and serve the GET / sent 50 ms later"),
+    Request("/", "the probe: served between slices of the CPU loop", probe_after=PROBE),
+    Request("/timeout?ms=500&limit=100", "asyncio.timeout cancels work that overruns: the wait "
+            "times out at 100 ms and a 504 goes out instead of the 500 ms answer"),
+    Request("/taskgroup?ms=100,200,300&fail=1", "a TaskGroup whose first task to finish (100 ms) "
+            "raises: the group cancels its siblings, their timers leave the loop, and the answer goes "
+            "out at 100 ms; the next wait no longer counts down to the 200 ms timer"),
+    Request("/", "the probe: served while the group's tasks sleep", probe_after=PROBE),
+    Request("/cancel?every=50&after=175", "task.cancel(): a task ticking every 50 ms is cancelled "
+            "at 175 ms; its 200 ms timer is dropped, so no wait counts down to it"),
+    Request("/", "the probe: served between the ticks", probe_after=PROBE),
+]
+
+
+def sanic(loop: str = "uvloop", port: int = 8000, io_uring: bool = True, tool: str = "strace",
+          recipe: str = "story", scenario: str = "requests", **_ignored) -> Target:
+    name = "sanic" if loop == "uvloop" else f"sanic-{loop}"
+    if scenario == "lessons":
+        name += "-lessons"
+    if not io_uring:
+        name += "-no-io_uring"
+    # sys.executable is the venv's python, a symlink to the real interpreter
+    # (not a pyenv shim script), so strace follows the server, not bash.
+    target = Target(name, [sys.executable, "-m", "server", "--loop", loop], port,
+                    list(LESSONS if scenario == "lessons" else SANIC_REQUESTS),
+                    extra_strace=[] if io_uring else list(NO_IO_URING))
+    target = with_recipe(target, recipe)
+    return with_tool(target, tool, LTRACE_PY)
+
+
+def with_recipe(target: Target, recipe: str) -> Target:
+    if recipe == "load":
+        target.name += "-load"
+        target.recipe, target.requests = "load", []
+    return target
+
+
+def with_tool(target: Target, tool: str, ltrace_calls: str) -> Target:
+    if tool == "ltrace":
+        return with_ltrace(target, ltrace_calls)
+    if tool == "kernel":
+        # Same syscall set and scenario, seen from the kernel (BPF), in traces/<name>-kernel/.
+        target.name += "-kernel"
+        target.tracer = "kernel"
+    return target
+
+
+def kernel_syscalls(target: Target) -> list[str]:
+    """The syscalls the kernel tracer records: the recipe's set, as strace's (it adds the
+    poll and select family itself: tracing.run.tracers.kernel.tracer.POLLS)."""
+    return (LOAD_SYSCALLS if target.recipe == "load" else target.syscalls).split(",")
+
+
+def with_ltrace(target: Target, calls: str) -> Target:
+    target.name += "-ltrace"
+    target.tracer, target.tracer_flags = "ltrace", ltrace_flags(calls)
+    return target
+
+
+C_REQUESTS = [
+    Request("/", "the textbook loop: wait, accept4, EPOLL_CTL_ADD, read until EAGAIN, write"),
+    Request("/file", "a blocking open/read INSIDE the loop: nobody else is served meanwhile"),
+    Request("/dns?host=localhost", "getaddrinfo: blocking in the loop, or on the pool with POOL=1"),
+    Request("/sleep?ms=200", "a timerfd registered in the same epoll set: a pollable timer"),
+]
+
+
+def c(pool: bool = False, port: int = 8080, tool: str = "strace", recipe: str = "story",
+      **_ignored) -> Target:
+    argv = [str(assets.c_binary()), "--data", str(assets.lab_data())]
+    if pool:
+        argv.append("--pool")
+    target = with_recipe(Target("c-pool" if pool else "c", argv, port, list(C_REQUESTS)), recipe)
+    return with_tool(target, tool, LTRACE_C)
+
+
+# The same routes on completions: every operation goes through the ring, so
+# strace shows io_uring_enter where the epoll server shows the calls themselves.
+URING_REQUESTS = [
+    Request("/", "completion, not readiness: accept, recv and send are operations the ring "
+            "completes; strace sees only the io_uring_enter that submits and waits"),
+    Request("/file", "IORING_OP_OPENAT, READ and CLOSE: the kernel reads the file (inline, or on "
+            "its own iou-wrk threads); no read() on the loop, no thread pool"),
+    Request("/dns?host=localhost", "/etc/hosts opened and read through the ring, searched on the "
+            "loop: no getaddrinfo, no pool"),
+    Request("/sleep?ms=200", "IORING_OP_TIMEOUT: a timer is an operation that completes, no timerfd"),
+]
+# ltrace: liburing's library calls (most of liburing is inline in the binary).
+LTRACE_URING = "io_uring_queue_init_params+io_uring_submit_and_wait_timeout+io_uring_submit+accept4"
+
+
+def uring(port: int = 8080, tool: str = "strace", recipe: str = "story", **_ignored) -> Target:
+    if recipe == "load":
+        raise TraceError("the load recipe traces epoll_wait and accept calls, which the io_uring server "
+                         "does not make (it submits them with io_uring_enter); use the story recipe", 2)
+    argv = [str(assets.c_binary("uring")), "--data", str(assets.lab_data())]
+    return with_tool(Target("uring", argv, port, list(URING_REQUESTS)), tool, LTRACE_URING)
+
+
+def program(argv: list[str], port: int | None = None, paths: list[str] | None = None,
+            pid: int | None = None, tool: str = "strace") -> Target:
+    """Any command (or, with `pid`, a running process); with a port, curl sends `paths` (default /)."""
+    if paths is None:
+        paths = ["/"] if port else []
+    name = f"pid-{pid}" if pid else Path(argv[0]).name or "program"
+    target = Target(name, list(argv), port, [Request(p, "") for p in paths], pid=pid, port_flag=False,
+                    syscalls=PROGRAM_SYSCALLS)
+    return with_tool(target, tool, LTRACE_PY)
+
+
+TARGETS = {"sanic": sanic, "c": c, "uring": uring}

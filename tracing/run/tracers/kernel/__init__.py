@@ -1,0 +1,1 @@
+"""The kernel tracer: a BPF program, its loader, and its records as strace lines."""

@@ -1,0 +1,1 @@
+"""Understanding: events against the model, to records with verdicts."""
