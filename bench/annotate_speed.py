@@ -31,7 +31,9 @@ import sys
 import time
 from pathlib import Path
 
-from helpers import ROOT, count_lines, need, pin, trace_c_under_wrk
+from helpers import ROOT, need, pin
+
+from tests.helpers import count_lines, trace_c_under_wrk
 
 OUT = ROOT / "traces" / "bench-annotate"
 PY = ROOT / ".venv" / "bin" / "python"

@@ -34,7 +34,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from helpers import ROOT, cpu_split, descendants, free_port, need, pin, stop_server, wait_http
+from helpers import ROOT, cpu_split, need, pin, wait_http
+
+from tests.helpers import free_port, stop_server
+from tracing.run.procs import descendants
 
 sys.path.insert(0, str(ROOT))
 from tracing.run.tracers.kernel import tracer as kernel, records as kernel_records  # noqa: E402

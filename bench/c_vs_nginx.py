@@ -17,7 +17,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from helpers import ROOT, cpu_seconds, free_port, need, pin, stop_server, wait_port
+from helpers import ROOT, cpu_seconds, need, pin, wait_port
+
+from tests.helpers import free_port, stop_server
 
 
 def start(name: str, port: int, tmp: Path) -> subprocess.Popen:

@@ -10,10 +10,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-# One home for ports and processes: the library's and the tests' helpers.
-from tests.helpers import count_lines, free_port, stop_server, trace_c_under_wrk  # noqa: E402,F401
+# Ports and processes have one home: the library's and the tests' helpers (imported from there).
 from tracing.run import procs  # noqa: E402
-from tracing.run.procs import descendants  # noqa: E402,F401
 
 TICK = os.sysconf("SC_CLK_TCK")
 

@@ -38,7 +38,9 @@ import threading
 import time
 from pathlib import Path
 
-from helpers import ROOT, count_lines, cpu_seconds, free_port, need, stop_server, wait_port
+from helpers import ROOT, cpu_seconds, need, wait_port
+
+from tests.helpers import count_lines, free_port, stop_server
 
 sys.path.insert(0, str(ROOT))
 from tracing.modes.live import clock  # noqa: E402

@@ -6,7 +6,7 @@ does per line only what the annotator does for a call it has seen before,
 with the lab's own pieces: split off the pid, time and duration, look the
 call's text up (parsed by tracing.read.parse the first time), make its Event,
 look its verdict up, build the record (tracing.understand.records), count it (Summary)
-and write its JSON line (tracing.render.views). No first pass, no fd table, no
+and write its JSON line (tracing.render.jsonl). No first pass, no fd table, no
 role, no stall check, no note: every verdict is a placeholder. Its speed is
 what no amount of work on the annotator's own logic can beat without a
 compiled core or records that are not a dict per line.
@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import sys
 
-from helpers import ROOT  # noqa: F401  (puts the checkout on sys.path)
+import helpers  # puts the checkout on sys.path
 from tracing.understand import records
 from tracing.read.parse import Event, parse_line
-from tracing.render.views import jsonl_line
+from tracing.render.jsonl import jsonl_line
 
 BATCH = 512
 

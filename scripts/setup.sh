@@ -82,7 +82,7 @@ if [[ ! -x .venv/bin/python ]]; then
         exit 3
     fi
 fi
-# The annotator's compiled core (tracing/_repeats.c) needs Python's C headers:
+# The annotator's compiled core (tracing/_core.c) needs Python's C headers:
 # Debian's python3 has them in python3-dev; a pyenv or python.org build has its own.
 if ! "$real" -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1 && [[ $real == /usr/bin/* ]]; then
@@ -98,7 +98,7 @@ fi
 stamp=.venv/.epoll-lab-installed
 # constraints.txt pins what the lessons were checked on (uvloop's bundled libuv).
 # The install builds the compiled core in place: again when its source changes.
-if [[ ! -f $stamp || pyproject.toml -nt $stamp || constraints.txt -nt $stamp || tracing/_repeats.c -nt $stamp ]]; then
+if [[ ! -f $stamp || pyproject.toml -nt $stamp || constraints.txt -nt $stamp || tracing/_core.c -nt $stamp ]]; then
     echo "[setup] installing epoll-lab and its test tools into .venv (pinned by constraints.txt)"
     .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
     touch "$stamp"

@@ -14,9 +14,7 @@ import pytest
 from tracing.run import recipes
 from tracing.run.orchestrate import trace
 
-# The shared helpers live in tests/helpers.py; these names stay importable from here.
-from tests.helpers import (ROOT, WAITS, Trace, assert_add_follows_each_accept, curl,  # noqa: F401
-                           fd_roles, free_port, serving, show, stop_leftovers)
+from tests.helpers import Trace, free_port, serving, stop_leftovers
 
 
 # A skip that says a tool is missing is a missing install step (scripts/setup.sh), not a

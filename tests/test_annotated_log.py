@@ -7,7 +7,8 @@ from __future__ import annotations
 import re
 
 from tests.helpers import free_port, run_cli
-from tracing.render import annotated_log
+from tracing.render.annotated_log import AnnotatedLog, is_import
+from tracing.render.renderer import fan_out
 from tracing.understand.annotate import annotate_file
 from tracing.run.scenario import load_steps
 
@@ -53,7 +54,7 @@ def test_start_up_imports_are_one_counted_line_and_stay_in_the_raw_trace(uvloop_
     assert len(folds) == 1, folds
     count, first, last = map(int, folds[0])
     assert count > 500, "a Sanic server loads hundreds of modules"
-    folded = [r for r in uvloop_trace.records if first <= r["line"] <= last and annotated_log.is_import(r)]
+    folded = [r for r in uvloop_trace.records if first <= r["line"] <= last and is_import(r)]
     assert len(folded) == count, "every folded call is still in events.jsonl"
     raw = (uvloop_trace.out / "raw.strace").read_text().splitlines()
     assert all(".pyc" in raw[r["line"] - 1] or "openat(" in raw[r["line"] - 1] or r["fds"]
@@ -73,9 +74,9 @@ def test_nothing_before_the_first_listen_or_wait_is_folded_if_it_is_not_a_file_c
 
 def test_full_shows_every_call(uvloop_trace, tmp_path):
     steps, headers = load_steps(uvloop_trace.out)
-    records, _ = annotate_file(str(uvloop_trace.out / "raw.strace"), steps)
+    records, _ = annotate_file(str(uvloop_trace.out / "raw.strace"), steps, copies=True)
     out = tmp_path / "annotated.log"
-    annotated_log.write(records, out, "# full\n", headers, full=True)
+    fan_out(records, [AnnotatedLog(out, "# full\n", headers, full=True)])
     text = out.read_text()
     assert not FOLD.search(text)
     shown = {int(m.group(1)) for m in re.finditer(r"^\s*(\d+) \w", text, re.M)}

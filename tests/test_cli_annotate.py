@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from tests.helpers import count_lines, trace_c_under_wrk
-from tracing.render.views import JSONL_FIELDS
+from tracing.render.jsonl import JSONL_FIELDS
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -170,7 +170,7 @@ def test_a_message_printed_while_the_status_line_is_up_starts_on_a_clean_line(mo
     # An error or a Ctrl-C's one line can come while the line is drawn (in pass 1, say).
     import io
     from tracing import log as progress
-    from tracing.render import views
+    from tracing import log
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
@@ -180,7 +180,7 @@ def test_a_message_printed_while_the_status_line_is_up_starts_on_a_clean_line(mo
     monkeypatch.setattr(sys, "stderr", screen)
     line = progress.Progress(screen)
     line.show("pass 1 of 2: learning thread roles", 8192, None)
-    views.eprint("epoll-lab: interrupted (SIGINT); nothing was left running")
+    log.eprint("epoll-lab: interrupted (SIGINT); nothing was left running")
     assert screen.getvalue().endswith("lines\x1b[K\r\x1b[Kepoll-lab: interrupted (SIGINT); nothing was left "
                                       "running\n"), repr(screen.getvalue())
     assert progress._drawn == []

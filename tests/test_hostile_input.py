@@ -21,7 +21,7 @@ from tests.helpers import covered
 from tracing.read import inputs
 from tracing.understand.annotate import Annotator, annotate_file
 from tracing.read.parse import events
-from tracing.render.views import jsonl_line
+from tracing.render.jsonl import jsonl_line
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REAL = [line for p in sorted(FIXTURES.rglob("*.strace")) for line in p.read_text().splitlines()]

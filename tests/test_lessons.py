@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 
 from tests.helpers import WAITS, show
-from tracing.understand.annotate import READS, WRITES
+from tracing.names import READS, WRITES
 from tracing.read.parse import split_args
 
 

@@ -12,7 +12,7 @@ import threading
 import pytest
 
 from tests.helpers import Live, count_lines, covered, curl, trace_c_under_wrk
-from tracing.run.orchestrate import alive
+from tracing.run.procs import alive
 
 
 def test_accept_and_read_stream_out_while_the_server_runs(tmp_path):

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from tests.helpers import covered
 from tracing.understand.annotate import Annotator
 from tracing.read.parse import events
-from tracing.render.views import JSONL_FIELDS, jsonl_line, text_lines
+from tracing.render.jsonl import JSONL_FIELDS, jsonl_line
+from tracing.render.text import text_lines
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REAL = [line for p in sorted(FIXTURES.rglob("*.strace"))

@@ -13,7 +13,9 @@ import pytest
 from tests.helpers import ROOT, free_port, processes_running, run_cli
 from tracing.run import recipes
 from tracing.run.recipes import Request, Target
-from tracing.run.orchestrate import EXIT_SCENARIO, EXIT_SETUP, EXIT_START, TraceError, alive, port_free, trace
+from tracing.errors import EXIT_SCENARIO, EXIT_SETUP, EXIT_START, TraceError
+from tracing.run.orchestrate import trace
+from tracing.run.procs import alive, port_free
 
 
 def test_after_a_run_no_server_or_strace_is_left_and_the_port_is_free(tools_present, tmp_path):

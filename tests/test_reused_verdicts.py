@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from tracing.understand import changes
 from tracing.understand.annotate import Annotator, annotate_file
 from tracing.read.parse import events
-from tracing.render.views import jsonl_line
+from tracing.render.jsonl import jsonl_line
 
 from tests.helpers import FIXTURES, LOAD, LOGS, MIXED
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import signal
@@ -11,20 +12,23 @@ from importlib import metadata
 from pathlib import Path
 
 from tracing.run import recipes
-from tracing.render import annotated_log, browser, repeats, timeline, trace_event
+from tracing.render import browser, timeline, trace_event
+from tracing.render.annotated_log import AnnotatedLog
+from tracing.render.jsonl import Jsonl
+from tracing.render.renderer import fan_out
+from tracing.render.summary import summary_text
+from tracing.render.text import use_color
 from tracing.run import assets
 from tracing.modes import compare, live
 from tracing.read import inputs
 from tracing.understand import snapshot
-from tracing.understand.annotate import Annotator, annotate_items
-from tracing.read.parse import events
+from tracing.understand.annotate import Annotator, annotate_items, with_stacks_known
 from tracing.errors import EXIT_CODES_HELP, EXIT_NOT_STRACE, EXIT_OUTPUT, EXIT_SETUP, TraceError
 from tracing.run.outputs import output_error, report
 from tracing.run.procs import catch_stop_signals
-from tracing.log import Progress
+from tracing.log import Progress, eprint
 from tracing.run.orchestrate import trace
 from tracing.run.scenario import LOAD_SECONDS
-from tracing.render.views import eprint, summary_text, use_color, write_outputs
 
 EPILOG = """\
 recommended strace flags for logs you bring to `annotate`:
@@ -464,37 +468,35 @@ def cmd_annotate(args) -> int:
     # A big log takes a while: say how far on the terminal, while the output goes to
     # the -o file (on standard output it may be a pager's screen). One pass says nothing.
     progress = Progress(sys.stderr, once is None and out is not sys.stdout)
-    if once is not None:
-        # One pass (standard input, a FIFO): roles are learned as the stream goes.
-        ann = Annotator()
-        source = inputs.as_text(sys.stdin.buffer) if once == "-" else inputs.open_text(once)
-        records = ann.run(events(source, stacks=True))
-    else:
-        try:
-            opened = progress.passes(inputs.opener(args.log, warn=lambda m: eprint(f"epoll-lab: {m}")))
-            snap = _snapshot(args)
-            if args.format != "jsonl":
-                records, ann = annotate_items(opened, snapshot=snap)
-        except inputs.InputError as e:
-            raise TraceError(str(e), EXIT_SETUP) from None
     try:
-        if args.format == "jsonl" and once is None:
-            # Both passes; repeated lines by the compiled core.
-            ann = repeats.write_jsonl(opened, out, snapshot=snap)
-        elif args.format == "jsonl":
-            write_outputs(records, None, out)
+        if once is not None:
+            # One pass (standard input, a FIFO): roles are learned as the stream goes.
+            ann = Annotator()
+            source = inputs.as_text(sys.stdin.buffer) if once == "-" else inputs.open_text(once)
+            items, stacks = with_stacks_known(enumerate(source, 1))
+            records = ann.stream(items, stacks)
+        else:
+            opened = progress.passes(inputs.opener(args.log, warn=lambda m: eprint(f"epoll-lab: {m}")))
+            records, ann = annotate_items(opened, snapshot=_snapshot(args), copies=True)
+    except inputs.InputError as e:
+        raise TraceError(str(e), EXIT_SETUP) from None
+    try:
+        if args.format == "jsonl":
+            fan_out(records, [Jsonl(out)])
         elif args.format == "trace-event":
-            counts = trace_event.write(records, out, f"epoll-lab: {' '.join(args.log)}")
+            (counts,) = fan_out(records, [trace_event.Exporter(out, f"epoll-lab: {' '.join(args.log)}")])
             eprint(f"[epoll-lab] trace events: {counts.get('X:epoll-wait', 0)} epoll waits, "
                    f"{sum(v for k, v in counts.items() if k.startswith('X:'))} slices in all, "
                    f"{counts['flows']} wakeup flows; open it at https://ui.perfetto.dev")
         elif out is sys.stdout:
-            annotated_log.write_stream(records, out, full=not args.fold, color=use_color(out, args.color))
+            fan_out(records, [AnnotatedLog(out, full=not args.fold, color=use_color(out, args.color))])
         else:
             out.close()
             heading = f"# epoll-lab annotated trace of {' '.join(args.log)}\n"
-            annotated_log.write(records, Path(args.output), heading, full=not args.fold,
-                                color=args.color == "always")
+            fan_out(records, [AnnotatedLog(Path(args.output), heading, full=not args.fold,
+                                           color=args.color == "always")])
+        if out is not sys.stdout:
+            out.close()  # here, where a full disk is a one-line error
     except BrokenPipeError:
         raise
     except inputs.InputError as e:  # the input, opened again for a later pass
@@ -503,8 +505,9 @@ def cmd_annotate(args) -> int:
         raise output_error(Path(args.output), e) from None
     finally:
         progress.clear()
-        if out is not sys.stdout:
-            out.close()
+        if out is not sys.stdout and not out.closed:
+            with contextlib.suppress(OSError):  # an error is on its way already
+                out.close()
     summary = ann.summary
     if args.summary:
         eprint(summary_text(summary.as_dict()))

@@ -9,6 +9,7 @@ start clean.
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 from typing import IO, Callable, Iterable, Iterator
 
@@ -78,3 +79,9 @@ class Progress:
             self.stream.flush()
             self.shown = False
             _drawn.remove(self)
+
+
+def eprint(*a) -> None:
+    """A message on standard error, after wiping the status line."""
+    wipe()
+    print(*a, file=sys.stderr, flush=True)

@@ -23,12 +23,19 @@ from typing import IO, Callable, Iterator
 
 from tracing.understand.annotate import Annotator
 from tracing.names import LOST_CALLS, WAITS
-from tracing.read.parse import events
 from tracing.run.recipes import Target
 from tracing.run.scenario import LOAD_SECONDS
-from tracing.run.orchestrate import EXIT_SETUP, EXIT_START, TraceError, Traced, load, preflight, wait_ready
+from tracing.errors import EXIT_SETUP, EXIT_START, TraceError
+from tracing.run.orchestrate import preflight
 from tracing.run.orchestrate import start as run_start
-from tracing.render.views import COLORS, eprint, jsonl_line, summary_text, text_lines, use_color
+from tracing.run.procs import Traced
+from tracing.run.scenario import load, wait_ready
+from tracing.log import eprint
+from tracing.read.scan import BREAK
+from tracing.render.jsonl import Jsonl
+from tracing.render.renderer import Renderer, fan_out
+from tracing.render.summary import summary_text
+from tracing.render.text import COLORS, Text, use_color
 
 ROLES = ("loop", "pool", "other")
 BURST_SHOW = 0.5  # seconds a burst's count may wait before it is shown
@@ -169,17 +176,19 @@ def kernel_live(loader: str, target: Target, out: Path) -> tuple:
 
 
 def chunked_lines(fd: int, raw: IO[bytes], flush: Callable[[], None],
-                  quiet: Callable[[], None]) -> Iterator[str]:
-    """strace's lines from the pipe, read a pipe-full at a time.
+                  quiet: Callable[[], None]) -> Iterator[tuple | str]:
+    """strace's lines from the pipe, numbered, read a pipe-full at a time; a BREAK after
+    each pipe-full, so what came is annotated and shown before the next read waits.
 
     Under load strace writes tens of thousands of lines a second; a read, a
     raw write and four flushes per line would make strace wait on the pipe.
     `flush` runs before each read, when every line read so far has been
-    annotated and shown (the consumer asks for a line only when done with
-    the last); `quiet` when strace has written nothing for QUIET seconds.
+    annotated and shown (the consumer asks for more only when done with what
+    it has); `quiet` when strace has written nothing for QUIET seconds.
     """
     decode = codecs.getincrementaldecoder("utf-8")(errors="replace").decode
     rest = ""
+    n = 0
     while True:
         flush()
         if not select.select([fd], [], [], QUIET)[0]:
@@ -191,28 +200,37 @@ def chunked_lines(fd: int, raw: IO[bytes], flush: Callable[[], None],
         raw.write(chunk)
         lines = (rest + decode(chunk)).split("\n")
         rest = lines.pop()
-        yield from lines
+        for n, line in enumerate(lines, n + 1):
+            yield n, line
+        yield BREAK
     rest += decode(b"", final=True)
     if rest:
-        yield rest
+        yield n + 1, rest
+
+
+class _Shown(Renderer):
+    """The screen, as one of the stream's outputs."""
+
+    def __init__(self, screen: Screen) -> None:
+        self.screen = screen
+        self.add = screen.record
 
 
 def stream(fd: int, raw: IO[bytes], text: IO[str], jsonl: IO[str], screen: Screen, ann: Annotator) -> None:
     """strace's lines from the pipe `fd` until it closes: the raw bytes to `raw`, each
-    annotated record to the screen, `text` and `jsonl` (every line in one record, as a file's)."""
+    annotated record to the screen, `text` and `jsonl` (every line in one record, as a file's):
+    the one pipeline, a pipe-full at a time."""
+    outputs = [_Shown(screen), Text(text), Jsonl(jsonl)]
 
     def flush() -> None:
+        for r in outputs:
+            r.flush()
         raw.flush()
         text.flush()
         jsonl.flush()
         screen.flush()
 
-    for rec in ann.run(events(chunked_lines(fd, raw, flush, screen.quiet))):
-        screen.record(rec)
-        for t in text_lines([rec]):
-            text.write(t + "\n")
-        if rec["kind"] != "started":
-            jsonl.write(jsonl_line(rec) + "\n")
+    fan_out(ann.stream(chunked_lines(fd, raw, flush, screen.quiet)), outputs)
 
 
 def hints(target: Target) -> list[str]:

@@ -39,8 +39,10 @@ from typing import Callable
 from tracing.run import procs, recipes, scenario
 from tracing.understand.annotate import Annotator
 from tracing.errors import EXIT_SETUP, TraceError
-from tracing.read.parse import events
-from tracing.render.views import eprint, jsonl_line, text_lines
+from tracing.log import eprint
+from tracing.render.jsonl import Jsonl
+from tracing.render.renderer import Renderer, fan_out
+from tracing.render.text import Text
 
 PAGE = Path(__file__).with_name("web.html")
 RING = 20_000  # messages kept for tabs that read slowly or reconnect
@@ -148,6 +150,17 @@ def page_record(rec: dict) -> dict:
     return out
 
 
+class _Published(Renderer):
+    """Each record (but a call's started half) to the page's tabs, through the hub."""
+
+    def __init__(self, hub) -> None:
+        self.hub = hub
+
+    def add(self, rec: dict) -> None:
+        if rec["kind"] != "started":
+            self.hub.publish("rec", rec=page_record(rec))
+
+
 # -- one traced run -----------------------------------------------------------
 @dataclass
 class Choice:
@@ -216,18 +229,16 @@ class Session:
                     open(self.out / "events.jsonl", "w") as jsonl:
                 text.write(f"# epoll-lab web trace of {self.target.name}; raw lines, each followed by its note.\n")
 
+                outputs = [Text(text), Jsonl(jsonl), _Published(self.hub)]
+
                 def flush() -> None:
+                    for r in outputs:
+                        r.flush()
                     raw.flush()
                     text.flush()
                     jsonl.flush()
 
-                for rec in ann.run(events(live.chunked_lines(self.pipe, raw, flush, lambda: None))):
-                    for t in text_lines([rec]):
-                        text.write(t + "\n")
-                    if rec["kind"] == "started":
-                        continue
-                    jsonl.write(jsonl_line(rec) + "\n")
-                    self.hub.publish("rec", rec=page_record(rec))
+                fan_out(ann.stream(live.chunked_lines(self.pipe, raw, flush, lambda: None)), outputs)
         except (OSError, ValueError) as e:
             self.hub.publish("say", text=f"the trace stopped being read: {e}")
         finally:

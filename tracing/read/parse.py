@@ -17,15 +17,8 @@ from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 from tracing.names import WRITES
+from tracing.read.scan import NUMBER_IP, PID, SECONDS, split_prefix
 
-# `[pid  123] ` (strace -f to stderr) or `123  ` (strace -f -o FILE); with -Y
-# (--decode-pids=comm) the process's name follows the pid: `123<python3> `.
-_PID = re.compile(r"^(?:\[pid\s+(\d{1,10})(?:<[^>\n]{0,64}>)?\]\s|(\d{1,10})(?:<[^>\n]{0,64}>)?\s+)")
-# -ttt / -r (seconds), -t / -tt (wall clock).
-_TS = re.compile(r"^\s*(?:(\d{1,12}\.\d+)|(\d\d):(\d\d):(\d\d)(?:\.(\d+))?)\s+")
-# After the time: -n's syscall number `[ 257] `, then -i's instruction pointer
-# `[00007f1c2b3a4d5e] ` (`[????????????????] ` where there is none: an exit, a signal).
-_NUMBER_IP = re.compile(r"^(?:\[\s*\d{1,5}\]\s+)?(?:\[(?:[0-9a-f]{8,16}|\?{8,16})\]\s+)?")
 _CALL = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*|\?{3,4})\(")  # ??? or ????: strace could not tell
 _RESUMED = re.compile(r"^<\.\.\.\s+([A-Za-z_][A-Za-z0-9_]*|\?{3,4})\s+resumed>\s?")
 _UNFINISHED = re.compile(r"\s*<unfinished \.\.\.>\)?\s*$")
@@ -79,27 +72,6 @@ class Started:
     args: str = field(default="")
     source: str | None = None
     resumes_as: int | None = None  # the pid the resume will come from, if it changes
-
-
-def split_prefix(text: str) -> tuple[int | None, float | None, str]:
-    """Peel the pid and timestamp prefixes off one line."""
-    tid = None
-    m = _PID.match(text)
-    if m:
-        tid = int(m.group(1) or m.group(2))
-        text = text[m.end():]
-    ts = None
-    m = _TS.match(text)
-    if m:
-        if m.group(1):
-            ts = float(m.group(1))
-        else:
-            h, mi, s, frac = m.group(2, 3, 4, 5)
-            ts = int(h) * 3600 + int(mi) * 60 + int(s) + (float("0." + frac) if frac else 0.0)
-        text = text[m.end():]
-    if text[:1] == "[":
-        text = text[_NUMBER_IP.match(text).end():]
-    return tid, ts, text
 
 
 # A quoted string (strace escapes `"` and `\\` inside) or one bracket.
@@ -176,8 +148,7 @@ def _call_parts(body: str) -> tuple[str, str | None] | None:
 # `) = ` inside a buffer cannot end the arguments early. Anything else takes
 # the careful path below, which is the reference (tests compare the two).
 _FAST = re.compile(
-    r"(?:\[pid +(\d{1,10})(?:<[^>\n]{0,64}>)?\] |(\d{1,10})(?:<[^>\n]{0,64}>)? +)? *(?:(\d{1,12}\.\d+) +)?"
-    r"(?:\[ *\d{1,5}\] +)?(?:\[(?:[0-9a-f]{8,16}|\?{8,16})\] +)?([a-z_][a-z0-9_]*)\((.*)\) +"
+    PID + "? *(?:" + SECONDS + " +)?" + NUMBER_IP + r"([a-z_][a-z0-9_]*)\((.*)\) +"
     r"= (0x[0-9a-f]+|-?\d+|\?)(?:<(.*?)>)?(?: (E[A-Z0-9_]+) \((.*?)\))?(?: (\(.*?\)))?"
     r"(?: <(\d{1,12}\.\d+)>)?$", re.S)
 
@@ -270,7 +241,7 @@ def _fill_result(ev: Event, tail: str) -> bool:
 
 
 def events(lines: Iterable[str], stacks: bool = False) -> Iterator[Event | Started]:
-    """Fold a stream of raw lines into events, in completion order."""
+    """Fold a stream of raw lines into events, in completion order (see Parser)."""
     return numbered_events(enumerate(lines, 1), stacks=stacks)
 
 
@@ -312,23 +283,17 @@ def _holdable(got, text: str, lineno: int, source: str | None) -> _Held | None:
 
 
 
-def numbered_events(items: Iterable[tuple], holding: list | None = None,
-                    stacks: bool = False) -> Iterator[Event | Started]:
-    """`events` over (line number, text[, source]) items.
+def numbered_events(items: Iterable[tuple], stacks: bool = False) -> Iterator[Event | Started]:
+    """`events` over (line number, text[, source]) items: a Parser pushed one item at a time.
 
     The learning pass skips lines but must keep their numbers; a merge of
     `-ff` files numbers the merged stream and names each line's file.
-    `holding[0]`, if given, is kept to the line held for its rest, or None
-    (`tracing.render.repeats` writes no line of its own while one is held).
-    With `stacks`, the stack lines of `strace -k` go with their call (see
-    `_with_stacks`): each complete call is passed on only once the next line
-    has been read, so it is for readers of a whole log (annotate's records).
-    Without, each call is passed on at once, as live mode and the web page
-    need, and the learning pass (it acts on a line as it is read) and the
-    compiled core's misses (the core writes lines between them); a stack line
-    is then a line of its own, not understood.
     """
-    return _with_stacks(items, holding) if stacks else _events(items, holding)
+    parser = Parser(stacks)
+    push = parser.push
+    for item in items:
+        yield from push(item)
+    yield from parser.end()
 
 
 # strace -k prints a call's stack after the line that completes it, one frame a line:
@@ -338,87 +303,112 @@ STRAY_STACK = ("a stack line of strace -k, on its own: no call before it, or rea
                "that passes each call on at once (live mode)")
 
 
-def _with_stacks(items: Iterable[tuple], holding: list | None) -> Iterator[Event | Started]:
-    """The parser's events, each complete one held until the next line shows whether stack
-    lines follow it; those go into its `stack`. An exit_group's stack comes after its
-    process's `+++ exited` line: both are held, and the stack goes to the call."""
-    held: list[Event] = []
+class Parser:
+    """Raw lines in, events out, one line at a time: `push` returns the events a line
+    completes (none while a line cut by other output waits for its rest, `held`), `end`
+    the ones still open when the lines end.
 
-    def lines() -> Iterator[tuple]:
-        for item in items:
-            if held and item[1].startswith(STACK) and held[0].kind == "syscall":
-                target = held[0]
-                if target.stack is None:
-                    target.stack = []
-                target.stack.append((item[0], item[1].rstrip("\n")))
+    It holds only what is unfinished: a start per thread waiting for its resume, a
+    cut line. With `stacks`, the stack lines of `strace -k` go with their call: each
+    complete call is passed on only once the next line shows whether a stack follows
+    (for readers of a whole log). Without, each call is passed on at once (live mode,
+    the web page, the learning pass), and a stack line is a line of its own, not
+    understood."""
+
+    def __init__(self, stacks: bool = False) -> None:
+        self.stacks = stacks
+        self.pending: dict[int | None, Started] = {}
+        self.held: _Held | None = None
+        self.waiting: list[Event] = []  # stacks: the calls whose stack may follow
+
+    def push(self, item: tuple) -> list:
+        if not self.stacks:
+            return self._push(item)
+        waiting = self.waiting
+        if waiting and item[1].startswith(STACK) and waiting[0].kind == "syscall":
+            target = waiting[0]
+            if target.stack is None:
+                target.stack = []
+            target.stack.append((item[0], item[1].rstrip("\n")))
+            return []
+        return self._after_stacks(self._push(item))
+
+    def end(self) -> list:
+        out = []
+        if self.held is not None:
+            out.append(_cut_off(self.held, "the trace ended in the middle of this line"))
+            self.held = None
+        for start in self.pending.values():
+            out.append(_orphan(start, "never resumed (the trace ended first)"))
+        self.pending.clear()
+        if self.stacks:
+            out = self._after_stacks(out)
+            out += self.waiting
+            self.waiting = []
+        return out
+
+    def _after_stacks(self, got: list) -> list:
+        """Each complete event waits for the next; an exit_group's stack comes after its
+        process's `+++ exited` line: both wait, and the stack goes to the call."""
+        out = []
+        waiting = self.waiting
+        for ev in got:
+            if ev.__class__ is not Started:
+                if (len(waiting) == 1 and ev.kind == "exit" and ev.tid == waiting[0].tid
+                        and waiting[0].syscall in ("exit_group", "exit") and waiting[0].ret == "?"):
+                    waiting.append(ev)
+                    continue
+                out += waiting
+                waiting[:] = [ev]
                 continue
-            yield item
+            out += waiting
+            waiting.clear()
+            out.append(ev)
+        return out
 
-    for ev in _events(lines(), holding):
-        if ev.__class__ is not Started:
-            if (len(held) == 1 and ev.kind == "exit" and ev.tid == held[0].tid
-                    and held[0].syscall in ("exit_group", "exit") and held[0].ret == "?"):
-                held.append(ev)
-                continue
-            yield from held
-            held[:] = [ev]
-            continue
-        yield from held
-        held.clear()
-        yield ev
-    yield from held
-
-
-def _events(items: Iterable[tuple], holding: list | None = None) -> Iterator[Event | Started]:
-    pending: dict[int | None, Started] = {}
-    held: _Held | None = None
-    for item in items:
+    def _push(self, item: tuple) -> list:
         lineno, raw = item[0], item[1]
         source = item[2] if len(item) > 2 else None
         text = raw.rstrip("\n")
+        held, pending = self.held, self.pending
         if held is not None and _DETACHED.match(text):
             ev = _detached(held, lineno, text)
-            yield Started(held.line, held.text, ev.tid, ev.ts, ev.syscall or "", "", held.source)
-            yield ev
-            held = _holding(holding, None)
-            continue
+            self.held = None
+            return [Started(held.line, held.text, ev.tid, ev.ts, ev.syscall or "", "", held.source), ev]
         if held is not None:
             joined = parse_line(held.line, held.call + text)
             if isinstance(joined, Started) or (isinstance(joined, Event) and joined.kind == "syscall"):
-                yield from _fold_stitched(joined, held, lineno, text, pending)
-                held = _holding(holding, None)
-                continue
+                self.held = None
+                return list(_fold_stitched(joined, held, lineno, text, pending))
         if not text or (text[0].isspace() and not text.strip()):
-            yield Event(lineno, text, "unparsed", problem="empty line", source=source)
-            continue
+            return [Event(lineno, text, "unparsed", problem="empty line", source=source)]
         got = parse_line(lineno, text)
         if held is None and got.__class__ is Event and got.kind == "syscall":
             # Most lines: one complete call, nothing to hold or pair up.
             if source is not None:
                 got.source = source
-            yield got
-            continue
+            return [got]
+        out = []
         if held is not None:
             if isinstance(got, Event) and got.kind == "unparsed":
                 got.problem = f"printed by the traced program inside strace's line {held.line}"
                 got.source = source
-                yield got
-                continue
-            yield _cut_off(held, "the rest of this line never came")
-            held = _holding(holding, None)
+                return [got]
+            out.append(_cut_off(held, "the rest of this line never came"))
+            self.held = None
         hold = _holdable(got, text, lineno, source)
         if hold is not None:
-            held = _holding(holding, hold)
-            continue
+            self.held = hold
+            return out
         if source is not None:
             (got[1] if isinstance(got, tuple) else got).source = source
         if isinstance(got, Started):
             key = got.resumes_as or got.tid
             if key in pending:
                 # strace never starts two calls on one thread; keep both.
-                yield _orphan(pending.pop(key), "a new call began before this one resumed")
+                out.append(_orphan(pending.pop(key), "a new call began before this one resumed"))
             pending[key] = got
-            yield got
+            out.append(got)
         elif isinstance(got, tuple):
             how, ev = got
             start = pending.pop(ev.tid, None)
@@ -430,7 +420,7 @@ def _events(items: Iterable[tuple], holding: list | None = None) -> Iterator[Eve
                                problem=ev.problem, source=start.source)
             else:
                 if start is not None:
-                    yield _orphan(start, "resumed as a different call")
+                    out.append(_orphan(start, "resumed as a different call"))
                 merged = ev
                 merged.problem = merged.problem or "resumed without a start line"
             if how == "resumed-unfinished":
@@ -438,25 +428,15 @@ def _events(items: Iterable[tuple], holding: list | None = None) -> Iterator[Eve
                 again = Started(merged.line, merged.text, merged.tid, merged.ts,
                                 merged.syscall or "", merged.args, merged.source)
                 if merged.resumed_line is not None:
-                    yield Event(line=lineno, text=text, kind="syscall", tid=merged.tid,
-                                ts=split_prefix(text)[1], syscall=merged.syscall,
-                                problem="resumed and interrupted again", source=source)
+                    out.append(Event(line=lineno, text=text, kind="syscall", tid=merged.tid,
+                                     ts=split_prefix(text)[1], syscall=merged.syscall,
+                                     problem="resumed and interrupted again", source=source))
                 pending[merged.tid] = again
-                continue
-            yield merged
+                return out
+            out.append(merged)
         else:
-            yield got
-    if held is not None:
-        yield _cut_off(held, "the trace ended in the middle of this line")
-    for start in pending.values():
-        yield _orphan(start, "never resumed (the trace ended first)")
-
-
-def _holding(holding: list | None, held: _Held | None) -> _Held | None:
-    """`held`, told to numbered_events' caller if it asked (its line changes rarely)."""
-    if holding is not None:
-        holding[0] = held
-    return held
+            out.append(got)
+        return out
 
 
 def _fold_stitched(joined, held: _Held, lineno: int, text: str, pending: dict):

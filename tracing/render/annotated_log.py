@@ -16,10 +16,12 @@ import re
 import shutil
 from collections import Counter
 from pathlib import Path
-from typing import IO, Iterable, Iterator
+from typing import IO
 
 from tracing.names import FILE, WAITS
-from tracing.render.views import text_lines
+from tracing.render.renderer import BATCH, Lines, Renderer
+from tracing.render.text import TextLines
+from tracing.understand.records import Copies
 
 FOLD_LEAST = 20  # fewer start-up file calls are left as they are
 STARTED = frozenset({"listen"}) | WAITS  # the start-up's end: no folding after these
@@ -63,58 +65,68 @@ def _what(counts: Counter) -> str:
     return ", ".join(parts)
 
 
-def fold_startup(records: Iterable[dict], least: int = FOLD_LEAST, keep_most: int = 500
-                 ) -> Iterator[dict]:
-    """Records, with the start-up file calls as one record of kind "folded".
+class StartupFold:
+    """The start-up file calls as one record of kind "folded", fed a record at a time.
 
     The calls of other kinds made meanwhile (a clone, a socketpair, an
     epoll_create) follow the folded line, in their order. A section change,
-    the first listen or epoll wait, or `keep_most` such calls end the fold.
+    the first listen or epoll wait, or `keep_most` such calls end the fold;
+    after the first listen or wait every record passes (`done`).
     """
-    held: list[dict] = []  # every record since the fold began, until it is long enough
-    others: list[dict] = []  # the non-file records since then
-    counts: Counter = Counter()
-    first = last = None
-    started = False
 
-    def flush() -> Iterator[dict]:
-        nonlocal held, others, counts, first, last
-        if first is not None and counts.total() >= least:
-            yield {"kind": "folded", "line": first["line"],
-                   "last_line": last.get("resumed_line") or last["line"], "count": counts.total(),
-                   "what": _what(counts), "tid": first.get("tid"), "thread": first.get("thread"),
-                   "request": first.get("request")}
-            yield from others
-        else:
-            yield from held
-        held, others, counts, first, last = [], [], Counter(), None, None
+    def __init__(self, least: int = FOLD_LEAST, keep_most: int = 500) -> None:
+        self.least, self.keep_most = least, keep_most
+        self.held: list[dict] = []  # every record since the fold began, until it is long enough
+        self.others: list[dict] = []  # the non-file records since then
+        self.counts: Counter = Counter()
+        self.first: dict | None = None
+        self.last: dict | None = None
+        self.started = False
 
-    for rec in records:
-        if not started and rec.get("syscall") in STARTED:
-            started = True
-        if first is not None and (started or rec.get("request") != first.get("request")
-                                  or len(others) >= keep_most):
-            yield from flush()
-        if started:
-            yield rec
-            continue
+    @property
+    def done(self) -> bool:
+        return self.started and self.first is None
+
+    def add(self, rec: dict) -> list[dict]:
+        """The records to write now."""
+        out: list[dict] = []
+        if not self.started and rec.get("syscall") in STARTED:
+            self.started = True
+        if self.first is not None and (self.started or rec.get("request") != self.first.get("request")
+                                       or len(self.others) >= self.keep_most):
+            out += self.end()
+        if self.started:
+            out.append(rec)
+            return out
         if is_import(rec):
-            if first is None:
-                first = rec
-            last = rec
+            if self.first is None:
+                self.first = rec
+            self.last = rec
             failed = rec.get("errno") and rec["syscall"] in ("open", "openat")
-            counts["failed " + rec["syscall"] if failed else rec["syscall"]] += 1
-            if counts.total() < least:
-                held.append(rec)
+            self.counts["failed " + rec["syscall"] if failed else rec["syscall"]] += 1
+            if self.counts.total() < self.least:
+                self.held.append(rec)
             else:
-                held = []
-        elif first is None:
-            yield rec
+                self.held = []
+        elif self.first is None:
+            out.append(rec)
         else:
-            others.append(rec)
-            if counts.total() < least:
-                held.append(rec)
-    yield from flush()
+            self.others.append(rec)
+            if self.counts.total() < self.least:
+                self.held.append(rec)
+        return out
+
+    def end(self) -> list[dict]:
+        first, last = self.first, self.last
+        if first is not None and self.counts.total() >= self.least:
+            out = [{"kind": "folded", "line": first["line"],
+                    "last_line": last.get("resumed_line") or last["line"], "count": self.counts.total(),
+                    "what": _what(self.counts), "tid": first.get("tid"), "thread": first.get("thread"),
+                    "request": first.get("request")}, *self.others]
+        else:
+            out = self.held
+        self.held, self.others, self.counts, self.first, self.last = [], [], Counter(), None, None
+        return out
 
 
 def folded_line(rec: dict) -> str:
@@ -124,60 +136,138 @@ def folded_line(rec: dict) -> str:
             f"{rec['what']}. The raw log and events.jsonl keep them all; --full shows them here]")
 
 
-def write(records: Iterable[dict], path: Path, heading: str, headers: dict[str, str] | None = None,
-          full: bool = False, color: bool = False, roles=None) -> list[tuple[str, int]]:
-    """annotated.log with its index; returns the index: (section or landmark, line in the file).
-    `roles`, asked once the records are read, gives {tid: {"role", "why"}}: each thread's
-    role and why, listed after the index."""
-    body_path = path.with_name(path.name + ".part")
-    sections: list[tuple[str, int]] = []
-    marks: dict[str, int] = {}
-    pending_mark: list[tuple[str, str]] = []  # (landmark, the prefix its record's line starts with)
-    want = dict(LANDMARKS)
+class AnnotatedLog(Renderer):
+    """annotated.log: the text, the start-up folded (unless `full`), and, for a file, an
+    index up front of its sections and landmarks (with the line each starts on) and each
+    thread's role and why. `roles`, asked at the end, gives {tid: {"role", "why"}}.
+    To a stream (standard output) it writes the text only: it cannot go back."""
 
-    def watched(recs: Iterable[dict]) -> Iterator[dict]:
-        for rec in recs:
-            for name, test in list(want.items()):
-                if rec.get("kind") == "syscall" and test(rec):
-                    pending_mark.append((name, f"{rec.get('resumed_line') or rec['line']:>7} "))
-                    del want[name]
-            yield rec
+    def __init__(self, out: Path | IO[str], heading: str = "", headers: dict[str, str] | None = None,
+                 full: bool = False, color: bool = False, roles=None) -> None:
+        self.text = TextLines(headers, color)
+        self.path = out if isinstance(out, Path) else None
+        if self.path is not None:
+            self.body_path = self.path.with_name(self.path.name + ".part")
+            self.body = open(self.body_path, "w")
+        else:
+            self.body = out
+        self.heading, self.roles = heading, roles
+        self.lines = Lines(self.body)
+        self.n = 0  # body lines so far
+        self.fold = None if full else StartupFold()
+        self.want = dict(LANDMARKS)  # landmarks not seen yet
+        self.pending: dict[int, list[str]] = {}  # id of a landmark's record -> its names, until written
+        self.sections: list[tuple[str, int]] = []
+        self.marks: dict[str, int] = {}
 
-    stream = watched(records)
-    if not full:
-        stream = fold_startup(stream)
-    try:
-        return _write(stream, path, body_path, heading, headers, color, sections, marks, pending_mark, roles)
-    finally:
-        if body_path.exists():
-            body_path.unlink()
+    def add(self, rec: dict) -> None:
+        if self.want and rec.get("kind") == "syscall":
+            for name, test in list(self.want.items()):
+                if test(rec):
+                    self.pending.setdefault(id(rec), []).append(name)
+                    del self.want[name]
+        if self.fold is None:
+            self._put(rec)
+            return
+        for r in self.fold.add(rec):
+            self._put(r)
+        if self.fold.done:
+            self.fold = None
+
+    def add_copies(self, rows) -> None:
+        """Copies straight to the text, but where the start-up may yet be folded, a
+        request begins, or a call may be a landmark not seen yet: those as records."""
+        if self.fold is not None:
+            Renderer.add_copies(self, rows)
+            return
+        text, batch, want = self.text, self.lines.batch, self.want
+        i = 0
+        while i < len(rows):
+            end = i
+            while end < len(rows) and rows[end][6] == text.current and not (
+                    want and any(name in want for name in _landmarks(rows[end][0]))):
+                end += 1
+            if end > i:
+                before = len(batch)
+                text.add_copies(rows[i:end] if i or end < len(rows) else rows, batch)
+                self.n += sum(chunk.count("\n") + 1 for chunk in batch[before:])
+            if end < len(rows):
+                for rec in Copies(rows[end:end + 1]).records():
+                    self.add(rec)
+            i = end + 1
+        self.lines.flush()  # a run of copies is one text: out with it
+
+    def _put(self, rec: dict) -> None:
+        batch = self.lines.batch
+        before, section = len(batch), self.text.current
+        if rec["kind"] == "folded":
+            self.text.section(rec.get("request"), batch)
+            batch.append(folded_line(rec))
+        else:
+            self.text.add(rec, batch)
+        added = "\n".join(batch[before:]).split("\n") if len(batch) > before else []
+        if self.text.current != section:
+            for i, line in enumerate(added):
+                if line.startswith("==== "):
+                    self.sections.append((_label(line, self.text.headers), self.n + i + 1))
+        if self.pending:
+            names = self.pending.pop(id(rec), None)
+            if names:
+                prefix = f"{rec.get('resumed_line') or rec['line']:>7} "
+                at = next(i for i, line in enumerate(added) if line.startswith(prefix))
+                for name in names:
+                    self.marks[name] = self.n + at + 1
+        self.n += len(added)
+        if len(batch) >= BATCH:
+            self.lines.flush()
+
+    def abort(self) -> None:
+        self.lines.flush()
+        if self.path is not None:
+            self.body.close()
+            self.body_path.unlink(missing_ok=True)
+
+    def close(self) -> list[tuple[str, int]]:
+        """Ends the text; for a file, writes it with its index, and returns the index:
+        (section or landmark, line in the file)."""
+        try:
+            if self.fold is not None:
+                for r in self.fold.end():
+                    self._put(r)
+            self.lines.flush()
+            if self.path is None:
+                return []
+            self.body.close()
+            return self._with_index()
+        finally:
+            if self.path is not None:
+                self.body.close()
+                self.body_path.unlink(missing_ok=True)
+
+    def _with_index(self) -> list[tuple[str, int]]:
+        entries = self.sections + sorted(self.marks.items(), key=lambda kv: kv[1])
+        threads = _threads(self.roles() if self.roles else {})
+        # The index: a title, its entries, the threads, a blank line.
+        offset = self.heading.count("\n") + len(entries) + len(threads) + 2
+        entries = [(name, at + offset) for name, at in entries]
+        with open(self.path, "w") as out, open(self.body_path) as body:
+            out.write(self.heading)
+            out.write("# Index (line numbers in this file):\n")
+            width = max(len(name) for name, _ in entries) if entries else 0
+            for name, at in entries:
+                out.write(f"#   {name:<{width}}  line {at}\n")
+            out.writelines(threads)
+            out.write("\n")
+            shutil.copyfileobj(body, out)
+        return entries
 
 
-def _write(stream, path, body_path, heading, headers, color, sections, marks, pending_mark, roles=None):
-    n = 0
-    with open(body_path, "w") as body:
-        for line in _with_folds(stream, headers, color):
-            n += 1
-            if line.startswith("==== "):
-                sections.append((_label(line, headers or {}), n))
-            if pending_mark and line.startswith(pending_mark[0][1]):
-                marks[pending_mark.pop(0)[0]] = n
-            body.write(line + "\n")
-    entries = sections + sorted(marks.items(), key=lambda kv: kv[1])
-    threads = _threads(roles() if roles else {})
-    # The index: a title, its entries, the threads, a blank line.
-    offset = heading.count("\n") + len(entries) + len(threads) + 2
-    entries = [(name, at + offset) for name, at in entries]
-    with open(path, "w") as out, open(body_path) as body:
-        out.write(heading)
-        out.write("# Index (line numbers in this file):\n")
-        width = max(len(name) for name, _ in entries) if entries else 0
-        for name, at in entries:
-            out.write(f"#   {name:<{width}}  line {at}\n")
-        out.writelines(threads)
-        out.write("\n")
-        shutil.copyfileobj(body, out)
-    return entries
+def _landmarks(call) -> tuple[str, ...]:
+    """The landmarks a call's records are (the same for every line of it)."""
+    got = call.forms.get("landmarks")
+    if got is None:
+        got = call.forms["landmarks"] = tuple(name for name, test in LANDMARKS if test(call.rec))
+    return got
 
 
 def _threads(roles: dict) -> list[str]:
@@ -190,27 +280,6 @@ def _threads(roles: dict) -> list[str]:
         f"#   {r['role']:<5} {tid}: {r['why']}\n" for tid, r in rows]
 
 
-def _with_folds(records: Iterable[dict], headers: dict[str, str] | None, color: bool) -> Iterator[str]:
-    """text_lines, with a folded run said in one line where it was."""
-    pending: list[dict] = []
-
-    def plain() -> Iterator[dict]:
-        for rec in records:
-            if rec["kind"] == "folded":
-                pending.append(rec)
-                # A stand-in the text view passes through: it opens the section if need be.
-                yield {"kind": "started", "line": rec["line"], "text": "\0fold", "tid": rec["tid"],
-                       "thread": rec["thread"], "request": rec["request"]}
-            else:
-                yield rec
-
-    for line in text_lines(plain(), headers, color):
-        if line.endswith("\0fold"):
-            yield folded_line(pending.pop(0))
-        else:
-            yield line
-
-
 def _label(header: str, headers: dict[str, str]) -> str:
     inner = header[5:-5] if header.endswith(" ====") else header[5:]
     for label in headers:
@@ -221,11 +290,3 @@ def _label(header: str, headers: dict[str, str]) -> str:
 
 def first_request(index: list[tuple[str, int]]) -> tuple[str, int] | None:
     return next(((name, at) for name, at in index if name.startswith("request ")), None)
-
-
-def write_stream(records: Iterable[dict], out: IO[str], headers: dict[str, str] | None = None,
-                 full: bool = False, color: bool = False) -> None:
-    """The annotated text to a stream (standard output): folded, no index (it cannot go back)."""
-    stream = records if full else fold_startup(records)
-    for line in _with_folds(stream, headers, color):
-        out.write(line + "\n")

@@ -13,12 +13,12 @@ from __future__ import annotations
 import html
 import json
 import math
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
 from tracing.names import NO_PID, WAITS
+from tracing.render.renderer import Renderer, fan_out
 
 COLORS = {"pollable": "#2e8b57", "thread-pooled": "#1f77b4", "blocking": "#d62728",
           "wakeup": "#9467bd", "other": "#9a9a9a"}
@@ -29,6 +29,7 @@ PAGE_CHROME = 85  # px above the labels: title, legend, buttons (a screenshot fi
 MAX_LANES = 64  # threads drawn; past it the busiest (a 5,000-thread input made a 148 MB page)
 MAX_MARKS = 3000  # per lane and kind (calls, waits), after folding repeats; ~2 per pixel
 FOLD_GAP = 0.0005  # seconds: identical calls closer than this fold together
+KEEP_EXACT = 4 * MAX_MARKS  # marks (and wakeups) kept as they are; a longer trace is folded as it comes
 
 
 @dataclass
@@ -41,85 +42,198 @@ class Mark:
     count: int = 1
 
 
+class _Fold:
+    """Marks sharing one time bucket: what one drawn mark says of them."""
+
+    __slots__ = ("start", "end", "names", "cats", "count")
+
+    def __init__(self, m: Mark) -> None:
+        self.start, self.end, self.names, self.cats, self.count = m.start, m.end, {m.name}, {m.category: m.count}, m.count
+
+    def take(self, m: Mark) -> None:
+        self.end = max(self.end, m.end)
+        self.names.add(m.name)
+        self.cats[m.category] = self.cats.get(m.category, 0) + m.count
+        self.count += m.count
+
+    def merge(self, other: _Fold) -> None:
+        self.start, self.end = min(self.start, other.start), max(self.end, other.end)
+        self.names |= other.names
+        for cat, n in other.cats.items():
+            self.cats[cat] = self.cats.get(cat, 0) + n
+        self.count += other.count
+
+    def mark(self) -> Mark:
+        cats = self.cats
+        cat = max(cats, key=lambda c: (c != "other", cats[c]))
+        names = sorted(self.names)
+        return Mark(self.start, self.end, "+".join(names[:3]), cat,
+                    f"{self.count} calls folded (a long trace)", self.count)
+
+
+class Marks:
+    """A lane's marks of one kind, in time order. Exact up to KEEP_EXACT; past that, a long
+    trace's marks are folded as they come into time buckets (doubling their width whenever
+    there are more than 2 * MAX_MARKS), so memory stays bounded however long the log."""
+
+    def __init__(self, fold_repeats: bool) -> None:
+        self.exact: list[Mark] = []
+        self.fold_repeats = fold_repeats  # calls: a run of identical short calls is one mark
+        self.buckets: dict[int, _Fold] | None = None
+        self.origin = 0.0
+        self.size = 0.0
+
+    def add(self, mark: Mark) -> None:
+        if self.buckets is not None:
+            self._bucket(mark)
+            return
+        exact = self.exact
+        last = exact[-1] if exact and self.fold_repeats else None
+        if (last and last.name == mark.name and last.category == mark.category
+                and mark.start - last.end < FOLD_GAP):
+            last.end, last.count = max(last.end, mark.end), last.count + 1
+            return
+        exact.append(mark)
+        if len(exact) > KEEP_EXACT:
+            self.origin = exact[0].start
+            self.size = max(exact[-1].end - self.origin, 1e-9) / MAX_MARKS
+            self.buckets = {}
+            for m in exact:
+                self._bucket(m)
+            self.exact = []
+
+    def _bucket(self, m: Mark) -> None:
+        i = int((m.start - self.origin) / self.size)
+        got = self.buckets.get(i)
+        if got is None:
+            self.buckets[i] = _Fold(m)
+            if len(self.buckets) > 2 * MAX_MARKS:
+                self.size *= 2
+                wider: dict[int, _Fold] = {}
+                for j, f in self.buckets.items():
+                    if j // 2 in wider:
+                        wider[j // 2].merge(f)
+                    else:
+                        wider[j // 2] = f
+                self.buckets = wider
+        else:
+            got.take(m)
+
+    def __iter__(self):
+        return iter(self.all())
+
+    def __len__(self) -> int:
+        return len(self.exact) if self.buckets is None else len(self.buckets)
+
+    def all(self) -> list[Mark]:
+        if self.buckets is None:
+            return self.exact
+        return [f.mark() for _, f in sorted(self.buckets.items())]
+
+    def thin(self, t0: float, t1: float) -> list[Mark]:
+        """At most MAX_MARKS marks: neighbours in one time bucket share a mark."""
+        if self.buckets is None and len(self.exact) <= MAX_MARKS:
+            return self.exact
+        size = (t1 - t0) / MAX_MARKS or 1e-9
+        groups: dict[int, _Fold] = {}
+        if self.buckets is None:
+            for m in self.exact:
+                i = int((m.start - t0) / size)
+                if i in groups:
+                    groups[i].take(m)
+                else:
+                    groups[i] = _Fold(m)
+        else:
+            for _, f in sorted(self.buckets.items()):
+                i = int((f.start - t0) / size)
+                if i in groups:
+                    groups[i].merge(f)
+                else:
+                    groups[i] = f
+        return [f.mark() for f in groups.values()]
+
+
 @dataclass
 class Lane:
     tid: int
     role: str = "other"
-    marks: list[Mark] = field(default_factory=list)
-    waits: list[Mark] = field(default_factory=list)
+    marks: Marks = field(default_factory=lambda: Marks(True))
+    waits: Marks = field(default_factory=lambda: Marks(False))
 
 
-def _add_mark(lane: Lane, mark: Mark) -> None:
-    last = lane.marks[-1] if lane.marks else None
-    if (last and last.name == mark.name and last.category == mark.category
-            and mark.start - last.end < FOLD_GAP):
-        last.end, last.count = max(last.end, mark.end), last.count + 1
-        return
-    lane.marks.append(mark)
+class Collector:
+    """One pass over the records: lanes, wakeups, request windows."""
+
+    def __init__(self) -> None:
+        self.lanes: dict[int, Lane] = {}
+        self.wakeups: list[tuple[float, int]] = []
+        self.wakeup_every = 1  # past KEEP_EXACT wakeups, every other one is kept (then every fourth...)
+        self.seen_wakeups = 0
+        self.requests: dict[str, list[float]] = {}
+        self.t0: float | None = None
+        self.t1: float | None = None
+        self.calls = 0
+
+    def add(self, rec: dict) -> None:
+        ts = rec.get("ts")
+        if ts is not None and rec.get("kind") == "syscall":
+            self._call(rec, ts, rec.get("duration"), rec.get("request"))
+
+    def add_copies(self, rows) -> None:
+        one = self._call
+        for call, _, ts, duration, _, _, request, _ in rows:
+            if ts is not None:
+                one(call.rec, ts, duration, request)
+
+    def _call(self, rec: dict, ts: float, duration: float | None, label: str | None) -> None:
+        tid = rec.get("tid")
+        if tid is None:
+            tid = NO_PID
+        self.calls += 1
+        end = ts + (duration or 0.0)
+        self.t0 = ts if self.t0 is None else min(self.t0, ts)
+        self.t1 = end if self.t1 is None else max(self.t1, end)
+        lane = self.lanes.get(tid)
+        if lane is None:
+            lane = self.lanes[tid] = Lane(tid)
+        thread = rec.get("thread")
+        if thread == "loop" or thread == "pool":
+            lane.role = thread
+        name = rec.get("syscall") or "?"
+        note = rec.get("note") or ""
+        category = rec.get("category")
+        if name in WAITS:
+            lane.waits.add(Mark(ts, end, name, rec.get("category", "pollable"), note))
+        else:
+            lane.marks.add(Mark(ts, end, name, category or "other", note))
+        if category == "wakeup":
+            self.seen_wakeups += 1
+            if self.seen_wakeups % self.wakeup_every == 0:
+                self.wakeups.append((ts, tid))
+                if len(self.wakeups) > KEEP_EXACT:
+                    self.wakeups = self.wakeups[1::2]
+                    self.wakeup_every *= 2
+        if label:
+            win = self.requests.setdefault(label, [ts, end])
+            win[0], win[1] = min(win[0], ts), max(win[1], end)
+
+    def data(self) -> dict:
+        return {"lanes": self.lanes, "wakeups": self.wakeups, "requests": self.requests,
+                "t0": self.t0 or 0.0, "t1": self.t1 or 1.0, "calls": self.calls}
 
 
 def collect(records: Iterable[dict]) -> dict:
-    """One pass over the records: lanes, wakeups, request windows."""
-    lanes: dict[int, Lane] = {}
-    wakeups: list[tuple[float, int]] = []
-    requests: dict[str, list[float]] = {}
-    t0 = t1 = None
-    calls = 0
+    c = Collector()
     for rec in records:
-        ts, tid = rec.get("ts"), rec.get("tid")
-        if ts is None or rec.get("kind") != "syscall":
-            continue
-        if tid is None:
-            tid = NO_PID
-        calls += 1
-        end = ts + (rec.get("duration") or 0.0)
-        t0 = ts if t0 is None else min(t0, ts)
-        t1 = end if t1 is None else max(t1, end)
-        lane = lanes.setdefault(tid, Lane(tid))
-        if rec.get("thread") in ("loop", "pool"):
-            lane.role = rec["thread"]
-        name = rec.get("syscall") or "?"
-        note = rec.get("note") or ""
-        if name in WAITS:
-            lane.waits.append(Mark(ts, end, name, rec.get("category", "pollable"), note))
-        else:
-            _add_mark(lane, Mark(ts, end, name, rec.get("category") or "other", note))
-        if rec.get("category") == "wakeup":
-            wakeups.append((ts, tid))
-        label = rec.get("request")
-        if label:
-            win = requests.setdefault(label, [ts, end])
-            win[0], win[1] = min(win[0], ts), max(win[1], end)
-    return {"lanes": lanes, "wakeups": wakeups, "requests": requests, "t0": t0 or 0.0, "t1": t1 or 1.0,
-            "calls": calls}
-
-
-def _thin(marks: list[Mark], t0: float, t1: float) -> list[Mark]:
-    """At most MAX_MARKS marks: neighbours in one time bucket share a mark."""
-    if len(marks) <= MAX_MARKS:
-        return marks
-    size = (t1 - t0) / MAX_MARKS or 1e-9
-    buckets: dict[int, list[Mark]] = defaultdict(list)
-    for m in marks:
-        buckets[int((m.start - t0) / size)].append(m)
-    out = []
-    for group in buckets.values():
-        count = sum(m.count for m in group)
-        cats = defaultdict(int)
-        for m in group:
-            cats[m.category] += m.count
-        cat = max(cats, key=lambda c: (c != "other", cats[c]))
-        names = sorted({m.name for m in group})
-        out.append(Mark(group[0].start, max(m.end for m in group), "+".join(names[:3]), cat,
-                        f"{count} calls folded (a long trace)", count))
-    return out
+        c.add(rec)
+    return c.data()
 
 
 def _loop_wait_end_after(loops: list[Lane], t: float) -> tuple[int, float] | None:
     """The loop lane and the time its wait in progress at t (or the next) returns."""
     best = None
     for lane in loops:
-        for w in lane.waits:  # waits are in time order
+        for w in lane.waits.all():  # waits are in time order
             if w.end >= t:
                 if best is None or w.end < best[1]:
                     best = (lane.tid, w.end)
@@ -203,10 +317,10 @@ def render(data: dict, title: str) -> str:
     for lane in lanes:
         ly = y[lane.tid]
         parts.append(f'<line class="lane" x1="0" x2="{WIDTH}" y1="{ly + LANE_H / 2}" y2="{ly + LANE_H / 2}"/>')
-        for m in _thin(lane.waits, t0, t1):
+        for m in lane.waits.thin(t0, t1):
             parts.append(f'<rect class="wait" x="{x(m.start)}" y="{ly + 6}" width="{w(m.start, m.end)}" '
                          f'height="{LANE_H - 12}"><title>{_tip(m.note)}</title></rect>')
-        for m in _thin(lane.marks, t0, t1):
+        for m in lane.marks.thin(t0, t1):
             count = f" ×{m.count}" if m.count > 1 else ""
             parts.append(f'<rect class="mark {m.category}" x="{x(m.start)}" y="{ly + 9}" '
                          f'width="{w(m.start, m.end, 1.2)}" height="{LANE_H - 18}">'
@@ -253,15 +367,29 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.2f} s" if seconds >= 1 else f"{seconds * 1000:.1f} ms"
 
 
-def write(records: Iterable[dict], out: Path, title: str, empty_ok: bool = True) -> dict:
-    """Write the page; returns what it shows: {"lanes": drawn, "threads": in all, "hidden": left out}.
+class Timeline(Renderer):
+    """timeline.html from the records; `close` writes it and returns what it shows:
+    {"lanes": drawn, "threads": in all, "hidden": left out, "calls": drawn from}.
     With `empty_ok` False, records with no call to draw raise NotEvents and nothing is written."""
-    data = collect(records)
-    if not data["calls"] and not empty_ok:
-        raise NotEvents("it holds no call with a time and a thread to draw")
-    out.write_text(render(data, title))
-    return {"threads": len(data["lanes"]), "hidden": data["hidden_lanes"],
-            "lanes": len(data["lanes"]) - data["hidden_lanes"], "calls": data["calls"]}
+
+    def __init__(self, out: Path, title: str, empty_ok: bool = True) -> None:
+        self.out, self.title, self.empty_ok = out, title, empty_ok
+        self.collector = Collector()
+        self.add = self.collector.add
+        self.add_copies = self.collector.add_copies
+
+    def close(self) -> dict:
+        data = self.collector.data()
+        if not data["calls"] and not self.empty_ok:
+            raise NotEvents("it holds no call with a time and a thread to draw")
+        self.out.write_text(render(data, self.title))
+        return {"threads": len(data["lanes"]), "hidden": data["hidden_lanes"],
+                "lanes": len(data["lanes"]) - data["hidden_lanes"], "calls": data["calls"]}
+
+
+def write(records: Iterable[dict], out: Path, title: str, empty_ok: bool = True) -> dict:
+    """Write the page from `records` (see Timeline)."""
+    return fan_out(records, [Timeline(out, title, empty_ok)])[0]
 
 
 class NotEvents(ValueError):

@@ -23,7 +23,9 @@ What goes in (format: the "Trace Event Format" document, JSON Object Format):
     and thread_sort_index (loop first).
 
 Written as a stream: one event per line as records come in; only small
-tables (threads, processes, open wakeups, request windows) are kept.
+tables (threads, processes, open wakeups, request windows) are kept. A
+repeated call's slice JSON around its times and line number is its form
+(`tracing.render.renderer`).
 
 Processes: a thread made by clone with CLONE_THREAD joins its parent's
 process; any other clone starts one. A thread seen before its clone returns,
@@ -38,7 +40,8 @@ import re
 from pathlib import Path
 from typing import IO, Iterable
 
-from tracing.names import CLONES, LOOP, LOST_CALLS, NO_PID, POOL, WAITS, WAKEUP, WAKEUP_CAT
+from tracing.names import CLONES, LOOP, LOST_CALLS, NO_PID, POOL, WAITS, WAKEUP_CAT
+from tracing.render.renderer import Renderer, fan_out
 
 US = 1e6  # the format's times are microseconds
 WOKEN_US = 1.0  # the "woken" slice at the end of a wait
@@ -55,19 +58,18 @@ _EXE = re.compile(r'^"([^"]+)"')
 
 # One encoder for every event: json.dumps with an option builds a new one per call.
 _encode = json.JSONEncoder(ensure_ascii=False).encode
-# The JSON around a call slice's times and line number, by its name, category and args.
-_SLICE_JSON: dict[tuple, tuple[str, str, str]] = {}
-SLICES_KEPT = 4096
 
 
 def _us(seconds: float) -> float:
     return round(seconds * US, 3)
 
 
-class Exporter:
-    """Feed records, then `finish`: writes a complete JSON object to `out`."""
+class Exporter(Renderer):
+    """Add records, then `close`: writes a complete JSON object to `out`, with the requests
+    `probes` names (label, start, end) on their own track; returns the event counts."""
 
-    def __init__(self, out: IO[str], title: str = "epoll-lab") -> None:
+    def __init__(self, out: IO[str], title: str = "epoll-lab",
+                 probes: Iterable[tuple[str, float, float]] = ()) -> None:
         self.out = out
         self.first = True
         self.title = title
@@ -88,7 +90,7 @@ class Exporter:
         self.woken: dict[tuple[int, float], float | None] = {}  # (tid, wait start) -> its woken slice's ts
         self.unmatched = 0  # pairs whose other side the records never showed
         self.requests: dict[str, list[float]] = {}  # label -> [start, end]
-        self.probes: list[tuple[str, float, float]] = []
+        self.probes: list[tuple[str, float, float]] = list(probes)
         self.counts: dict[str, int] = {}
         self.lost = 0  # calls the tracer said it lost
         self.out.write('{"displayTimeUnit": "ms", "traceEvents": [\n')
@@ -102,22 +104,8 @@ class Exporter:
         self.first = False
         self.counts[key] = self.counts.get(key, 0) + 1
 
-    def _slice(self, name: str, cat: str, ts: float, dur: float, pid: int, tid: int, line,
-               args: tuple) -> None:
-        """What emit() writes for a call's slice, from kept pieces: a server's calls repeat,
-        and with them the JSON around the times and the line number."""
-        key = (name, cat, args)
-        pieces = _SLICE_JSON.get(key)
-        if pieces is None:
-            note, category, raw, ret, errno, label = args
-            more = {"args": raw, "ret": ret, **({"errno": errno} if errno else {}),
-                    **({"request": label} if label else {})}
-            pieces = (f'{{"name": {_encode(name)}, "cat": {_encode(cat)}, "ph": "X", "ts": ',
-                      f'"args": {_encode({"note": note, "category": category})[:-1]}, "line": ',
-                      f", {_encode(more)[1:]}}}")
-            if len(_SLICE_JSON) >= SLICES_KEPT:
-                _SLICE_JSON.clear()
-            _SLICE_JSON[key] = pieces
+    def _slice(self, pieces: tuple[str, str, str], cat: str, ts: float, dur: float, pid: int, tid: int,
+               line) -> None:
         head, args_head, args_tail = pieces
         self._write(f'{head}{ts!r}, "dur": {dur!r}, "pid": {pid!r}, "tid": {tid!r}, '
                     f'{args_head}{_encode(line)}{args_tail}', "X:" + cat)
@@ -131,43 +119,66 @@ class Exporter:
             pid = self.process_of[tid] = self.first_process
         return pid
 
-    def feed(self, rec: dict) -> None:
+    def add(self, rec: dict) -> None:
         tid, ts, kind = rec.get("tid"), rec.get("ts"), rec.get("kind")
         if ts is None or kind == "started":
             return
         if tid is None:
             tid = NO_PID
+        if kind == "syscall":
+            self._call(rec, tid, ts, rec.get("duration"), rec.get("line"), rec.get("request"), rec.get("call"))
+            return
+        pid = self._thread(rec, tid, ts, ts, rec.get("request"))
+        if kind in ("signal", "exit"):
+            self.emit({"name": rec.get("syscall") or kind, "cat": kind, "ph": "i", "s": "t",
+                       "ts": _us(ts), "pid": pid, "tid": tid, "args": {"note": rec.get("note", "")}})
+        elif kind == "strace" and (m := LOST_CALLS.search(rec.get("text") or "")):
+            self._lost(rec, int(m.group(1)), pid, tid, ts)
+
+    def add_copies(self, rows) -> None:
+        one = self._call
+        for call, line, ts, duration, _, _, request, _ in rows:
+            if ts is not None:
+                rec = call.rec
+                tid = rec["tid"]
+                one(rec, NO_PID if tid is None else tid, ts, duration, line, request, call)
+
+    def _thread(self, rec: dict, tid: int, ts: float, end: float, label: str | None) -> int:
+        """The record's process; its thread's role and its request's window, kept."""
         pid = self.process(tid)
-        role = rec.get("thread") or "other"
         if self.roles.get(tid) != LOOP:
-            self.roles[tid] = role
-        label = rec.get("request")
-        end = ts + (rec.get("duration") or 0.0)
+            self.roles[tid] = rec.get("thread") or "other"
         if label:
             win = self.requests.setdefault(label, [ts, end])
             win[0], win[1] = min(win[0], ts), max(win[1], end)
-        if kind != "syscall":
-            if kind in ("signal", "exit"):
-                self.emit({"name": rec.get("syscall") or kind, "cat": kind, "ph": "i", "s": "t",
-                           "ts": _us(ts), "pid": pid, "tid": tid, "args": {"note": rec.get("note", "")}})
-            elif kind == "strace" and (m := LOST_CALLS.search(rec.get("text") or "")):
-                self._lost(rec, int(m.group(1)), pid, tid, ts)
-            return
+        return pid
+
+    def _call(self, rec: dict, tid: int, ts: float, duration: float | None, line, label: str | None,
+              call) -> None:
+        """A call's slice (its JSON around times and line number kept in its call's forms),
+        and what it tells: a new thread's process, a program's name, wakeup flows."""
+        end = ts + (duration or 0.0)
+        pid = self._thread(rec, tid, ts, end, label)
         name = rec.get("syscall") or "?"
         category = rec.get("category") or "other"
         is_wait = name in WAITS
         start, dur = self._place(tid, _us(ts), _us(end - ts))
-        # args: note, category, line, the raw arguments (cut), ret, errno and request if any.
-        self._slice(name, WAIT_CAT if is_wait else category, start, dur, pid, tid, rec.get("line"),
-                    (rec.get("note", ""), category, (rec.get("args") or "")[:ARGS_MOST], rec.get("ret"),
-                     rec.get("errno"), label))
+        if call is None:
+            pieces = _pieces(rec, name, category, label)
+        else:
+            key = ("trace-event", label)  # a request's name is in the slice's args
+            pieces = call.forms.get(key)
+            if pieces is None:
+                pieces = call.forms[key] = _pieces(rec, name, category, label)
+        self._slice(pieces, WAIT_CAT if is_wait else category, start, dur, pid, tid, line)
         if name in CLONES and rec.get("errno") is None:
             self._cloned(tid, rec)
         elif name == "execve" and rec.get("errno") is None:
             m = _EXE.match(rec.get("args") or "")
             if m and pid == tid:  # the process's own main thread
                 self.proc_names[pid] = Path(m.group(1)).name
-        self._evidence(rec, pid, tid, start, start + dur, is_wait)
+        if line is not None and (rec.get("evidence") or line in self.wanted or is_wait):
+            self._evidence(rec, line, pid, tid, start, start + dur, is_wait)
 
     def _place(self, tid: int, start: float, dur: float) -> tuple[float, float]:
         """A call's slice on its thread's track, never overlapping the call before it.
@@ -210,13 +221,11 @@ class Exporter:
         same = "CLONE_THREAD" in (rec.get("args") or "")
         self.process_of[child] = self.process_of[tid] if same else child
 
-    def _evidence(self, rec: dict, pid: int, tid: int, start: float, end: float, is_wait: bool) -> None:
+    def _evidence(self, rec: dict, line: int, pid: int, tid: int, start: float, end: float,
+                  is_wait: bool) -> None:
         """Flows from the records' own evidence: a wait woken by a write, a write that wakes a
         wait. strace may print a write after the wait it ended (unfinished when the wait
         returned), so each side is kept until its pair comes."""
-        line = rec.get("line")
-        if line is None:
-            return
         mine = []
         for e in rec.get("evidence") or ():
             if e.get("tid") == tid:
@@ -287,11 +296,8 @@ class Exporter:
         self.emit({"name": "wakeup", "cat": WAKEUP_CAT if woken is not None else WAIT_CAT, "ph": "f", "bp": "e",
                    "id": flow, "ts": woken if woken is not None else start, "pid": pid, "tid": tid})
 
-    def add_probe(self, label: str, start: float, end: float) -> None:
-        self.probes.append((label, start, end))
-
     # -- the end ------------------------------------------------------------
-    def finish(self) -> dict:
+    def close(self) -> dict:
         """Close the open flows, write spans and names, end the JSON; returns the counts."""
         self.unmatched += sum(len(pairs) for pairs in self.wanted.values())
         if self.requests or self.probes:
@@ -341,12 +347,18 @@ def one_after_another(spans: Iterable[tuple[str, float, float]]) -> list[tuple[s
     return out
 
 
+def _pieces(rec: dict, name: str, category: str, label: str | None) -> tuple[str, str, str]:
+    """The JSON of a call's slice around its times, place and line number. args: note,
+    category, line, the raw arguments (cut), ret, errno and request if any."""
+    cat = WAIT_CAT if name in WAITS else category
+    more = {"args": (rec.get("args") or "")[:ARGS_MOST], "ret": rec.get("ret"),
+            **({"errno": rec["errno"]} if rec.get("errno") else {}), **({"request": label} if label else {})}
+    return (f'{{"name": {_encode(name)}, "cat": {_encode(cat)}, "ph": "X", "ts": ',
+            f'"args": {_encode({"note": rec.get("note", ""), "category": category})[:-1]}, "line": ',
+            f", {_encode(more)[1:]}}}")
+
+
 def write(records: Iterable[dict], out: IO[str], title: str = "epoll-lab",
           probes: Iterable[tuple[str, float, float]] = ()) -> dict:
     """Stream `records` into `out` as one Trace Event Format object; returns event counts."""
-    ex = Exporter(out, title)
-    for rec in records:
-        ex.feed(rec)
-    for label, a, b in probes:
-        ex.add_probe(label, a, b)
-    return ex.finish()
+    return fan_out(records, [Exporter(out, title, probes)])[0]

@@ -20,14 +20,12 @@ from pathlib import Path
 
 from tracing.run import outputs, procs, tracers
 from tracing.understand import snapshot
-from tracing.errors import (EXIT_INTERRUPTED, EXIT_NOT_FOUND, EXIT_OUTPUT, EXIT_PID,  # noqa: F401
-                            EXIT_SCENARIO, EXIT_SETUP, EXIT_START, TraceError)
-from tracing.run.outputs import report  # noqa: F401
-from tracing.run.procs import STOP_TIMEOUT, Traced, alive, child_pids, launch, port_free, tail  # noqa: F401
+from tracing.errors import EXIT_NOT_FOUND, EXIT_PID, EXIT_SCENARIO, EXIT_SETUP, EXIT_START, TraceError
+from tracing.run.procs import Traced, alive, launch, port_free, tail
 from tracing.run.recipes import Target
-from tracing.run.scenario import START_TIMEOUT, curl, load, run_requests, send, wait_ready  # noqa: F401
+from tracing.run.scenario import START_TIMEOUT, load, run_requests, wait_ready
 from tracing.run.scenario import write_scenario
-from tracing.render.views import eprint
+from tracing.log import eprint
 
 ATTACH_TIMEOUT = 10.0
 

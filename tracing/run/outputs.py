@@ -1,17 +1,22 @@
-"""A run's files, written from its raw trace: annotated.log, events.jsonl,
-timeline.html, summary.json; and what is printed at the end of a run."""
+"""A run's files, written from its raw trace in one read: annotated.log,
+events.jsonl, timeline.html, trace.json, summary.json; and what is printed at
+the end of a run."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from tracing.render import annotated_log, timeline, trace_event
+from tracing.render import trace_event
+from tracing.render.annotated_log import AnnotatedLog, first_request
+from tracing.render.jsonl import Jsonl
+from tracing.render.renderer import fan_out
+from tracing.render.summary import summary_text, threads_by_role
+from tracing.render.timeline import Timeline
 from tracing.errors import EXIT_OUTPUT, TraceError
 from tracing.run.scenario import load_steps
 from tracing.run.tracers.kernel.tracer import lost_note as kernel_note
 from tracing.run.tracers import Tracer
-from tracing.render.views import jsonl_tee, summary_text, threads_by_role
 
 
 def output_error(path: Path, err: OSError, running: bool = True) -> TraceError:
@@ -61,20 +66,20 @@ def write_run(out: Path, tracer: Tracer, full: bool = False) -> tuple[dict, list
 
 
 def _write_run(out: Path, tracer: Tracer, full: bool) -> tuple[dict, list[tuple[str, int]]]:
+    """One read of the raw file, every record to every output at once."""
     steps, headers = load_steps(out)
     records, summary = tracer.records(out / tracer.raw_name, steps)
     heading = (f"# epoll-lab annotated {tracer.name} trace of {out.name}; "
                + tracer.heading.format(raw=tracer.raw_name) + "\n")
     if notice := tracer.notice(out):
         heading += f"# {notice}\n"
-    with open(out / "events.jsonl", "w") as jsonl:
-        index = annotated_log.write(jsonl_tee(records, jsonl), out / "annotated.log", heading, headers,
-                                    full=full, roles=lambda: summary().get("roles", {}))
-    timeline.write(timeline.from_jsonl(out / "events.jsonl"), out / "timeline.html",
-                   f"epoll-lab timeline: {out.name}{tracer.title}")
-    with open(out / "trace.json", "w") as f:
-        trace_event.write(timeline.from_jsonl(out / "events.jsonl"), f, f"epoll-lab: {out.name}",
-                          probes(out))
+    with open(out / "events.jsonl", "w") as jsonl, open(out / "trace.json", "w") as trace:
+        _, index, _, _ = fan_out(records, [
+            Jsonl(jsonl),
+            AnnotatedLog(out / "annotated.log", heading, headers, full=full,
+                         roles=lambda: summary().get("roles", {})),
+            Timeline(out / "timeline.html", f"epoll-lab timeline: {out.name}{tracer.title}"),
+            trace_event.Exporter(trace, f"epoll-lab: {out.name}", probes(out))])
     done = summary()
     (out / "summary.json").write_text(json.dumps(done, indent=2) + "\n")
     return done, index
@@ -107,7 +112,7 @@ def report(result: dict) -> None:
 
 def where_to_look(out: Path, index: list[tuple[str, int]]) -> str:
     """The line to open first, and the two pictures."""
-    first = annotated_log.first_request(index) or next(iter(index), None)
+    first = first_request(index) or next(iter(index), None)
     start = (f"{out / 'annotated.log'} line {first[1]} ({first[0]})" if first
              else f"{out / 'annotated.log'} (its index is at the top)")
     return (f"look first: {start}\n"

@@ -16,7 +16,7 @@ from pathlib import Path
 from tracing.understand.annotate import Step
 from tracing.errors import EXIT_SCENARIO, EXIT_SETUP, EXIT_START, TraceError
 from tracing.run.procs import Traced, tail
-from tracing.render.views import eprint
+from tracing.log import eprint
 
 START_TIMEOUT = 60.0  # a traced Python server imports slowly
 

@@ -1,40 +1,54 @@
-"""Events to annotated records: the pipeline's driver.
+"""Events to annotated records: the pipeline's driver, and its one cache.
 
 parse (lines to events) -> handlers (one verdict per call, facts into the
 model) -> roles (read off the model) -> records (the JSON Lines schema).
 Thread roles are known for sure only after a thread has shown what it does
 (a `loop` waits on an epoll fd, a `pool` thread wakes a loop), so
 `annotate_file` reads a file twice: the first pass learns the facts, the
-second writes records that use them from line 1. A call identical to one
-already annotated, while the model has not changed since, reuses its
-verdict (`changes`): a server under load repeats itself.
+second writes records that use them from line 1.
+
+A server under load repeats itself. A call is decided once per call key
+(`tracing.read.scan`: its thread and text without time or duration) and kept
+as a `Call` while the model has not changed since (`changes`): a later line
+with that key is not parsed, and its record is the kept one with this line's
+number, time, duration and text. Renderers keep their own form of each Call
+(`Call.forms`), so nothing else in the lab caches a verdict.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
+from itertools import chain, islice
 from typing import Callable, Iterable, Iterator
 
 from tracing.understand import records
 from tracing.understand.changes import Dict, Set, made as _made
 from tracing.understand import roles as R
 from tracing.read.inputs import open_text
-from tracing.understand.handlers import HANDLERS, Ctx, _exit_note, _generic, _signal
+from tracing.understand.handlers import HANDLERS
+from tracing.understand.handlers.context import Ctx
+from tracing.understand.handlers.process import exit_note, generic
+from tracing.understand.handlers.signals import signal_delivered
 from tracing.understand.model import Knowledge, Model
-from tracing.names import (BLOCKING, CLIENT, CLONES, DEVICE, LOOP, LOST_CALLS, OTHER, OTHER_CAT, PIPE,  # noqa: F401
-                           POLLABLE, POLL_WAITS, POOL, POOLED, READS, SOCKET, STDIO, TEACHING, WAITS,
-                           WAKEUP, WAKEUP_CAT, WRITES)
-from tracing.read.parse import Event, Started, first_fd, numbered_events, split_prefix
+from tracing.names import (CLIENT, CLONES, DEVICE, LOOP, LOST_CALLS, OTHER_CAT, PIPE, POLL_WAITS, POOL, READS,
+                           SOCKET, STDIO, TEACHING, WAITS, WAKEUP, WRITES)
+from tracing.read.parse import STACK, Event, Parser, Started, first_fd
+from tracing.read import scan as S
+from tracing.read.scan import BREAK, FULL, NUMBER_IP, PID, scan, split_prefix
 from tracing.log import Progress
 from tracing.understand.snapshot import apply as apply_snapshot
-from tracing.understand.records import Summary  # noqa: F401 (re-exported)
 from tracing.understand.uring import HANDLERS as KERNEL_HANDLERS
 
 # The kernel tracer's records (io_uring submissions, getaddrinfo) beside the syscalls.
 ALL_HANDLERS = {**HANDLERS, **KERNEL_HANDLERS}
 
 STALL = 0.05  # seconds a waiting thread may spend outside its waits and syscalls before we say so
+# How many calls are kept, and of what size (a server's requests and answers; not a 64 KB buffer).
+KEEP_CALLS = 4096
+KEEP_ARGS = 2048
+COPIES_MOST = 512  # copied lines handed on together
 
 
 @dataclass
@@ -46,23 +60,39 @@ class Step:
     end: float
 
 
+class Call:
+    """A call decided once, kept while the model stands where it stood (`count`).
+
+    `verdict` is what its handler said; `rec`, for a call that is one plain
+    line, its record without the line's own fields (number, time, duration,
+    text, file, request), which a line with the same key copies. `forms` is
+    where each renderer keeps its own template of the record."""
+
+    __slots__ = ("count", "verdict", "rec", "tid", "waits", "forms")
+
+    def __init__(self, count: int, verdict: tuple, rec: dict | None, tid, waits: bool) -> None:
+        self.count, self.verdict, self.rec, self.tid, self.waits = count, verdict, rec, tid, waits
+        self.forms: dict = {}
+
+
 class Annotator:
     def __init__(self, prior: Knowledge | None = None, steps: Iterable[Step] = (),
                  check_reuse: bool = False, snapshot: dict | None = None) -> None:
         self.model = Model(prior)
         apply_snapshot(self.model, snapshot)  # what `trace --pid` saw there at attach
         self.steps = sorted(steps, key=lambda s: s.start)
-        self.summary = records.Summary()
-        self.summary.roles = self.model.prior.roles
-        self.reuse: dict[tuple, tuple[int, tuple]] = {}  # call -> (tracing.understand.changes.count(), verdict)
-        self.check_reuse = check_reuse  # tests: work out every verdict, and fail where a reuse would differ
+        self._summary = records.Summary()
+        self._summary.roles = self.model.prior.roles
+        self.calls: dict[tuple, Call] = {}  # call key -> the call, decided
+        self.live: dict[tuple, tuple] = {}  # call key -> (call, tid, waits, forms): one plain line's call, kept now
+        self.hits: Counter = Counter()  # call -> lines copied from it, not yet in the summary
+        self.live_at = _made[0]
+        self.check_reuse = check_reuse  # tests: work out every verdict, and fail where a kept one would differ
         # The first pass wants the model, not the notes: a call that changed nothing is skipped
         # when it comes again, whatever of its line's own (times) its note read.
         self.learning = False
-        self.reused = 0  # verdicts reused rather than worked out again
-        self.kept: tuple[int, tuple] | None = None  # the last call's (count, verdict), if it may be reused
-        self.repeated = 0  # lines tracing.render.repeats' compiled core wrote from a kept record (counted in reused)
-        self.checked: list[int] = []  # check mode there: the lines the core's answer was compared on
+        self.reused = 0  # calls that took a kept verdict rather than their handler's
+        self.checked = 0  # check mode: the lines whose copied record was compared with the handler's
 
     # Kept for callers that ask the annotator: the answers come from the role stage.
     @property
@@ -77,14 +107,116 @@ class Annotator:
     def procs(self):
         return self.model.procs
 
+    @property
+    def summary(self) -> records.Summary:
+        """The counts so far, with the lines copied from kept calls."""
+        for call, n in self.hits.items():
+            self._summary.add_copies(call.rec, n)
+        self.hits.clear()
+        return self._summary
+
     def thread_role(self, tid) -> str:
         return R.thread_role(self.model, tid)
 
     def step_at(self, ts) -> str | None:
         return records.step_at(self.steps, ts) if self.steps else None
 
-    # -- stream -------------------------------------------------------
+    # -- the pipeline ----------------------------------------------------
+    def stream(self, items: Iterable[tuple], stacks: bool = False,
+               skip: Callable[[tuple], bool] | None = None) -> Iterator[dict | records.Copies]:
+        """Numbered raw lines, `(line, text[, source])`, to records in log order; a run of
+        lines that repeat kept calls comes as one `Copies`.
+
+        A line whose key names a call kept at the model's present count
+        (`live`) is not parsed: `copy_lines` takes it. Every other line goes
+        through the parser and `feed`, so a copy sees the model as the line
+        before left it. While the parser holds a line cut by other output, and
+        in a log with strace -k's stacks (each call waits for the lines after
+        it), every line is parsed. At a BREAK item (live mode: nothing more has
+        come yet) the copies so far are handed on. A line `skip` says to pass over (the learning
+        pass's lines that cannot teach) is not parsed either, and its key is
+        remembered in `live` as one to pass over while the model stands still."""
+        parser = Parser(stacks)
+        push, feed = parser.push, self.feed
+        items = iter(items)
+        last = self.model.last
+        window = None if self.learning else STALL
+        check = self.check_reuse
+        predicted = None  # check mode: the row a copy would have made of the line being parsed
+        while True:
+            if parser.held is None and not stacks and not check:
+                rows = records.Copies()
+                item = S.copy_lines(items, self.live, last, last.at, window, rows, COPIES_MOST)
+                if rows:
+                    self._took(rows)
+                    if not self.learning:
+                        yield rows
+                if item is FULL or item is BREAK:
+                    continue
+                if item is None:
+                    break
+                if skip is not None and skip(item):
+                    self.live[scan(item[1])[0]] = False
+                    continue
+            else:
+                item = next(items, None)
+                if item is None:
+                    break
+                if item is BREAK:
+                    continue
+                if skip is not None and skip(item):
+                    continue
+                if check and parser.held is None and not stacks:
+                    predicted = self._predict(item)
+            for ev in push(item):
+                rec = feed(ev)
+                if predicted is not None and ev.line == predicted[1] and ev.__class__ is Event:
+                    self._compare(predicted, rec)
+                    predicted = None
+                yield rec
+        for ev in parser.end():
+            yield feed(ev)
+
+    def lines(self, items: Iterable[tuple], stacks: bool = False) -> Iterator[dict]:
+        """`stream`, every record a dict."""
+        for got in self.stream(items, stacks):
+            if got.__class__ is records.Copies:
+                yield from got.records()
+            else:
+                yield got
+
+    def _took(self, rows: records.Copies) -> None:
+        """What feed would have done with the copied lines besides the verdict: count them,
+        name each one's scenario request."""
+        self.hits.update([row[0] for row in rows])
+        if len(self.hits) > KEEP_CALLS:
+            self.summary  # folds them in: memory follows the calls kept, not the log
+        self.reused += len(rows)
+        if self.steps:
+            rows[:] = [(*row[:6], records.step_at(self.steps, row[2]), row[7]) for row in rows]
+
+    def _predict(self, item: tuple) -> tuple | None:
+        """Check mode: the row a copy would make of this line, changing nothing."""
+        rows: list = []
+        last = self.model.last
+        S.copy_lines(iter([item]), self.live, {}, dict(last.at), None if self.learning else STALL, rows, 1)
+        if not rows:
+            return None
+        if self.steps:
+            rows[0] = (*rows[0][:6], records.step_at(self.steps, rows[0][2]), rows[0][7])
+        return rows[0]
+
+    def _compare(self, row: tuple, rec: dict) -> None:
+        """Check mode: a copied record must be the one the handler gave."""
+        self.checked += 1
+        want = {k: v for k, v in rec.items() if k != "call"}
+        got = {k: v for k, v in next(records.Copies([row]).records()).items() if k != "call"}
+        if want != got:
+            raise AssertionError(f"line {rec['line']}: a copied record would differ from the handler's: "
+                                 f"{got!r} != {want!r}")
+
     def run(self, items: Iterable[Event | Started]) -> Iterator[dict]:
+        """Records of parsed events (a caller that parses, or tests)."""
         return map(self.feed, items)  # lazy like a generator, one layer less per line
 
     def feed(self, item: Event | Started) -> dict:
@@ -124,27 +256,27 @@ class Annotator:
             return records.started(item, R.thread_role(m, tid), self.step_at(item.ts))
         kind = item.kind
         evidence = ()
+        call = None
         if kind == "syscall":
-            category, note, ready, fds, thread, evidence = self.verdict(item)
+            (category, note, ready, fds, thread, evidence), call = self.verdict(item)
             if m.writes_started and tid in m.writes_started:
                 m.writes_started.pop(tid, None)
-            prev = m.last.peek(tid)
             # A stall is time after the previous call ended, so at most the time since it
-            # began; only its `resumed>` line's time (which -r makes relative) can say more.
-            # _repeats.c's may_stall asks the same before it writes a repeat (test_repeats).
-            if (not self.learning and (thread == LOOP or m.threads[tid].first_wait is not None) and prev is not None
-                    and item.ts is not None and prev.ts is not None
-                    and (item.ts - prev.ts >= STALL or prev.resumed_text is not None)):
-                stall, cited = _stall(item, prev, thread == LOOP)
+            # began; only its `resumed>` line's time (which -r makes relative) can say more
+            # (a resumed call's `at` is -inf). `copy_lines` asks the same before it copies a line.
+            at = m.last.at.get(tid)
+            if (not self.learning and at is not None and item.ts is not None and item.ts - at >= STALL
+                    and (thread == LOOP or m.threads[tid].first_wait is not None)):
+                stall, cited = _stall(item, m.last.get_quietly(tid), thread == LOOP)
                 if stall:
                     note += stall
                     evidence = [*evidence, *cited]
         else:
             ready, fds, category = [], [], OTHER_CAT
             if kind == "signal":
-                category, note, _, _ = _signal(Ctx(m, item))
+                category, note, _, _ = signal_delivered(Ctx(m, item))
             elif kind == "exit":
-                note = _exit_note(item)
+                note = exit_note(item)
                 m.pending_clones.pop(tid, None)
                 # Forget the thread's state: memory follows live threads, not the log.
                 m.last.pop(tid, None)
@@ -158,7 +290,7 @@ class Annotator:
                 if lost:
                     # The tracer's ring was full: what those calls did is not in this log.
                     m.lost = (item.line, int(lost.group(1)))
-                    self.summary.lost += int(lost.group(1))
+                    self._summary.lost += int(lost.group(1))
                     note = (f"{lost.group(1)} calls are missing here: the kernel tracer's ring buffer was full, "
                             "so what they did is not in this log")
                 else:
@@ -175,7 +307,12 @@ class Annotator:
         m.last[tid] = item
         rec = records.record(item, self.step_at(item.ts) if self.steps else None,
                              thread, fds, ready, category, note, evidence)
-        self.summary.add(rec)
+        if call is not None and call.rec is not None and note is call.verdict[1]:
+            rec["call"] = call  # the record is its call's: a renderer may use its form
+        self._summary.add(rec)
+        if _made[0] != self.live_at:  # the model changed: no kept call holds any more
+            self.live.clear()
+            self.live_at = _made[0]
         return rec
 
     def _writing(self, item: Started) -> None:
@@ -188,49 +325,65 @@ class Annotator:
         if fd is not None and fd.role in _WAKEABLE:
             self.model.writes_started[item.tid] = (item.line, got[0])
 
-    def verdict(self, item: Event) -> tuple[str, str, list, list, str, list]:
-        """A call's category, note, ready list, fds, thread role and evidence.
+    def verdict(self, item: Event) -> tuple[tuple, Call | None]:
+        """A call's (category, note, ready list, fds, thread role, evidence), and its Call if kept.
 
-        Worked out by the call's handler, or reused: an identical call (same
-        thread, same text but its time) while the model has not changed since
-        gets the same answer (see `changes`). A verdict whose handler read the
-        line's own number or times, or the call before it, is not kept.
+        Worked out by the call's handler, or taken from the kept Call of its
+        key while the model has not changed since (see `changes`). A verdict
+        whose handler read the line's own number or times, or the call before
+        it, or that changed the model, is not kept.
         """
-        key = (item.tid, item.syscall, item.args, item.ret, item.errno, item.ret_detail, item.problem)
-        seen = self.reuse.get(key)
-        if seen is not None and seen[0] == _made[0] and not self.check_reuse:
+        plain = item.resumed_line is None and item.problem is None and item.stack is None
+        key = (scan(item.text)[0] if plain else
+               (item.tid, item.syscall, item.args, item.ret, item.errno, item.ret_detail, item.problem))
+        call = self.calls.get(key)
+        if call is not None and call.count == _made[0] and not self.check_reuse:
             self.reused += 1
-            self.kept = seen
-            return seen[1]
+            return call.verdict, call
         before = _made[0]
         m = self.model
         seen_by_handler = _Watched(item)
         m.last.read = False
         ctx = Ctx(m, seen_by_handler)
-        handler = ALL_HANDLERS.get(item.syscall or "", _generic)
+        handler = ALL_HANDLERS.get(item.syscall or "", generic)
         category, note, ready, evidence = handler(ctx)
         if item.problem:
             note = (note + f" [{item.problem}]").strip()
+        thread = R.thread_role(m, item.tid)
         got = (category, note, ready, [{"fd": f.num, "role": f.role, "detail": f.detail} for f in ctx.fds],
-               R.thread_role(m, item.tid), evidence)
-        if seen is not None and seen[0] == before and (_made[0] != before or seen[1] != got):
-            raise AssertionError(f"line {item.line}: a reused verdict would differ from the handler's: "
-                                 f"{seen[1]!r} != {got!r}, or the handler changed the model")
-        if (_made[0] == before and (self.learning or not seen_by_handler.per_line and not m.last.read)
-                and len(item.args) <= REUSE_ARGS):
-            if len(self.reuse) >= REUSE_KEEP:
-                self.reuse.clear()
-            self.reuse[key] = self.kept = (before, got)
-        else:
-            self.kept = None
-        return got
+               thread, evidence)
+        if call is not None and call.count == before:
+            if _made[0] != before or call.verdict != got:
+                raise AssertionError(f"line {item.line}: a kept verdict would differ from the handler's: "
+                                     f"{call.verdict!r} != {got!r}, or the handler changed the model")
+            return call.verdict, call  # check mode: the kept one, so records share it as before
+        if (_made[0] != before or not self.learning and (seen_by_handler.per_line or m.last.read)
+                or len(item.args) > KEEP_ARGS):
+            return got, None
+        waits = thread == LOOP or m.threads[item.tid].first_wait is not None
+        rec = None
+        if plain:
+            rec = records.record(item, None, thread, got[3], ready, category, note, evidence)
+            rec["line"] = rec["ts"] = rec["duration"] = rec["text"] = None
+        call = Call(before, got, rec, item.tid, waits)
+        self._keep(key, call)
+        if rec is not None:
+            rec["call"] = call
+            # A line copies it only where feed would do nothing but take the verdict: the thread
+            # placed, not to be said unplaced, no write printed unfinished to end.
+            if (item.tid in m.procs.process_of and not m.writes_started
+                    and not (m.unplaced and item.tid in m.unplaced)):
+                self.live[key] = (call, item.tid, waits, call.forms)
+        return got, call
+
+    def _keep(self, key: tuple, call: Call) -> None:
+        if key not in self.calls and len(self.calls) >= KEEP_CALLS:
+            self.calls.clear()
+            self.live.clear()
+        self.calls[key] = call
 
 
-# How many verdicts are kept for reuse, and for calls of what size (a
-# server's requests and answers; not a 64 KB buffer).
-REUSE_KEEP = 4096
-REUSE_ARGS = 2048
-# An event's fields that are its line's own, not part of the call a reuse is keyed on.
+# An event's fields that are its line's own, not part of the call a kept verdict is keyed on.
 PER_LINE = frozenset({"line", "text", "ts", "duration", "resumed_line", "resumed_text", "source"})
 
 
@@ -284,8 +437,7 @@ def _stall(item: Event, prev: Event, loop: bool) -> tuple[str, list]:
 
 # A call line's thread, name and (for a plain `name(fd` start) first fd, in one
 # match: what the first pass needs to skip most lines unparsed.
-_TEACH = re.compile(r"(?:\[pid +(\d{1,10})\] |(\d{1,10}) +)? *(?:[\d:.]+ +)?(?:<\.\.\. )?"
-                    r"([a-z_][a-z0-9_]*)(?:\((\d{1,10})[<,]|[( ])")
+_TEACH = re.compile(PID + r"? *(?:[\d:.]+ +)?" + NUMBER_IP + r"(?:<\.\.\. )?([a-z_][a-z0-9_]*)(?:\((\d{1,10})[<,]|[( ])")
 _PLAIN = {CLIENT, STDIO, DEVICE}
 _WAKEABLE = frozenset({WAKEUP, PIPE, SOCKET})
 # What else the first pass must see: waits (loops, and which write a wait took), file
@@ -328,30 +480,18 @@ def _learn_once(items: Iterable[tuple], start: Knowledge, snapshot: dict | None)
     ann.learning = True
     m = ann.model
 
-    plain: dict = {}  # (pid, pid, fd) -> is that thread's fd plain, while the model stands still
-    stamp = [-1]
+    def skip(item: tuple) -> bool:
+        """A line that cannot teach: a call that changes no role or link, or the plain I/O
+        of a client, device or stdio."""
+        seen = _TEACH.match(item[1])
+        if seen is None:
+            return False
+        name = seen.group(3)
+        if name in WRITES or name in READS:
+            return _plain_io(m, *seen.group(1, 2, 4))
+        return name not in _LEARNING
 
-    def teaching() -> Iterator[tuple]:
-        for item in items:
-            seen = _TEACH.match(item[1])
-            if seen is None:
-                yield item
-                continue
-            name = seen.group(3)
-            if name in WRITES or name in READS:
-                if _made[0] != stamp[0]:
-                    plain.clear()
-                    stamp[0] = _made[0]
-                key = seen.group(1, 2, 4)
-                got = plain.get(key)
-                if got is None:
-                    got = plain[key] = _plain_io(m, *key)
-                if not got:
-                    yield item
-            elif name in _LEARNING:
-                yield item
-
-    for _ in ann.run(numbered_events(teaching())):
+    for _ in ann.stream(items, skip=skip):
         pass
     got = m.learned
     got.roles = Dict(R.decide(m))
@@ -428,19 +568,32 @@ def _joins(m: Model, seeds: dict) -> dict:
 
 
 def annotate_items(open_items: Callable[[], Iterator[tuple]], steps: Iterable[Step] = (),
-                   check_reuse: bool = False, snapshot: dict | None = None) -> tuple[Iterator[dict], Annotator]:
-    """Two passes over an input that can be opened twice: learn roles, then stream records."""
+                   check_reuse: bool = False, snapshot: dict | None = None,
+                   copies: bool = False) -> tuple[Iterator, Annotator]:
+    """Two passes over an input that can be opened twice: learn roles, then stream records
+    (with `copies`, runs of repeated lines as `Copies`, for renderers: see `stream`)."""
     prior = learn(open_items, snapshot)
     ann = Annotator(prior, steps, check_reuse, snapshot)
-    return ann.run(numbered_events(open_items(), stacks=True)), ann  # -k frames go with their call
+    items, stacks = with_stacks_known(open_items())
+    return (ann.stream if copies else ann.lines)(items, stacks), ann
+
+
+def with_stacks_known(items: Iterable[tuple], first: int = 200) -> tuple[Iterator[tuple], bool]:
+    """The items again, and whether the log was made with strace -k (a stack after each call,
+    from its first lines): its calls are parsed one line late, each waiting for its stack."""
+    items = iter(items)
+    head = list(islice(items, first))
+    return chain(head, items), any(item[1].startswith(STACK) for item in head)
 
 
 def annotate_file(path: str, steps: Iterable[Step] = (), check_reuse: bool = False,
-                  progress: Progress | None = None, snapshot: dict | None = None) -> tuple[Iterator[dict], Annotator]:
+                  progress: Progress | None = None, snapshot: dict | None = None,
+                  copies: bool = False) -> tuple[Iterator, Annotator]:
     def numbered() -> Iterator[tuple]:
         # Lines are what "\n" ends, as sed and strace count them; a lone "\r"
         # is part of a line.
         with open_text(path) as f:
             yield from enumerate(f, 1)
 
-    return annotate_items(progress.passes(numbered) if progress else numbered, steps, check_reuse, snapshot)
+    return annotate_items(progress.passes(numbered) if progress else numbered, steps, check_reuse, snapshot,
+                          copies)

@@ -14,10 +14,12 @@ note names (see `claims`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from tracing.understand.changes import Dict, List, Set, Tracked
 from tracing.understand.fds import Fd, Processes
+from tracing.read.parse import Event, parse_line
 
 
 @dataclass
@@ -84,28 +86,63 @@ _NONE: frozenset = frozenset()
 class LastCalls(dict):
     """tid -> the thread's last event. It changes with every line, so it does not count
     as a change; instead it says when it was read (`read`), and a verdict that read it
-    is not kept for reuse."""
+    is not kept for reuse.
 
-    __slots__ = ("read",)
+    A line the annotator copied from a kept call is stored as it came, `(line, text,
+    source)` (`copied`), and parsed only if someone asks for it. `at` keeps each last
+    call's time for the stall check (-inf after a resumed call: its own time is not the
+    start of the gap; None where the log has no times)."""
+
+    __slots__ = ("read", "at")
 
     def __init__(self) -> None:
         super().__init__()
         self.read = False
+        self.at: dict = {}
 
-    # The stall check's look at the call before: the annotator's, not a handler's.
-    peek = dict.get
+    def __setitem__(self, tid, ev: Event) -> None:
+        dict.__setitem__(self, tid, ev)
+        self.at[tid] = None if ev.ts is None else -math.inf if ev.resumed_text is not None else ev.ts
+
+    def copied(self, tid, line: int, text: str, source: str | None, ts: float | None) -> None:
+        dict.__setitem__(self, tid, (line, text, source))
+        self.at[tid] = ts
+
+    def pop(self, tid, *default):
+        self.at.pop(tid, None)
+        return dict.pop(self, tid, *default)
+
+    def get_quietly(self, tid):
+        """The stall check's look at the call before: the annotator's, not a handler's."""
+        got = dict.get(self, tid)
+        return _parsed(self, tid, got) if got.__class__ is tuple else got
 
     def get(self, key, default=None):
         self.read = True
-        return dict.get(self, key, default)
+        got = dict.get(self, key, default)
+        return _parsed(self, key, got) if got.__class__ is tuple else got
 
     def __getitem__(self, key):
         self.read = True
-        return dict.__getitem__(self, key)
+        got = dict.__getitem__(self, key)
+        return _parsed(self, key, got) if got.__class__ is tuple else got
 
     def __contains__(self, key) -> bool:
         self.read = True
         return dict.__contains__(self, key)
+
+    def items(self):
+        self.read = True
+        return [(tid, _parsed(self, tid, got) if got.__class__ is tuple else got)
+                for tid, got in dict.items(self)]
+
+
+def _parsed(last: LastCalls, tid, stored: tuple) -> Event:
+    line, text, source = stored
+    ev = parse_line(line, text.rstrip("\n"))
+    ev.source = source
+    dict.__setitem__(last, tid, ev)
+    return ev
 
 
 class Model(Tracked):

@@ -4,6 +4,7 @@ one of each for the strace and the ltrace annotators."""
 from __future__ import annotations
 
 from collections import Counter
+from typing import Iterator
 
 from tracing.names import OTHER, OTHER_CAT
 
@@ -77,6 +78,13 @@ class Summary:
         if rec["tid"] is not None:
             self.threads[rec["tid"]] = rec["thread"]
 
+    def add_copies(self, rec: dict, n: int) -> None:
+        """`n` more lines of one call (its thread, name and category are already counted)."""
+        self.lines += n
+        self.kinds["syscall"] += n
+        self.syscalls[rec["syscall"]] += n
+        self.categories[rec["category"]] += n
+
     @property
     def understood(self) -> int:
         """Records that are strace's (calls, signals, exits, its messages)."""
@@ -91,3 +99,19 @@ class Summary:
                           for t, r in self.roles.items() if t in self.threads},
                 "unparsed": self.unparsed, "unparsed_lines": self.unparsed_lines,
                 **({"lost_in_log": self.lost} if self.lost else {})}
+
+
+class Copies(list):
+    """Rows of lines that repeat a kept call (`tracing.read.scan.copy_lines`): `(call, line,
+    time, duration, text, source, request, forms)`, forms being the call's. A renderer that keeps a form per call reads
+    them as they are; `records()` makes each the record the annotator would have made:
+    its call's record with the line's own fields."""
+
+    __slots__ = ()
+
+    def records(self) -> Iterator[dict]:
+        for call, line, ts, duration, text, source, request, _ in self:
+            rec = call.rec.copy()
+            rec["line"], rec["ts"], rec["duration"], rec["text"], rec["source"], rec["request"] = (
+                line, ts, duration, text, source, request)
+            yield rec

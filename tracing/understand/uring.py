@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import Callable
 
 from tracing.understand import fds as F
-from tracing.understand.handlers import Ctx, Verdict, _what_wakes, _where, _work
+from tracing.understand.handlers.context import Ctx, Verdict, where, work
+from tracing.understand.handlers.epoll import what_wakes
 from tracing.understand.changes import List
 from tracing.read.sqe import sqe_fields
 from tracing.names import BLOCKING, OTHER_CAT, POLLABLE, POOLED
@@ -54,16 +55,16 @@ def _io_uring_sqe(c: Ctx) -> Verdict:
         return c.say(f"EPOLL_CTL_DEL fd {fd_num} ({target.describe()}) from {epname}: the loop stops "
                      f"watching it; {how}", POLLABLE)
     mask = f" for {events[0][0]}" if events else ""
-    why = _what_wakes(target, events[0][0] if events else "EPOLLIN")
+    why = what_wakes(target, events[0][0] if events else "EPOLLIN")
     return c.say(f"EPOLL_CTL_{op} fd {fd_num} = {target.describe()} to {epname}{mask}: {why}; {how}",
                  POLLABLE)
 
 
 def _getaddrinfo(c: Ctx) -> Verdict:
     node = quoted(c.args[0]) if c.args else None
-    cat = _work(c)
+    cat = work(c)
     took = f" took {c.ev.duration * 1000:.1f} ms" if c.ev.duration is not None else ""
-    return c.say(f"getaddrinfo({node}){took} (libc, seen by a uprobe){_where(c, cat)}", cat)
+    return c.say(f"getaddrinfo({node}){took} (libc, seen by a uprobe){where(c, cat)}", cat)
 
 
 HANDLERS: dict[str, Callable[[Ctx], Verdict]] = {"io_uring_sqe": _io_uring_sqe,

@@ -23,7 +23,7 @@ from tracing.understand.annotate import Step, annotate_file
 from tracing.errors import EXIT_SCENARIO, EXIT_SETUP, TraceError
 from tracing.log import Progress
 from tracing.run.recipes import Target, kernel_syscalls, load_flags, strace_flags
-from tracing.render.views import eprint
+from tracing.log import eprint
 
 
 class Tracer:
@@ -75,7 +75,7 @@ class Tracer:
 
     def records(self, raw: Path, steps: list[Step]) -> tuple[Iterator[dict], Callable[[], dict]]:
         """Annotated records of the raw file (a stream), and the summary once they are read."""
-        records, ann = annotate_file(str(raw), steps, progress=Progress(sys.stderr),
+        records, ann = annotate_file(str(raw), steps, progress=Progress(sys.stderr), copies=True,
                                      snapshot=snapshot.load(snapshot.beside(raw)))
         return records, lambda: ann.summary.as_dict()
 

@@ -1,0 +1,256 @@
+"""A line that repeats a call the annotator kept is copied, not parsed, and each
+renderer fills its form of the call (tracing/read/scan.py's copy_lines,
+tracing/render/fill.py's fill, and their compiled twins in tracing/_core.c).
+That must never show: the same bytes as when every line goes through its
+handler, with the compiled twins or the Python ones, on every recorded log,
+on real lines shuffled with new times, and where a loop thread stalls between
+two identical calls."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tracing.read import scan
+from tracing.read.inputs import opener
+from tracing.render import fill
+from tracing.render.annotated_log import AnnotatedLog
+from tracing.render.jsonl import Jsonl
+from tracing.render.renderer import fan_out
+from tracing.render.trace_event import Exporter
+from tracing.understand.annotate import annotate_items
+
+from tests.helpers import FIXTURES, LOAD, LOGS, MIXED, PROGRAMS, ROOT, SPLIT
+
+
+def outputs(open_items, check: bool = False) -> tuple[dict[str, str], dict, int]:
+    """Every renderer's output of one read, the summary, and how many lines were copied."""
+    records, ann = annotate_items(open_items, check_reuse=check, copies=True)
+    jsonl, text, trace = io.StringIO(), io.StringIO(), io.StringIO()
+    fan_out(records, [Jsonl(jsonl), AnnotatedLog(text), Exporter(trace)])
+    return ({"jsonl": jsonl.getvalue(), "text": text.getvalue(), "trace-event": trace.getvalue()},
+            ann.summary.as_dict(), ann.reused)
+
+
+def first_difference(want: dict[str, str], got: dict[str, str]) -> str:
+    for name in want:
+        for n, (w, g) in enumerate(zip(want[name].splitlines(), got[name].splitlines()), 1):
+            if w != g:
+                return f"{name}, output line {n}:\n  every line parsed: {w}\n  copies:            {g}"
+        if want[name] != got[name]:
+            return f"{name}: {len(want[name].splitlines())} lines parsed, {len(got[name].splitlines())} with copies"
+    return "the same"
+
+
+def test_the_compiled_twins_are_built():
+    assert scan.compiled() and fill.fill is not fill._fill, \
+        "tracing/_core.c is not built: `make setup` builds it (needs Python's C headers)"
+
+
+@pytest.mark.parametrize("log", LOGS, ids=lambda p: str(p.relative_to(FIXTURES)))
+def test_copies_are_what_the_handlers_say_with_either_twin(log, monkeypatch):
+    # check: every line goes through its handler, and the row a copy would have
+    # made of it is compared with that record (an AssertionError names the line).
+    want, summary, _ = outputs(opener([str(log)]), check=True)
+    got, got_summary, _ = outputs(opener([str(log)]))
+    assert got == want, first_difference(want, got)
+    assert got_summary == summary
+    monkeypatch.setattr(scan, "copy_lines", scan._copy_lines)
+    monkeypatch.setattr(fill, "fill", fill._fill)
+    twin, twin_summary, _ = outputs(opener([str(log)]))
+    assert twin == want, first_difference(want, twin)
+    assert twin_summary == summary
+
+
+def test_a_server_under_repeated_requests_is_mostly_copied():
+    _, summary, copied = outputs(opener([str(LOAD)]))
+    calls = summary["kinds"]["syscall"]
+    # Every tenth request opens a file on a pool thread, which changes the model:
+    # a third of the calls are copies here (under wrk's GET / alone, nearly all).
+    assert copied > calls / 4, (copied, calls)
+
+
+def test_a_loop_busy_between_two_identical_calls_is_said_so(tmp_path):
+    # Real strace: five identical writes, 200 ms of computing with no syscall,
+    # five more. The sixth is the same call as the fifth, but its note must say
+    # that the thread made no call for 200 ms: it is not copied.
+    log = tmp_path / "busy.strace"
+    subprocess.run(["strace", "-f", "-ttt", "-T", "-yy", "-o", str(log), sys.executable,
+                    str(PROGRAMS / "busy_between_writes.py")], check=True, timeout=60)
+    want, _, _ = outputs(opener([str(log)]), check=True)
+    got, _, copied = outputs(opener([str(log)]))
+    assert got == want, first_difference(want, got)
+    lines = log.read_text().splitlines()
+    ticks = [n for n, line in enumerate(lines, 1) if re.search(r' write\(\d+</dev/null.*"tick\\n"', line)]
+    assert len(ticks) == 10, ticks
+    stalled = [n for n in ticks if "made no traced call for" in next(
+        line for line in want["jsonl"].splitlines() if line.startswith(f'{{"line": {n},'))]
+    assert stalled == [ticks[5]], (stalled, ticks)
+    assert copied >= 8, copied  # the writes but the first and the stalled one
+
+
+# A real call line with its own time and duration put back: digits of other
+# lengths, no time, no duration. Copies are keyed on the text between them.
+_PREFIX = re.compile(r"^(\[pid +\d+\] |\d+ +)? *(\d+\.\d+ +)?")
+_DURATION = re.compile(r" <\d+\.\d+>$")
+# Times of every length (13 digits: not a time; a fraction of 70 digits), and a few close
+# together, so a call's resumed half can end before or well after it began.
+times = st.one_of(st.none(), st.from_regex(r"\A[0-9]{1,14}\.[0-9]{1,9}\Z"),
+                  st.sampled_from(["1.0", "1.02", "1.04", "1.1", "0.9", "100.000001", "123456789012.5",
+                                   "1234567890123.5", "1." + "1" * 70]))
+# The pool server's loop thread: its calls, and those strace printed in two halves.
+LOOP_TID = "19937 "
+LOOP = ([(line,) for line in MIXED if line.startswith(LOOP_TID)]
+        + [pair for pair in SPLIT if pair[0].startswith(LOOP_TID)])
+
+
+def retime(line: str, ts: str | None, dur: str | None) -> str:
+    head = _PREFIX.match(line)
+    pid, body = head.group(1) or "", line[head.end():]
+    body = _DURATION.sub("" if dur is None else f" <{dur}>", body)
+    return f"{pid}{'' if ts is None else ts + ' '}{body}"
+
+
+@st.composite
+def real_calls_retimed(draw) -> list[str]:
+    """A few real calls (some in two halves, as strace prints a call another thread
+    interrupts), each repeated with other times and durations, in any order."""
+    family = draw(st.sampled_from([LOOP, [(line,) for line in MIXED] + SPLIT]))
+    calls = draw(st.lists(st.sampled_from(family), min_size=1, max_size=6))
+    lines = []
+    for _ in range(draw(st.integers(1, 60))):
+        call = draw(st.sampled_from(calls))
+        kept = draw(st.booleans())
+        lines += [line if kept else retime(line, draw(times), draw(times)) for line in call]
+    return lines
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                   HealthCheck.function_scoped_fixture])
+@given(st.one_of(st.lists(st.sampled_from(MIXED), min_size=1, max_size=300), real_calls_retimed()))
+def test_copies_hold_for_real_lines_in_any_order_at_any_time(lines):
+    def items():
+        return enumerate((line + "\n" for line in lines), 1)
+    want, summary, _ = outputs(items, check=True)
+    got, got_summary, _ = outputs(items)
+    assert got == want, first_difference(want, got)
+    assert got_summary == summary
+
+
+def test_a_copy_after_a_call_in_two_halves_is_checked_for_a_stall():
+    # Real lines of the pool server's loop thread, with -r's times (each the time
+    # since the line before): a wait strace printed in two halves, its resumed
+    # half 1 ms after its start, then a repeated call 70 ms after that. The stall
+    # check reads the wait's end off its resumed half: 69 ms, said as a stall,
+    # though the wait began only 40 ms before.
+    wait = next(pair for pair in SPLIT if pair[0].startswith(LOOP_TID) and " epoll_wait(" in pair[0])
+    brk = next(line for line in MIXED if line.startswith(LOOP_TID) and " brk(NULL)" in line)
+    halves = [retime(wait[0], "0.030", None), retime(wait[1], "0.001", None)]
+    lines = halves + [retime(brk, "0.001", None)] * 3 + halves + [retime(brk, "0.070", None)]
+
+    def items():
+        return enumerate((line + "\n" for line in lines), 1)
+    want, _, _ = outputs(items, check=True)
+    assert "made no traced call for 69 ms" in want["jsonl"].splitlines()[-1], want["jsonl"].splitlines()[-1]
+    got, _, copied = outputs(items)
+    assert got == want, first_difference(want, got)
+    assert copied == 2, copied  # the second and third brk; the last stalls
+
+
+# -- the twins, line by line --------------------------------------------------
+_real = [line + "\n" for line in MIXED[:400]]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.sampled_from(_real), st.builds(retime, st.sampled_from(MIXED[:400]), times, times),
+                          st.text(max_size=80)), min_size=1, max_size=40),
+       st.data())
+def test_the_compiled_scanner_takes_what_its_twin_takes(lines, data):
+    keys = [scan.scan(line)[0] for line in lines]
+    live = {k: (object(), i % 3, bool(i % 2), {}) if i % 5 else False
+            for i, k in enumerate(keys) if data.draw(st.booleans())}
+    at = {0: 1.0, 1: None, 2: float("-inf")}
+    window = data.draw(st.sampled_from([None, 0.05]))
+    most = data.draw(st.integers(1, 50))
+    results = []
+    for copy in (scan.copy_lines, scan._copy_lines):
+        items = iter(enumerate(lines, 1))
+        rows: list = []
+        last, seen = {}, dict(at)
+        got = copy(items, live, last, seen, window, rows, most)
+        results.append((got, rows, last, seen, list(items)))
+    assert results[0] == results[1]
+
+
+forms = st.lists(st.sampled_from([fill.slot(f, h) for f in range(1, 7) for h in range(4)]), max_size=6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 10**9), st.one_of(st.none(), st.floats(allow_nan=False)),
+                          st.one_of(st.none(), st.floats(0, 1e6)), st.text(), st.one_of(st.none(), st.text()),
+                          st.one_of(st.none(), st.text()), forms, st.text()), max_size=20),
+       st.integers(0, 3))
+def test_the_compiled_filler_writes_what_its_twin_writes(specs, start):
+    rows = []
+    for line, ts, dur, text, source, request, slots, lit in specs:
+        if any(s & 3 == fill.WIDE and s >> 2 != fill.LINE for s in slots) or any(
+                s & 3 == fill.AS_IS and s >> 2 not in (fill.TEXT,) for s in slots) or any(
+                s & 3 == fill.NUMBER and s >> 2 in (fill.TEXT, fill.SOURCE, fill.REQUEST) for s in slots):
+            continue  # slots the renderers never make: a number written as text, and so on
+        form = (lit, *[p for s in slots for p in (s, lit)])
+        forms_of = {"k": form} if len(rows) % 4 != 3 else {}
+        rows.append((object(), line, ts, dur, text, source, request, forms_of))
+    quote = repr
+    assert fill.fill(rows, start, "k", quote) == fill._fill(rows, start, "k", quote)
+
+
+def test_the_compiled_twins_under_address_sanitizer(tmp_path):
+    # tracing/_core.c built with ASan and UBSan (as the C server's sanitizer build), run on
+    # every recorded log, copies on and in check mode: a bad read, write, free or overflow aborts.
+    import shutil
+    import sysconfig
+    pkg = tmp_path / "tracing"
+    shutil.copytree(ROOT / "tracing", pkg, ignore=shutil.ignore_patterns("*.so", "__pycache__", "build"))
+    build = subprocess.run(["gcc", "-shared", "-fPIC", "-O1", "-g", "-fno-omit-frame-pointer",
+                            "-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-Wall", "-Wextra",
+                            "-Werror", f"-I{sysconfig.get_paths()['include']}", str(pkg / "_core.c"), "-o",
+                            str(pkg / f"_core{sysconfig.get_config_var('EXT_SUFFIX')}")],
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    asan = subprocess.run(["gcc", "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip()
+    script = ("import io, sys\n"
+              "from tracing import _core\n"
+              "from tracing.read.inputs import opener\n"
+              "from tracing.render.jsonl import Jsonl\n"
+              "from tracing.render.annotated_log import AnnotatedLog\n"
+              "from tracing.render.renderer import fan_out\n"
+              "from tracing.understand.annotate import annotate_items\n"
+              "assert _core.__file__.startswith(sys.argv[1]), _core.__file__\n"
+              "for log in sys.argv[2:]:\n"
+              "    for check in (False, True):\n"
+              "        records, _ = annotate_items(opener([log]), check_reuse=check, copies=True)\n"
+              "        fan_out(records, [Jsonl(io.StringIO()), AnnotatedLog(io.StringIO())])\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "LD_PRELOAD": asan,
+           "PYTHONMALLOC": "malloc",  # every block its own, so ASan sees each one's bounds
+           "ASAN_OPTIONS": "detect_leaks=0"}  # CPython keeps memory for good at exit
+    p = subprocess.run([sys.executable, "-c", script, str(tmp_path), *map(str, LOGS)], env=env, cwd=tmp_path,
+                       capture_output=True, text=True, timeout=900)
+    assert p.returncode == 0, p.stderr[-4000:]
+
+
+def test_annotate_jsonl_writes_what_the_handlers_say(tmp_path):
+    from tests.helpers import run_cli
+    out = tmp_path / "load.jsonl"
+    p = run_cli("annotate", "--format", "jsonl", "-o", str(out), str(LOAD))
+    assert p.returncode == 0, p.stderr
+    want, _, _ = outputs(opener([str(LOAD)]), check=True)
+    assert out.read_text() == want["jsonl"], first_difference({"jsonl": want["jsonl"]},
+                                                              {"jsonl": out.read_text()})
+

@@ -1,0 +1,451 @@
+/* The compiled twins of two small loops: a scanner and a template filler.
+ *
+ * copy_lines (twin: tracing/read/scan.py). A server under load prints the
+ * same call line after line, differing only in its time and duration. The
+ * annotator keeps, in a dict, the calls it has decided while its model stands
+ * still (key: the line's pid text and its call without time or duration).
+ * This loop takes the lines whose key is there, one row each, and stops at
+ * the first that is not: Python parses that one. It knows the prefix grammar
+ * of a strace line (scan.py's _KEY) and how -T ends one.
+ *
+ * fill (twin: tracing/render/fill.py). Each renderer keeps a form per call: a
+ * template with slots for a row's own fields. This fills the forms of a run
+ * of rows into one text.
+ *
+ * Neither knows what a call means or reads an object's attributes: dicts,
+ * tuples, strings and numbers only. The tests hold each to its twin on every
+ * recorded log.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+
+#define NUMBER 64  /* a time or duration this long is read by Python's float() */
+
+typedef struct {
+    Py_ssize_t pid_end;          /* the pid text is [0, pid_end); 0: none */
+    Py_ssize_t ts_at, ts_end;    /* the seconds, or an empty range */
+    Py_ssize_t body_at, body_end;
+    Py_ssize_t dur_at, dur_end;  /* the -T duration's digits, or an empty range */
+    Py_ssize_t text_end;         /* the line without its "\n" */
+} Split;
+
+typedef struct {
+    int kind;
+    const void *data;
+    Py_ssize_t n;
+} Text;
+
+static Py_UCS4 at(const Text *t, Py_ssize_t i) { return i < t->n ? PyUnicode_READ(t->kind, t->data, i) : 0; }
+
+static int is_digit(Py_UCS4 c) { return c >= '0' && c <= '9'; }
+
+static Py_ssize_t digits(const Text *t, Py_ssize_t i) {
+    while (is_digit(at(t, i))) i++;
+    return i;
+}
+
+static Py_ssize_t spaces(const Text *t, Py_ssize_t i) {
+    while (at(t, i) == ' ') i++;
+    return i;
+}
+
+/* `(?:<[^>\n]{0,64}>)?` at i: the index after it (i if there is none). */
+static Py_ssize_t comm(const Text *t, Py_ssize_t i) {
+    if (at(t, i) != '<')
+        return i;
+    for (Py_ssize_t j = i + 1; j <= i + 65 && j < t->n; j++) {
+        Py_UCS4 c = at(t, j);
+        if (c == '>')
+            return j + 1;
+        if (c == '\n')
+            break;
+    }
+    return i;
+}
+
+/* `\d{1,10}` then comm then what `then` must see: a run of at most ten digits. */
+static Py_ssize_t pid_digits(const Text *t, Py_ssize_t i) {
+    Py_ssize_t j = digits(t, i);
+    return j > i && j - i <= 10 ? j : -1;
+}
+
+/* `\[pid +\d{1,10}(?:<..>)?\] ` or `\d{1,10}(?:<..>)? +`: the index after it, or 0. */
+static Py_ssize_t pid(const Text *t) {
+    Py_ssize_t i, j;
+    if (at(t, 0) == '[' && at(t, 1) == 'p' && at(t, 2) == 'i' && at(t, 3) == 'd' && at(t, 4) == ' ') {
+        i = spaces(t, 5);
+        if ((j = pid_digits(t, i)) < 0)
+            return 0;
+        j = comm(t, j);
+        return at(t, j) == ']' && at(t, j + 1) == ' ' ? j + 2 : 0;
+    }
+    if ((j = pid_digits(t, 0)) < 0)
+        return 0;
+    i = comm(t, j);
+    if (at(t, i) != ' ' && i != j)  /* the comm did not end in spaces: without it */
+        i = j;
+    return at(t, i) == ' ' ? spaces(t, i) : 0;
+}
+
+/* `(?:\[ *\d{1,5}\] +)?(?:\[(?:[0-9a-f]{8,16}|\?{8,16})\] +)?` at i. */
+static Py_ssize_t number_ip(const Text *t, Py_ssize_t i) {
+    if (at(t, i) == '[') {
+        Py_ssize_t a = spaces(t, i + 1), b = digits(t, a);
+        if (b > a && b - a <= 5 && at(t, b) == ']' && at(t, b + 1) == ' ')
+            i = spaces(t, b + 1);
+    }
+    if (at(t, i) == '[') {
+        Py_ssize_t j = i + 1;
+        Py_UCS4 first = at(t, j);
+        while (first == '?' ? at(t, j) == '?' : (is_digit(at(t, j)) || (at(t, j) >= 'a' && at(t, j) <= 'f')))
+            j++;
+        if (j - i - 1 >= 8 && j - i - 1 <= 16 && at(t, j) == ']' && at(t, j + 1) == ' ')
+            i = spaces(t, j + 1);
+    }
+    return i;
+}
+
+/* `\d{1,12}\.\d+` exactly over [a, b). */
+static int is_seconds(const Text *t, Py_ssize_t a, Py_ssize_t b) {
+    Py_ssize_t d = digits(t, a);
+    return d > a && d - a <= 12 && d < b && at(t, d) == '.' && d + 1 < b && digits(t, d + 1) == b;
+}
+
+static void split(const Text *t, Split *p) {
+    Py_ssize_t i = p->pid_end = pid(t), j;
+    i = spaces(t, i);
+    p->ts_at = p->ts_end = 0;
+    j = digits(t, i);
+    if (j > i && j - i <= 12 && at(t, j) == '.' && is_digit(at(t, j + 1))) {
+        Py_ssize_t k = digits(t, j + 1);
+        if (at(t, k) == ' ')
+            p->ts_at = i, p->ts_end = k, i = spaces(t, k);
+    }
+    p->body_at = number_ip(t, i);
+    p->text_end = t->n > 0 && at(t, t->n - 1) == '\n' ? t->n - 1 : t->n;
+    p->body_end = p->text_end;
+    p->dur_at = p->dur_end = 0;
+    if (p->body_end > p->body_at && at(t, p->body_end - 1) == '>') {
+        Py_ssize_t k = p->body_end - 2;  /* rfind(" <") in the body */
+        while (k > p->body_at && !(at(t, k) == ' ' && at(t, k + 1) == '<'))
+            k--;
+        if (k > p->body_at && at(t, k) == ' ' && at(t, k + 1) == '<' && is_seconds(t, k + 2, p->body_end - 1))
+            p->dur_at = k + 2, p->dur_end = p->body_end - 1, p->body_end = k;
+    }
+}
+
+/* float(text[a:b]), for a run of ASCII digits and one dot. */
+static PyObject *number(PyObject *raw, const Text *t, Py_ssize_t a, Py_ssize_t b) {
+    char buf[NUMBER + 1];
+    if (b - a <= NUMBER) {
+        for (Py_ssize_t i = a; i < b; i++)
+            buf[i - a] = (char)at(t, i);
+        buf[b - a] = '\0';
+        double v = PyOS_string_to_double(buf, NULL, NULL);
+        if (v == -1.0 && PyErr_Occurred())
+            return NULL;
+        return PyFloat_FromDouble(v);
+    }
+    PyObject *s = PyUnicode_Substring(raw, a, b), *f;
+    if (s == NULL)
+        return NULL;
+    f = PyFloat_FromString(s);
+    Py_DECREF(s);
+    return f;
+}
+
+/* The row of a line whose key is in `live`, or NULL with no error (not taken). */
+typedef struct {
+    PyObject *live, *last, *at;
+    double window;
+    int has_window;
+} Tables;
+
+static int take(const Tables *tb, PyObject *item, PyObject *rows) {
+    PyObject *raw = PyTuple_GET_ITEM(item, 1), *key = NULL, *got, *ts = NULL, *dur = NULL, *text = NULL;
+    PyObject *body, *pidtext, *last_item = NULL, *row = NULL;
+    Text t;
+    Split p;
+    int taken = 0;
+    if (!PyUnicode_Check(raw))
+        return 0;
+    t.kind = PyUnicode_KIND(raw), t.data = PyUnicode_DATA(raw), t.n = PyUnicode_GET_LENGTH(raw);
+    split(&t, &p);
+    body = PyUnicode_Substring(raw, p.body_at, p.body_end);
+    if (body == NULL)
+        return -1;
+    if (p.pid_end > 0) {
+        if ((pidtext = PyUnicode_Substring(raw, 0, p.pid_end)) == NULL) {
+            Py_DECREF(body);
+            return -1;
+        }
+    } else {
+        pidtext = Py_NewRef(Py_None);
+    }
+    key = PyTuple_Pack(2, pidtext, body);
+    Py_DECREF(pidtext);
+    Py_DECREF(body);
+    if (key == NULL)
+        return -1;
+    got = PyDict_GetItemWithError(tb->live, key);  /* borrowed */
+    Py_DECREF(key);
+    if (got == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    if (got == Py_False)  /* a line passed over: no row, its thread's last call stays */
+        return 1;
+    if (!PyTuple_Check(got) || PyTuple_GET_SIZE(got) != 4) {
+        PyErr_SetString(PyExc_TypeError, "live values are (call, tid, waits, forms) or False");
+        return -1;
+    }
+    PyObject *call = PyTuple_GET_ITEM(got, 0), *tid = PyTuple_GET_ITEM(got, 1), *forms = PyTuple_GET_ITEM(got, 3);
+    int waits = PyObject_IsTrue(PyTuple_GET_ITEM(got, 2));
+    if (waits < 0)
+        return -1;
+    if (p.ts_end > p.ts_at) {
+        if ((ts = number(raw, &t, p.ts_at, p.ts_end)) == NULL)
+            return -1;
+        if (waits && tb->has_window) {
+            PyObject *then = PyDict_GetItemWithError(tb->at, tid);
+            if (then == NULL && PyErr_Occurred())
+                goto done;
+            if (then != NULL && then != Py_None) {
+                double before = PyFloat_AsDouble(then);
+                if (before == -1.0 && PyErr_Occurred())
+                    goto done;
+                if (PyFloat_AS_DOUBLE(ts) - before >= tb->window) {
+                    taken = 0;
+                    goto done;
+                }
+            }
+        }
+    } else {
+        ts = Py_NewRef(Py_None);
+    }
+    if (p.dur_end > p.dur_at) {
+        if ((dur = number(raw, &t, p.dur_at, p.dur_end)) == NULL)
+            goto fail;
+    } else {
+        dur = Py_NewRef(Py_None);
+    }
+    PyObject *source = PyTuple_GET_SIZE(item) > 2 ? PyTuple_GET_ITEM(item, 2) : Py_None;
+    PyObject *line = PyTuple_GET_ITEM(item, 0);
+    if ((text = p.text_end == t.n ? Py_NewRef(raw) : PyUnicode_Substring(raw, 0, p.text_end)) == NULL)
+        goto fail;
+    if ((last_item = PyTuple_Pack(3, line, raw, source)) == NULL
+        || PyDict_SetItem(tb->last, tid, last_item) < 0
+        || PyDict_SetItem(tb->at, tid, ts) < 0
+        || (row = PyTuple_Pack(8, call, line, ts, dur, text, source, Py_None, forms)) == NULL
+        || PyList_Append(rows, row) < 0)
+        goto fail;
+    taken = 2;
+    goto done;
+fail:
+    taken = -1;
+done:
+    if (PyErr_Occurred() && taken >= 0)
+        taken = -1;
+    Py_XDECREF(ts);
+    Py_XDECREF(dur);
+    Py_XDECREF(text);
+    Py_XDECREF(last_item);
+    Py_XDECREF(row);
+    return taken;
+}
+
+static PyObject *copy_lines(PyObject *Py_UNUSED(module), PyObject *args) {
+    PyObject *items, *rows, *window;
+    Tables tb;
+    Py_ssize_t most;
+    if (!PyArg_ParseTuple(args, "OO!O!O!OO!n", &items, &PyDict_Type, &tb.live, &PyDict_Type, &tb.last,
+                          &PyDict_Type, &tb.at, &window, &PyList_Type, &rows, &most))
+        return NULL;
+    tb.has_window = window != Py_None;
+    tb.window = tb.has_window ? PyFloat_AsDouble(window) : 0.0;
+    if (tb.has_window && tb.window == -1.0 && PyErr_Occurred())
+        return NULL;
+    for (;;) {
+        PyObject *item = PyIter_Next(items);
+        if (item == NULL)
+            return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+        int got = PyTuple_Check(item) && PyTuple_GET_SIZE(item) >= 2 ? take(&tb, item, rows) : 0;
+        if (got < 0) {
+            Py_DECREF(item);
+            return NULL;
+        }
+        if (got == 0)
+            return item;  /* Python reads it */
+        Py_DECREF(item);
+        if (got == 2 && PyList_GET_SIZE(rows) >= most)
+            return Py_NewRef(Py_True);
+    }
+}
+
+/* -- fill ------------------------------------------------------------- */
+
+typedef struct {
+    char *bytes;
+    Py_ssize_t len, cap;
+} Buf;
+
+static int put(Buf *b, const char *s, Py_ssize_t n) {
+    if (n == 0)
+        return 0;
+    if (b->len + n > b->cap) {
+        Py_ssize_t cap = (b->cap ? b->cap : 4096);
+        while (cap < b->len + n)
+            cap *= 2;
+        char *more = PyMem_Realloc(b->bytes, cap);
+        if (more == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        b->bytes = more, b->cap = cap;
+    }
+    memcpy(b->bytes + b->len, s, n);
+    b->len += n;
+    return 0;
+}
+
+static int put_str(Buf *b, PyObject *s) {
+    Py_ssize_t n;
+    const char *u;
+    if (!PyUnicode_Check(s)) {
+        PyErr_SetString(PyExc_TypeError, "a form's text and an as-is slot are str");
+        return -1;
+    }
+    if ((u = PyUnicode_AsUTF8AndSize(s, &n)) == NULL)
+        return -1;
+    return put(b, u, n);
+}
+
+/* repr() of an int or a float, "null" for None. */
+static int put_number(Buf *b, PyObject *v) {
+    if (v == Py_None)
+        return put(b, "null", 4);
+    if (PyFloat_CheckExact(v)) {
+        char *r = PyOS_double_to_string(PyFloat_AS_DOUBLE(v), 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+        if (r == NULL)
+            return -1;
+        int got = put(b, r, (Py_ssize_t)strlen(r));
+        PyMem_Free(r);
+        return got;
+    }
+    if (PyLong_CheckExact(v)) {
+        char num[32];
+        int overflow;
+        long long n = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (!overflow && !(n == -1 && PyErr_Occurred()))
+            return put(b, num, snprintf(num, sizeof(num), "%lld", n));
+        PyErr_Clear();
+    }
+    PyObject *r = PyObject_Repr(v);
+    if (r == NULL)
+        return -1;
+    int got = put_str(b, r);
+    Py_DECREF(r);
+    return got;
+}
+
+static int put_slot(Buf *b, PyObject *row, long code, PyObject *quote) {
+    long field = code >> 2, how = code & 3;
+    if (field < 0 || field >= PyTuple_GET_SIZE(row)) {
+        PyErr_SetString(PyExc_IndexError, "a form's slot names no field of the row");
+        return -1;
+    }
+    PyObject *v = PyTuple_GET_ITEM(row, field), *q;
+    int got;
+    switch (how) {
+    case 0:
+        return put_number(b, v);
+    case 1:
+        if (v == Py_None)
+            return put(b, "null", 4);
+        if ((q = PyObject_CallOneArg(quote, v)) == NULL)
+            return -1;
+        got = put_str(b, q);
+        Py_DECREF(q);
+        return got;
+    case 2:
+        return put_str(b, v);
+    default: {
+        char num[32];
+        long long n = PyLong_AsLongLong(v);
+        if (n == -1 && PyErr_Occurred())
+            return -1;
+        int len = snprintf(num, sizeof(num), "%7lld", n);
+        return put(b, num, len);
+    }
+    }
+}
+
+static int put_row(Buf *b, PyObject *row, PyObject *form, PyObject *quote) {
+    Py_ssize_t n = PyTuple_GET_SIZE(form);
+    for (Py_ssize_t j = 0; j < n; j++) {
+        PyObject *part = PyTuple_GET_ITEM(form, j);
+        if (j % 2 == 0) {
+            if (put_str(b, part) < 0)
+                return -1;
+            continue;
+        }
+        long code = PyLong_AsLong(part);
+        if ((code == -1 && PyErr_Occurred()) || put_slot(b, row, code, quote) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static PyObject *fill(PyObject *Py_UNUSED(module), PyObject *args) {
+    PyObject *rows, *key, *quote, *text = NULL;
+    Py_ssize_t start, i;
+    Buf b = {NULL, 0, 0};
+    if (!PyArg_ParseTuple(args, "OnOO", &rows, &start, &key, &quote))
+        return NULL;
+    if (!PyList_Check(rows)) {
+        PyErr_SetString(PyExc_TypeError, "rows is a list");
+        return NULL;
+    }
+    if (start < 0) {
+        PyErr_SetString(PyExc_ValueError, "start is an index into rows");
+        return NULL;
+    }
+    if (start > PyList_GET_SIZE(rows))
+        start = PyList_GET_SIZE(rows);
+    for (i = start; i < PyList_GET_SIZE(rows); i++) {
+        PyObject *row = PyList_GET_ITEM(rows, i), *forms, *form;
+        if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) < 8 || !PyDict_Check(forms = PyTuple_GET_ITEM(row, 7))) {
+            PyErr_SetString(PyExc_TypeError, "a row is a tuple whose 8th field is its call's forms");
+            goto fail;
+        }
+        if ((form = PyDict_GetItemWithError(forms, key)) == NULL) {
+            if (PyErr_Occurred())
+                goto fail;
+            break;
+        }
+        if (!PyTuple_Check(form) || PyTuple_GET_SIZE(form) % 2 == 0) {
+            PyErr_SetString(PyExc_TypeError, "a form is a tuple (text, slot, text, ..., text)");
+            goto fail;
+        }
+        if ((i > start && put(&b, "\n", 1) < 0) || put_row(&b, row, form, quote) < 0)
+            goto fail;
+    }
+    text = PyUnicode_DecodeUTF8(b.bytes ? b.bytes : "", b.len, "strict");
+    PyMem_Free(b.bytes);
+    if (text == NULL)
+        return NULL;
+    return Py_BuildValue("Nn", text, i);
+fail:
+    PyMem_Free(b.bytes);
+    return NULL;
+}
+
+static PyMethodDef methods[] = {
+    {"copy_lines", copy_lines, METH_VARARGS,
+     "copy_lines(items, live, last, at, window, rows, most): see tracing.read.scan.copy_lines"},
+    {"fill", fill, METH_VARARGS, "fill(rows, start, key, quote): see tracing.render.fill"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_core", NULL, -1, methods, NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__core(void) { return PyModule_Create(&module); }
