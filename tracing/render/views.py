@@ -33,9 +33,15 @@ def text_lines(records: Iterable[dict], headers: dict[str, str] | None = None,
     """The annotated log, one string per output line."""
     headers = headers or {}
     current = None
+    opened: set = set()
     for rec in records:
         req = rec.get("request")
+        if req and req in opened and req != current:
+            # A call is labelled by the window its start falls in: one that began in an earlier
+            # window and is printed here (its `resumed>` line) stays in the section it is printed in.
+            req = current
         if req and req != current:
+            opened.add(req)
             yield ""
             yield f"==== {req}: {headers.get(req, '')} ====".replace(":  ====", " ====")
         elif req is None and current is not None:

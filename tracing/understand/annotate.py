@@ -23,7 +23,7 @@ from tracing.read.inputs import open_text
 from tracing.understand.handlers import HANDLERS, Ctx, _exit_note, _generic, _signal
 from tracing.understand.model import Knowledge, Model
 from tracing.names import (BLOCKING, CLIENT, CLONES, DEVICE, LOOP, LOST_CALLS, OTHER, OTHER_CAT, PIPE,  # noqa: F401
-                           POLLABLE, POLL_WAITS, POOL, POOLED, READS, SOCKET, STDIO, TEACHING, WAITS,
+                           POLLABLE, POLL_WAITS, POOL, POOLED, READS, RING_RECORDS, SOCKET, STDIO, TEACHING, WAITS,
                            WAKEUP, WAKEUP_CAT, WRITES)
 from tracing.read.parse import Event, Started, first_fd, numbered_events, split_prefix
 from tracing.log import Progress
@@ -132,8 +132,11 @@ class Annotator:
             # A stall is time after the previous call ended, so at most the time since it
             # began; only its `resumed>` line's time (which -r makes relative) can say more.
             # _repeats.c's may_stall asks the same before it writes a repeat (test_repeats).
+            # (io_uring records are moments inside a call or on a kernel thread: time next to one
+            # is not known to be outside a wait)
             if (not self.learning and (thread == LOOP or m.threads[tid].first_wait is not None) and prev is not None
                     and item.ts is not None and prev.ts is not None
+                    and item.syscall not in RING_RECORDS and prev.syscall not in RING_RECORDS
                     and (item.ts - prev.ts >= STALL or prev.resumed_text is not None)):
                 stall, cited = _stall(item, prev, thread == LOOP)
                 if stall:

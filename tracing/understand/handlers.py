@@ -667,16 +667,17 @@ def _io_uring_setup(c: Ctx) -> Verdict:
 
 def _io_uring_enter(c: Ctx) -> Verdict:
     c.arg_fd(0)
-    seen = c.m.uring.pop(c.ev.tid, None)
-    if seen:
-        # The kernel tracer showed what this call carried, just above it.
-        return c.say(f"io_uring_enter submitted {', '.join(seen)} (the io_uring_sqe record(s) above)", POLLABLE)
     n = c.args[1] if len(c.args) > 1 else "?"
     wanted = to_int(c.args[2]) if len(c.args) > 2 else None
     waits = len(c.args) > 3 and "IORING_ENTER_GETEVENTS" in c.args[3] and (wanted or 0) >= 1
     if waits:
         # Waiting for completions: a completion loop's wait, as epoll_wait is a readiness loop's.
         c.m.saw_completion_wait(c.ev.tid, c.ev.line)
+    seen = c.m.uring.pop(c.ev.tid, None)
+    if seen or c.m.proc(c.ev.tid) in c.m.ring_procs:
+        # The kernel tracer showed what this call carried (tracing.uring).
+        return c.say(_ring_enter(c, seen or (), n, wanted if waits else None), POLLABLE)
+    if waits:
         took = f"the kernel took {c.ev.ret}" if c.ok else f"{c.ev.errno}"
         text = (f"io_uring_enter submitted {n} request(s) ({took}) and waited for at least {wanted} "
                 f"completion(s){_slept(c)}: which operations were submitted and which completed, and on which "
@@ -696,6 +697,26 @@ def _io_uring_enter(c: Ctx) -> Verdict:
                      f"yet the wait at {c.cite('ring-registration', *at)} returns it: it was registered here, "
                      "through the ring")
     return c.say(text, POLLABLE)
+
+
+def _ring_enter(c: Ctx, seen, n: str, wanted: int | None) -> str:
+    """io_uring_enter with the kernel tracer's records of what it submitted, and of the
+    completions posted since this thread's last io_uring_enter."""
+    subs = [text for kind, text, _ in seen if kind == "sub"]
+    start = c.ev.ts if c.ev.ts is not None else float("-inf")
+    during = [text for kind, text, ts in seen if kind == "done" and (ts is None or ts >= start)]
+    before = [text for kind, text, ts in seen if kind == "done" and ts is not None and ts < start]
+    text = (f"io_uring_enter submitted {', '.join(subs)} (the io_uring_sqe record(s) above)" if subs
+            else f"io_uring_enter submitted {n} request(s)")
+    if wanted is not None:
+        text += f" and waited for at least {wanted} completion(s){_slept(c)}"
+    if during:
+        text += f"; completions posted during it: {', '.join(during)}"
+    elif wanted is not None and c.ok:
+        text += "; no completion was posted during it: what it returned for was in the completion queue already"
+    if before:
+        text += f"; posted before it began: {', '.join(before)}"
+    return text
 
 
 # -- files ----------------------------------------------------------------------
@@ -748,8 +769,14 @@ def _where(c: Ctx, cat: str, lookup: str = "") -> str:
                else " (taken as one: it works beside a loop; read as a stream, its hand-back comes later)")
         return f"{lead}{', ' if lead else ': '}on pool thread {c.ev.tid}{why}, so the loop is not blocked"
     if cat == BLOCKING:
-        wait = c.cite("blocks-loop", c.m.thread(c.ev.tid).first_wait)
+        t = c.m.thread(c.ev.tid)
+        wait = c.cite("blocks-loop", t.first_wait)
         served = c.cite("blocks-loop", *(R.serving(c.m, c.ev.tid) or (None, None)))
+        if t.completions and not t.epoll:
+            # A completion loop: it could have submitted this to the ring instead.
+            return (f"{lead}{', ' if lead else ': '}BLOCKING the loop: this thread waits for completions (first at "
+                    f"{wait}) and serves clients (since {served}); this call is made on it, not submitted to the "
+                    "ring, so no completion is reaped and no other client is served until it returns")
         return (f"{lead}{', ' if lead else ': '}BLOCKING the loop: this thread waits for readiness (first at "
                 f"{wait}) and serves clients (since {served}); a regular file is always 'ready', so no other "
                 "client is served until this returns")

@@ -40,6 +40,11 @@ class Thread(Tracked):
     handbacks: list = field(default_factory=List)  # (write line, first work line) of its hand-backs
     made_by: int | None = None  # the thread that started it
     made_at: int | None = None  # and the line
+    # The kernel tracer's io_uring records: the first completion of an operation it submitted;
+    # for an io-wq worker, the first operation it ran: (completion line, submission line,
+    # submitting thread, opcode, the worker's name).
+    ring_done: int | None = None
+    ring_worker: tuple | None = None
 
 
 @dataclass
@@ -128,7 +133,10 @@ class Model(Tracked):
         self.accepted: dict = Dict()  # process -> (line, tid) of its first accepted (or received) client
         self.loopless_said: set = Set()  # processes already told they have no loop
         self.unplaced: set = Set()  # threads first seen without a clone in the log, not yet said
-        self.uring: dict = Dict()  # tid -> io_uring submissions seen inside its io_uring_enter (kernel tracer)
+        self.uring: dict = Dict()  # tid -> io_uring submissions and completions seen since its last io_uring_enter
+        # (kernel tracer): ("sub" or "done", text, time)
+        self.ring: dict = Dict()  # user_data -> io_uring operations in flight: [(line, tid, process, opcode, fd, punted)]
+        self.ring_procs: set = Set()  # processes whose io_uring submissions the log shows (the kernel tracer's)
         self.libuv: dict = Dict()  # process -> line that loaded libuv's code (uvloop's .so, libuv.so, node)
         # Writes that may wake a wait, not yet seen returned by one: reader key -> [(line, tid, signal)]
         self.filled: dict = Dict()
