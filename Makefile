@@ -92,7 +92,7 @@ trace-c: setup $(C_BIN)
 	$(PY) -m tracing trace c --tracer $(TRACER) $(if $(RECIPE),--recipe $(RECIPE)) $(if $(POOL),--pool) $(if $(PORT),--port $(PORT))
 
 trace-uring: setup $(URING_BIN)
-	$(PY) -m tracing trace uring --tracer $(TRACER) $(if $(PORT),--port $(PORT))
+	$(PY) -m tracing trace uring --tracer $(TRACER) $(if $(POOL),--pool) $(if $(PORT),--port $(PORT))
 
 ltrace-sanic: setup
 	$(PY) -m tracing trace sanic --tool ltrace --loop $(LOOP) $(if $(PORT),--port $(PORT))
@@ -116,9 +116,9 @@ serve-c: setup $(C_BIN)
 	$(C_BIN) --data server/data/lab.txt --port $(or $(PORT),8080) $(if $(POOL),--pool)
 
 serve-uring: setup $(URING_BIN)
-	$(URING_BIN) --data server/data/lab.txt --port $(or $(PORT),8080)
+	$(URING_BIN) --data server/data/lab.txt --port $(or $(PORT),8080) $(if $(POOL),--pool)
 
-compare: setup $(C_BIN)
+compare: setup $(C_BIN) $(URING_BIN)
 	$(PY) -m tracing compare --tracer $(TRACER) $(if $(FRESH),--fresh)
 
 test: setup build-c

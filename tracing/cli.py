@@ -139,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
                    help="Sanic's event loop (default uvloop)")
     t.add_argument("--pool", action="store_true",
-                   help="C epoll server: run getaddrinfo and the file read on a thread pool")
+                   help="C epoll server: run getaddrinfo and the file read on a thread pool; io_uring "
+                        "server: hand the file's operations to the kernel's io-wq threads (IOSQE_ASYNC)")
     _tracer_option(t)
     t.add_argument("--tool", choices=("strace", "ltrace"), default="strace",
                    help="strace (syscalls, the default) or ltrace (library calls: getaddrinfo, "
