@@ -775,13 +775,25 @@ def _where(c: Ctx, cat: str, lookup: str = "") -> str:
         if t.completions and not t.epoll:
             # A completion loop: it could have submitted this to the ring instead.
             return (f"{lead}{', ' if lead else ': '}BLOCKING the loop: this thread waits for completions (first at "
-                    f"{wait}) and serves clients (since {served}); this call is made on it, not submitted to the "
-                    "ring, so no completion is reaped and no other client is served until it returns")
+                    f"{wait}) and serves clients (since {served}); this call runs on it, not as an operation in "
+                    "the ring, so no completion is reaped and no other client is served until it returns")
         return (f"{lead}{', ' if lead else ': '}BLOCKING the loop: this thread waits for readiness (first at "
                 f"{wait}) and serves clients (since {served}); a regular file is always 'ready', so no other "
                 "client is served until this returns")
-    shared = _shared_wait(c, cat)
+    shared = _shared_wait(c, cat) or _unseen_clients(c, cat)
     return (lead + shared) if (lead or shared) else ""
+
+
+def _unseen_clients(c: Ctx, cat: str) -> str:
+    """File work on a completion loop, under strace: its clients, if any, are accepted inside
+    io_uring_enter, where strace does not look; say so rather than call it start-up."""
+    t = c.m.thread(c.ev.tid)
+    if (cat != OTHER_CAT or not t.completions or t.epoll or t.first_wait is None
+            or R.serving(c.m, c.ev.tid) is not None or c.m.proc(c.ev.tid) in c.m.ring_procs):
+        return ""
+    return (": on the completion loop thread, between its waits (first at line "
+            f"{t.first_wait}); whether it serves clients yet, strace cannot show (a ring's accepts happen "
+            "inside io_uring_enter), so whether this keeps one waiting is not known")
 
 
 def _shared_wait(c: Ctx, cat: str) -> str:
