@@ -38,7 +38,7 @@ import re
 from pathlib import Path
 from typing import IO, Iterable
 
-from tracing.names import CLONES, LOOP, LOST_CALLS, NO_PID, POOL, WAITS, WAKEUP, WAKEUP_CAT
+from tracing.names import CLONES, LOOP, LOST_CALLS, NO_PID, POOL, RING_RECORDS, WAITS, WAKEUP, WAKEUP_CAT
 
 US = 1e6  # the format's times are microseconds
 WOKEN_US = 1.0  # the "woken" slice at the end of a wait
@@ -155,6 +155,15 @@ class Exporter:
             return
         name = rec.get("syscall") or "?"
         category = rec.get("category") or "other"
+        if name in RING_RECORDS:
+            # An io_uring submission or completion is a moment inside a call (or on an io-wq
+            # worker), not a call: an instant, which neither nests under the io_uring_enter it
+            # happened in nor pushes that wait's slice aside.
+            self.emit({"name": name, "cat": category, "ph": "i", "s": "t", "ts": _us(ts), "pid": pid, "tid": tid,
+                       "args": {"note": rec.get("note", ""), "line": rec.get("line"),
+                                "args": (rec.get("args") or "")[:ARGS_MOST], "ret": rec.get("ret"),
+                                **({"request": label} if label else {})}})
+            return
         is_wait = name in WAITS
         start, dur = self._place(tid, _us(ts), _us(end - ts))
         # args: note, category, line, the raw arguments (cut), ret, errno and request if any.
