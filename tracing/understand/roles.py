@@ -138,13 +138,14 @@ def _ring_worker(ran: tuple, roles: dict) -> Role:
     """An io-wq worker (iou-wrk-N): the kernel's own pool, made without a clone, making no
     syscall; a pool thread where the operation it ran was a loop's."""
     done, sub, submitter, op, name = ran
-    what = (f"an io-wq worker of the kernel ({name}): it ran the {op} thread {submitter} submitted at line {sub} "
+    kind = "an io-wq worker of the kernel" if name.startswith("iou-wrk") else "a thread of the kernel"
+    what = (f"{kind} ({name}): it ran the {op} thread {submitter} submitted at line {sub} "
             f"and posted its completion (line {done}); the kernel makes these threads without a clone, and "
             "they make no syscall of their own")
     loop = roles.get(submitter)
     if loop is not None and loop.role == LOOP:
         return Role(POOL, what + f"; thread {submitter} is the loop, which reaps the completion", (sub, done),
-                    f"an io-wq worker: it ran the {op} submitted at line {sub}")
+                    f"{kind.removesuffix(' of the kernel')}: it ran the {op} submitted at line {sub}")
     return Role(OTHER, what + f"; thread {submitter} is no loop", (sub, done))
 
 

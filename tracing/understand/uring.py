@@ -172,7 +172,7 @@ def _io_uring_cqe(c: Ctx) -> Verdict:
         c.m.procs.joined(c.ev.tid, sub[1])
         c.table = c.m.procs.table(c.ev.tid)
         c.m.unplaced.discard(c.ev.tid)
-        joined = (f" [thread {c.ev.tid} ({worker}) is an io-wq worker the kernel made without a clone: it is "
+        joined = (f" [thread {c.ev.tid} ({worker}) is a thread the kernel made without a clone: it is "
                   f"in thread {sub[1]}'s process, whose submission it completes]")
     if sub is not None and sub[2] not in c.m.ring_procs:
         c.m.ring_procs.add(sub[2])
@@ -191,8 +191,10 @@ def _io_uring_cqe(c: Ctx) -> Verdict:
     sub_tid = sub[1] if sub is not None else c.ev.tid
     short = f"{_short(name, target, fields)} = {c.ev.errno or c.ev.ret} (line {c.ev.line}"
     if worker is not None:
-        short += f", io-wq worker {c.ev.tid}"
-        text += f", on io-wq worker thread {c.ev.tid} ({worker})"
+        # The kernel's own threads: io-wq's workers (iou-wrk-N), or an SQPOLL ring's poller (iou-sqp-N).
+        kind = "io-wq worker" if worker.startswith("iou-wrk") else "kernel"
+        short += f", {kind} thread {c.ev.tid}"
+        text += f", on {kind} thread {c.ev.tid} ({worker})"
         if sub is not None and sub[5]:
             text += f": the kernel handed it to io-wq at {c.cite('io-wq', sub[0], sub[1])} and a worker ran it"
         t = c.m.thread(c.ev.tid)
