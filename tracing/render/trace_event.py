@@ -196,6 +196,9 @@ class Exporter:
         if last is not None and start == last and (dur == 0 or self.track_zero.get(tid)):
             start += STEP_US
             dur = max(0.0, dur - STEP_US)
+        # The end as a viewer computes it (ts + dur, in doubles near 1.8e15 µs, 0.25 apart): a
+        # duration off that grid would end a call past the next one's start.
+        dur = (start + dur) - start
         self.track_end[tid] = start + dur
         self.track_zero[tid] = dur == 0
         return start, dur
