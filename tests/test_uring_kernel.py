@@ -13,8 +13,8 @@ import sys
 import pytest
 
 from tests.helpers import PROGRAMS, ROOT, Trace, free_port, run_cli, show
-from tracing.claims import check_all
-from tracing.kernel_lines import sqe_fields
+from tracing.understand.claims import check_all
+from tracing.read.sqe import sqe_fields
 
 LAB_FILE = ROOT / "server" / "data" / "lab.txt"
 

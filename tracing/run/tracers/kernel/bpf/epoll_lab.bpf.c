@@ -685,7 +685,7 @@ int signal_deliver(struct trace_event_raw_signal_deliver *ctx)
 /* What a submission asks for, from the request the kernel prepared from the
  * sqe (by submit time the opcode's prep has run): its fd, length, offset or
  * flags, and for an open its path, for a send or write the first bytes.
- * The layout per opcode is in tracing/kernel_records.py (SUB_FIELDS). */
+ * The layout per opcode is in records.py (SUB_FIELDS). */
 static __always_inline __u32 sub_op(struct el_rec *r, struct io_kiocb *req, __u8 op)
 {
 	__u64 *a = r->h.args;

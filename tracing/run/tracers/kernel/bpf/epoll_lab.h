@@ -31,7 +31,7 @@ enum el_kind {
  *     (IORING_OP_EPOLL_CTL as the kernel prepared it, struct io_epoll);
  *   EL_URING_SUB, more EL_SUB_OP: args user_data, fd, len, a, b, sqe flags; what
  *     a and b are, and what data holds (a path, the bytes sent), depends on the
- *     opcode: tracing/kernel_records.py says it;
+ *     opcode: tracing/run/tracers/kernel/records.py (SUB_FIELDS) says it;
  *   EL_URING_DONE, more EL_DONE_OP: args user_data, cflags, 1 if an io-wq worker
  *     posted it, -, then its comm (16 bytes in args[4..5]); data: an accept's new
  *     fd (struct el_sock), or the bytes a recv or read brought. */
