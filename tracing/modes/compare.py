@@ -355,35 +355,34 @@ def markdown(cmp: dict) -> str:
               "## Per request: how it is served, on which thread, and what it costs", "",
               "Cells: served as / threads doing the file or resolver work / loop waits, "
               "ctl ADD/MOD/DEL, io_uring_enter, wakeups, threads started.", "", head.replace("phase", "request")]
-    for path, per in cmp["requests"].items():
-        cells = []
-        for n in runs:
-            r = per.get(n)
-            if r is None:
-                cells.append("not served")
-                continue
-            threads = "+".join(r["work_threads"]) or "loop (sockets only)"
-            via = f" ({r['via_io_uring']} via io_uring)" if r.get("via_io_uring") else ""
-            cells.append(f"{r['served']} / {threads} / waits {r['waits']}, ctl {r['ADD']}/{r['MOD']}/{r['DEL']}{via}, "
-                         f"uring {r['io_uring_enter']}, wakeups {r['wakeups']}, threads +{r['threads_started']}")
-        lines.append(f"| {path} | " + " | ".join(cells) + " |")
+    lines += _request_rows(cmp, _served_cell)
     lines += ["", "## Calls per request: what each tracer sees", "",
               "Cells: syscalls in the request's window (strace's view; the kernel tracer's is the same "
               "calls); then the io_uring operations submitted, which only the kernel tracer decodes.", "",
               head.replace("phase", "request")]
-    for path, per in cmp["requests"].items():
-        cells = []
-        for n in runs:
-            r = per.get(n)
-            if r is None:
-                cells.append("not served")
-                continue
-            ops = r.get("ring_ops") or {}
-            ring = (" + ring: " + ", ".join(f"{op} ×{k}" for op, k in ops.items())) if ops else ""
-            cells.append(f"{r.get('syscalls', 0)} syscalls{ring}")
-        lines.append(f"| {path} | " + " | ".join(cells) + " |")
+    lines += _request_rows(cmp, _calls_cell)
     lines += ["", "## What differs and why", ""] + [f"- {d}" for d in cmp["differences"]]
     return "\n".join(lines) + "\n"
+
+
+def _request_rows(cmp: dict, cell) -> list[str]:
+    """A table row per request kind, a cell per run (`cell` of its numbers)."""
+    return [f"| {path} | " + " | ".join("not served" if per.get(n) is None else cell(per[n])
+                                         for n in cmp["runs"]) + " |"
+            for path, per in cmp["requests"].items()]
+
+
+def _served_cell(r: dict) -> str:
+    threads = "+".join(r["work_threads"]) or "loop (sockets only)"
+    via = f" ({r['via_io_uring']} via io_uring)" if r.get("via_io_uring") else ""
+    return (f"{r['served']} / {threads} / waits {r['waits']}, ctl {r['ADD']}/{r['MOD']}/{r['DEL']}{via}, "
+            f"uring {r['io_uring_enter']}, wakeups {r['wakeups']}, threads +{r['threads_started']}")
+
+
+def _calls_cell(r: dict) -> str:
+    ops = r.get("ring_ops") or {}
+    ring = (" + ring: " + ", ".join(f"{op} ×{k}" for op, k in ops.items())) if ops else ""
+    return f"{r.get('syscalls', 0)} syscalls{ring}"
 
 
 def write(cmp: dict, out_dir: Path) -> tuple[Path, Path]:
