@@ -31,8 +31,8 @@ help:
 	@echo "       IO_URING=0: refuse io_uring (strace fault injection), as in a container"
 	@echo "       SCENARIO=lessons: blocking vs awaiting, gather, CPU loops, timeouts, TaskGroup, cancel, each with a probe"
 	@echo "make trace-c [POOL=1] [PORT=8080]            trace the C epoll server, write traces/c*/"
-	@echo "make trace-uring [PORT=8080]                 trace the C io_uring server (same routes, completions), write traces/uring/"
-	@echo "       TRACER=kernel (trace-*, live-*, compare): a BPF program in the kernel instead of strace: io_uring epoll_ctl decoded, cheap (root)"
+	@echo "make trace-uring [POOL=1] [PORT=8080]        trace the C io_uring server (same routes, completions), write traces/uring/; POOL=1: file work on io-wq"
+	@echo "       TRACER=kernel (trace-*, live-*, compare): a BPF program in the kernel instead of strace: io_uring operations decoded, cheap (root)"
 	@echo "       RECIPE=load (trace-c, trace-sanic): epoll/accept only, --seccomp-bpf, under wrk load"
 	@echo "$(PY) -m tracing trace [--port P --request PATH] -- CMD...   trace your own program (or --pid PID)"
 	@echo "make ltrace-sanic [LOOP=asyncio], ltrace-c [POOL=1]  library calls (getaddrinfo, epoll wrappers) with ltrace"
@@ -40,7 +40,7 @@ help:
 	@echo "make live-sanic, live-c [FILTER=epoll|loop]  trace and stream annotated lines while you curl"
 	@echo "make web [PORT=8765]                          a live page: start Sanic or the C server traced, press buttons, watch"
 	@echo "make serve-sanic, serve-c, serve-uring        the servers without tracing, for plain curl"
-	@echo "make compare [FRESH=1]                       C vs Sanic/uvloop (with, without io_uring) vs Sanic/asyncio"
+	@echo "make compare [FRESH=1]                       C (epoll, its pool, io_uring) vs Sanic/uvloop (with, without io_uring) vs Sanic/asyncio"
 	@echo "make test                                     run the whole test suite (real strace, servers, curl)"
 	@echo "make container-smoke                          build the image, run trace-c and trace-sanic inside it"
 	@echo "make setup                                    install tools and .venv (done by the targets above)"
@@ -92,7 +92,7 @@ trace-c: setup $(C_BIN)
 	$(PY) -m tracing trace c --tracer $(TRACER) $(if $(RECIPE),--recipe $(RECIPE)) $(if $(POOL),--pool) $(if $(PORT),--port $(PORT))
 
 trace-uring: setup $(URING_BIN)
-	$(PY) -m tracing trace uring --tracer $(TRACER) $(if $(PORT),--port $(PORT))
+	$(PY) -m tracing trace uring --tracer $(TRACER) $(if $(POOL),--pool) $(if $(PORT),--port $(PORT))
 
 ltrace-sanic: setup
 	$(PY) -m tracing trace sanic --tool ltrace --loop $(LOOP) $(if $(PORT),--port $(PORT))
@@ -116,10 +116,10 @@ serve-c: setup $(C_BIN)
 	$(C_BIN) --data server/data/lab.txt --port $(or $(PORT),8080) $(if $(POOL),--pool)
 
 serve-uring: setup $(URING_BIN)
-	$(URING_BIN) --data server/data/lab.txt --port $(or $(PORT),8080)
+	$(URING_BIN) --data server/data/lab.txt --port $(or $(PORT),8080) $(if $(POOL),--pool)
 
-compare: setup $(C_BIN)
-	$(PY) -m tracing compare --tracer $(TRACER) $(if $(FRESH),--fresh)
+compare: setup $(C_BIN) $(URING_BIN)
+	$(PY) -m tracing compare --tracer $(TRACER) $(if $(FRESH),--fresh) $(if $(PORT),--port $(PORT))
 
 test: setup build-c
 	@scripts/setup.sh --for-tests

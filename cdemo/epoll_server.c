@@ -623,7 +623,8 @@ static void shutdown_all(void) {
 }
 
 int main(int argc, char **argv) {
-    int code = options_parse(argc, argv, &S.o, "a single-threaded epoll HTTP server", 1);
+    int code = options_parse(argc, argv, &S.o, "a single-threaded epoll HTTP server",
+                             "  --pool       run getaddrinfo and the file read on a thread pool woken through an eventfd\n");
     if (code >= 0) return code;
     setup();
     run_loop();

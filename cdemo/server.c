@@ -11,19 +11,17 @@
 #include <sys/socket.h>
 #include <time.h>
 
-static void usage(const char *prog, const char *about, int with_pool) {
+static void usage(const char *prog, const char *about, const char *pool_help) {
     fprintf(stderr, "usage: %s [--port N] [--bind ADDR]%s [--data FILE] [--idle-ms N] [--header-ms N]\n"
                     "  %s (routes: / /file /sleep?ms=N /dns?host=NAME)\n"
                     "%s"
                     "  --idle-ms    close a keep-alive connection idle this long (default %d)\n"
                     "  --header-ms  close a connection whose request head is not whole this long after\n"
                     "               its accept or the request's first byte (default %d)\n",
-            prog, with_pool ? " [--pool]" : "", about,
-            with_pool ? "  --pool       run getaddrinfo and the file read on a thread pool woken through an eventfd\n" : "",
-            IDLE_MS, HEADER_MS);
+            prog, pool_help ? " [--pool]" : "", about, pool_help ? pool_help : "", IDLE_MS, HEADER_MS);
 }
 
-int options_parse(int argc, char **argv, struct options *o, const char *about, int with_pool) {
+int options_parse(int argc, char **argv, struct options *o, const char *about, const char *pool_help) {
     *o = (struct options){.bind = "127.0.0.1", .data = "server/data/lab.txt", .port = 8080,
                           .idle_ms = IDLE_MS, .header_ms = HEADER_MS};
     for (int i = 1; i < argc; i++) {
@@ -31,19 +29,19 @@ int options_parse(int argc, char **argv, struct options *o, const char *about, i
         if (!strcmp(a, "--port") && v) o->port = atoi(argv[++i]);
         else if (!strcmp(a, "--bind") && v) o->bind = argv[++i];
         else if (!strcmp(a, "--data") && v) o->data = argv[++i];
-        else if (!strcmp(a, "--pool") && with_pool) o->pool = 1;
+        else if (!strcmp(a, "--pool") && pool_help) o->pool = 1;
         else if (!strcmp(a, "--idle-ms") && v) o->idle_ms = atoll(argv[++i]);
         else if (!strcmp(a, "--header-ms") && v) o->header_ms = atoll(argv[++i]);
         else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            usage(argv[0], about, with_pool);
+            usage(argv[0], about, pool_help);
             return 0;
         } else {
-            usage(argv[0], about, with_pool);
+            usage(argv[0], about, pool_help);
             return 2;
         }
     }
     if (o->port <= 0 || o->port > 65535 || o->idle_ms <= 0 || o->header_ms <= 0) {
-        usage(argv[0], about, with_pool);
+        usage(argv[0], about, pool_help);
         return 2;
     }
     return -1;

@@ -12,8 +12,9 @@ struct options {
     long long idle_ms, header_ms;
 };
 
-/* Fill o from argv. Returns -1 to go on, else the exit code (--help: 0). */
-int options_parse(int argc, char **argv, struct options *o, const char *about, int with_pool);
+/* Fill o from argv. Returns -1 to go on, else the exit code (--help: 0).
+ * pool_help: what --pool does in this server (NULL: it has none). */
+int options_parse(int argc, char **argv, struct options *o, const char *about, const char *pool_help);
 
 /* A listening TCP socket on addr:port, non-blocking (the EMFILE shed
  * accepts from it directly); exits with a message if it cannot. */

@@ -28,7 +28,11 @@
  *                     and searched on the loop; names it does not list are
  *                     a 400, so no query leaves the machine
  *
- * Usage: uring_server [--port N] [--bind ADDR] [--data FILE]
+ * --pool: the file's operations go to the kernel's own thread pool (io-wq,
+ * IOSQE_ASYNC) instead of being tried inline first: the epoll server's
+ * --pool, done by the kernel.
+ *
+ * Usage: uring_server [--port N] [--bind ADDR] [--data FILE] [--pool]
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -204,6 +208,7 @@ static void file_submit(struct conn *c) {
         io_uring_prep_read(sqe, f->fd, f->buf + f->len, (unsigned)(f->cap - f->len), f->len);
     else
         io_uring_prep_close(sqe, f->fd);
+    if (S.o.pool) io_uring_sqe_set_flags(sqe, IOSQE_ASYNC);
     c->pending |= BIT(K_FILE);
 }
 
@@ -247,10 +252,11 @@ static void file_answer(struct conn *c) {
     struct file_read *f = c->file;
     char body[1024], address[64];
     int status;
+    const char *mechanism = S.o.pool ? "io_uring-io-wq" : "io_uring";
     if (f->work == WORK_FILE)
-        status = file_body(body, sizeof body, "io_uring", f->failed, (long)f->len);
+        status = file_body(body, sizeof body, mechanism, f->failed, (long)f->len);
     else
-        status = dns_body(body, sizeof body, "io_uring", f->host,
+        status = dns_body(body, sizeof body, mechanism, f->host,
                           !f->failed && hosts_find(f->buf, f->len, f->host, address, sizeof address)
                           ? address : NULL);
     session_answer(&c->s, status, body);
@@ -518,7 +524,8 @@ static void setup(void) {
     S.sig_fd = signalfd(-1, &mask, SFD_CLOEXEC);
     if (S.sig_fd < 0) die("signalfd");
     io_uring_prep_read(sqe_for(&S.sig_tag), S.sig_fd, &S.siginfo, sizeof S.siginfo, 0);
-    fprintf(stderr, "uring_server: http://%s:%d/ (io_uring, single thread)\n", S.o.bind, S.o.port);
+    fprintf(stderr, "uring_server: http://%s:%d/ (io_uring, single thread%s)\n", S.o.bind, S.o.port,
+            S.o.pool ? "; file work on io-wq" : "");
 }
 
 static void shutdown_all(void) {
@@ -534,7 +541,9 @@ static void shutdown_all(void) {
 }
 
 int main(int argc, char **argv) {
-    int code = options_parse(argc, argv, &S.o, "a single-threaded io_uring HTTP server", 0);
+    int code = options_parse(argc, argv, &S.o, "a single-threaded io_uring HTTP server",
+                             "  --pool       hand the file's open, read and close to the kernel's io-wq threads\n"
+                             "               (IOSQE_ASYNC) rather than letting it try them inline first\n");
     if (code >= 0) return code;
     setup();
     run_loop();

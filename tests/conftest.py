@@ -195,3 +195,13 @@ def c_kernel_trace(tools_present, kernel_ready, tmp_path_factory) -> Trace:
 @pytest.fixture(scope="session")
 def c_pool_kernel_trace(tools_present, kernel_ready, tmp_path_factory) -> Trace:
     return run_recipe(tmp_path_factory, recipes.c(pool=True, tool="kernel", port=free_port()))
+
+
+@pytest.fixture(scope="session")
+def uring_kernel_trace(tools_present, kernel_ready, tmp_path_factory) -> Trace:
+    return run_recipe(tmp_path_factory, recipes.uring(tool="kernel", port=free_port()))
+
+
+@pytest.fixture(scope="session")
+def uring_pool_kernel_trace(tools_present, kernel_ready, tmp_path_factory) -> Trace:
+    return run_recipe(tmp_path_factory, recipes.uring(pool=True, tool="kernel", port=free_port()))

@@ -1,5 +1,6 @@
-"""The comparison's claims, on live traces of the five runs (the session's
-shared traces plus Sanic/uvloop with io_uring_setup refused by strace)."""
+"""The comparison's claims, on live traces of the six runs (the session's
+shared traces plus Sanic/uvloop with io_uring_setup refused by strace, and the
+C io_uring server), and the io_uring server under the kernel tracer."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from tracing.modes import compare
 
 
 @pytest.fixture(scope="module")
-def runs(c_trace, c_pool_trace, uvloop_trace, uvloop_no_io_uring_trace, asyncio_trace):
-    return {"c": c_trace, "c-pool": c_pool_trace, "sanic": uvloop_trace,
+def runs(c_trace, c_pool_trace, uring_trace, uvloop_trace, uvloop_no_io_uring_trace, asyncio_trace):
+    return {"c": c_trace, "c-pool": c_pool_trace, "uring": uring_trace, "sanic": uvloop_trace,
             "sanic-no-io_uring": uvloop_no_io_uring_trace, "sanic-asyncio": asyncio_trace}
 
 
@@ -95,6 +96,57 @@ def test_the_markdown_names_every_phase_and_run(table, tmp_path):
     text = md.read_text()
     for phase, _ in compare.PHASES:
         assert f"| {phase} (" in text
-    assert "| phase | c | c-pool | sanic | sanic-no-io_uring | sanic-asyncio |" in text
+    assert "| phase | c | c-pool | uring | sanic | sanic-no-io_uring | sanic-asyncio |" in text
+    assert "## Calls per request: what each tracer sees" in text
     assert "## What differs and why" in text and len(table["differences"]) >= 4
     assert js.exists()
+
+
+def test_the_io_uring_server_waits_in_io_uring_enter_and_registers_nothing(runs, table):
+    ph = table["phases"]
+    enters = [r for r in runs["uring"].records if r["syscall"] == "io_uring_enter" and r["thread"] == "loop"]
+    assert table["waits"]["uring"] == {"io_uring_enter": len(enters)} and enters, table["waits"]["uring"]
+    assert ph["wait"]["uring"] == {"io_uring_enter": len(enters)}, ph["wait"]
+    for phase in ("create epoll", "register listener", "register client", "deregister", "accept", "read",
+                  "respond", "close"):
+        assert ph[phase]["uring"] == {}, (phase, ph[phase]["uring"])
+    assert ph["create io_uring"]["uring"] == {"io_uring_setup": 1}, ph["create io_uring"]
+    # libuv's io_uring_enter calls stay its registrations: its thread waits in epoll.
+    assert "io_uring_enter" not in ph["wait"]["sanic"], ph["wait"]["sanic"]
+
+
+def test_strace_sees_only_io_uring_enter_in_the_io_uring_servers_requests(runs, table):
+    said = [d for d in table["differences"] if d.startswith("uring:")]
+    assert said and "strace shows nothing else of its requests" in said[0], table["differences"]
+    served = {p: per["uring"] for p, per in table["requests"].items() if per["uring"]}
+    assert set(served) == {"/", "/file", "/dns", "/sleep"}, served
+    for path, got in served.items():
+        shown = [r for r in runs["uring"].records if r["kind"] == "syscall"
+                 and compare._request_path(r.get("request")) == path]
+        assert got["syscalls"] == len(shown) == got["io_uring_enter"] > 0, (path, got, show(shown))
+        assert got["ring_ops"] == {} and got["served"] == "not shown (io_uring_enter only)", (path, got)
+
+
+@pytest.fixture(scope="module")
+def kernel_table(uring_trace, uring_kernel_trace):
+    return compare.build({"uring": uring_trace.out, "uring-kernel": uring_kernel_trace.out})
+
+
+def test_the_kernel_tracer_shows_each_requests_ring_operations(uring_kernel_trace, kernel_table):
+    ph, per = kernel_table["phases"], kernel_table["requests"]
+    accepts = [r for r in uring_kernel_trace.records if r["syscall"] == "io_uring_cqe"
+               and r["args"].startswith("IORING_OP_ACCEPT,") and r["errno"] is None]
+    assert ph["accept"]["uring-kernel"] == {"io_uring ACCEPT": len(accepts)} and accepts, ph["accept"]
+    for phase, op in (("read", "RECV"), ("respond", "SEND"), ("close", "CLOSE")):
+        assert ph[phase]["uring-kernel"].get(f"io_uring {op}", 0) >= len(per), (phase, ph[phase])
+    assert set(per) == {"/", "/file", "/dns", "/sleep"}, per
+    for path, cells in per.items():
+        ops = cells["uring-kernel"]["ring_ops"]
+        assert ops.get("RECV") and ops.get("SEND"), (path, ops)
+        # The same syscalls strace shows (io_uring_enter only), and the operations behind them.
+        assert cells["uring-kernel"]["syscalls"] == cells["uring-kernel"]["io_uring_enter"], (path, cells)
+    assert {"OPENAT", "READ", "CLOSE"} <= set(per["/file"]["uring-kernel"]["ring_ops"]), per["/file"]
+    assert per["/file"]["uring-kernel"]["served"] in ("io_uring, inline", "io-wq (the kernel's pool)")
+    assert per["/sleep"]["uring-kernel"]["ring_ops"].get("TIMEOUT") == 1, per["/sleep"]
+    said = [d for d in kernel_table["differences"] if d.startswith("uring-kernel:")]
+    assert said and f"{len(accepts)} ACCEPT" in said[0] and "born in an ACCEPT's completion" in said[0], said

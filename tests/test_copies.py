@@ -174,7 +174,7 @@ _real = [line + "\n" for line in MIXED[:400]]
        st.data())
 def test_the_compiled_scanner_takes_what_its_twin_takes(lines, data):
     keys = [scan.scan(line)[0] for line in lines]
-    live = {k: (object(), i % 3, bool(i % 2), {}) if i % 5 else False
+    live = {k: (object(), i % 3, i % 4, {}) if i % 5 else False
             for i, k in enumerate(keys) if data.draw(st.booleans())}
     at = {0: 1.0, 1: None, 2: float("-inf")}
     window = data.draw(st.sampled_from([None, 0.05]))

@@ -195,13 +195,14 @@ static int take(const Tables *tb, PyObject *item, PyObject *rows) {
     if (got == Py_False)  /* a line passed over: no row, its thread's last call stays */
         return 1;
     if (!PyTuple_Check(got) || PyTuple_GET_SIZE(got) != 4) {
-        PyErr_SetString(PyExc_TypeError, "live values are (call, tid, waits, forms) or False");
+        PyErr_SetString(PyExc_TypeError, "live values are (call, tid, flags, forms) or False");
         return -1;
     }
     PyObject *call = PyTuple_GET_ITEM(got, 0), *tid = PyTuple_GET_ITEM(got, 1), *forms = PyTuple_GET_ITEM(got, 3);
-    int waits = PyObject_IsTrue(PyTuple_GET_ITEM(got, 2));
-    if (waits < 0)
+    long flags = PyLong_AsLong(PyTuple_GET_ITEM(got, 2));
+    if (flags == -1 && PyErr_Occurred())
         return -1;
+    int waits = flags & 1;
     if (p.ts_end > p.ts_at) {
         if ((ts = number(raw, &t, p.ts_at, p.ts_end)) == NULL)
             return -1;
@@ -234,7 +235,7 @@ static int take(const Tables *tb, PyObject *item, PyObject *rows) {
         goto fail;
     if ((last_item = PyTuple_Pack(3, line, raw, source)) == NULL
         || PyDict_SetItem(tb->last, tid, last_item) < 0
-        || PyDict_SetItem(tb->at, tid, ts) < 0
+        || PyDict_SetItem(tb->at, tid, flags & 2 ? Py_None : ts) < 0
         || (row = PyTuple_Pack(8, call, line, ts, dur, text, source, Py_None, forms)) == NULL
         || PyList_Append(rows, row) < 0)
         goto fail;

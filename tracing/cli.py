@@ -46,8 +46,8 @@ recommended strace flags for logs you bring to `annotate`:
 def _tracer_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tracer", choices=("strace", "kernel"), default="strace",
                    help="strace (ptrace, the default) or kernel (a BPF program on tracepoints: barely "
-                        "slows the server and decodes uvloop's io_uring epoll_ctl; needs root, BTF and "
-                        "tracefs), written to traces/<run>-kernel/")
+                        "slows the server and decodes io_uring operations, uvloop's epoll_ctl among them; "
+                        "needs root, BTF and tracefs), written to traces/<run>-kernel/")
 
 
 class Parser(argparse.ArgumentParser):
@@ -143,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
                    help="Sanic's event loop (default uvloop)")
     t.add_argument("--pool", action="store_true",
-                   help="C epoll server: run getaddrinfo and the file read on a thread pool")
+                   help="C epoll server: run getaddrinfo and the file read on a thread pool; io_uring "
+                        "server: hand the file's operations to the kernel's io-wq threads (IOSQE_ASYNC)")
     _tracer_option(t)
     t.add_argument("--tool", choices=("strace", "ltrace"), default="strace",
                    help="strace (syscalls, the default) or ltrace (library calls: getaddrinfo, "
@@ -170,11 +171,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("compare", help="the loops side by side: traces/compare.md and .json",
                        description="Trace (or reuse fresh traces of) the C server, the C server "
-                       "with its pool, Sanic on uvloop with and without io_uring, and Sanic on the "
+                       "with its pool, the C io_uring server, Sanic on uvloop with and without io_uring, and Sanic on the "
                        "stdlib loop, all with the same curl scenario; then write traces/compare.md "
                        "(printed) and traces/compare.json.",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("--fresh", action="store_true", help="trace every run again, even if fresh")
+    c.add_argument("--port", type=port_number, default=None,
+                   help="the port each run's server listens on, one run after another (default: each "
+                        "target's own, 8080)")
     _tracer_option(c)
     c.add_argument("--traces", type=Path, default=Path("traces"), help="folder of the runs")
 
@@ -341,7 +345,7 @@ def cmd_trace(args) -> int:
 
 
 # The runs `compare` puts side by side, as trace-target options.
-COMPARED = [("c", {"pool": False}), ("c", {"pool": True}), ("sanic", {"loop": "uvloop"}),
+COMPARED = [("c", {"pool": False}), ("c", {"pool": True}), ("uring", {}), ("sanic", {"loop": "uvloop"}),
             ("sanic", {"loop": "uvloop", "io_uring": False}), ("sanic", {"loop": "asyncio"})]
 SOURCES = ("server", "cdemo", "tracing")
 
@@ -357,10 +361,11 @@ def _fresh(out: Path) -> bool:
 
 def _compared(tracer: str) -> list[tuple[str, dict]]:
     """COMPARED with every run on `tracer` (IO_URING=0 needs strace's fault injection), plus
-    Sanic/uvloop under the kernel tracer: the io_uring registrations strace cannot see."""
+    Sanic/uvloop and the io_uring server under the kernel tracer: the io_uring operations
+    strace cannot see."""
     runs = [(k, {**o, "tool": tracer if o.get("io_uring", True) else "strace"}) for k, o in COMPARED]
     if tracer != "kernel":
-        runs.append(("sanic", {"loop": "uvloop", "tool": "kernel"}))
+        runs += [("sanic", {"loop": "uvloop", "tool": "kernel"}), ("uring", {"tool": "kernel"})]
     return runs
 
 
@@ -368,7 +373,7 @@ def cmd_compare(args) -> int:
     runs = {}
     compared = _compared(args.tracer)
     for i, (kind, opts) in enumerate(compared, 1):
-        target = _target(kind, **opts)
+        target = _target(kind, args.port, **opts)
         out = args.traces / target.name
         if target.tracer == "kernel" and (why := kernel_unavailable()):
             eprint(f"[epoll-lab] {i}/{len(compared)} {target.name}: skipped: {why}")

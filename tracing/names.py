@@ -59,7 +59,9 @@ RESOLVER_CALLS = frozenset({"getaddrinfo", "gethostbyname", "gethostbyname_r", "
 # clones and execs, signal returns. Reads, opens and the rest cannot teach.
 TEACHING = (EPOLL_MAKERS | {"epoll_ctl", "eventfd", "eventfd2", "pipe", "pipe2", "socketpair",
                             "socket", "accept", "accept4", "close", "dup", "dup2", "dup3", "fcntl",
-                            "execve", "io_uring_setup", "io_uring_sqe"} | WRITES | CLONES | SIGRETURNS)
+                            "execve", "io_uring_setup", "io_uring_sqe", "io_uring_cqe"} | WRITES | CLONES | SIGRETURNS)
+# The kernel tracer's io_uring records: moments inside a call (or on a kernel thread), not calls.
+RING_RECORDS = frozenset({"io_uring_sqe", "io_uring_cqe"})
 
 # A tracer's own message that calls are missing from the log at this point
 # (the kernel tracer's ring buffer was full): `strace: N calls lost here ...`.

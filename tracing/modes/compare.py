@@ -1,6 +1,10 @@
 """Runs side by side: which syscalls realise each textbook phase of an event
 loop, how each request kind is served, and what differs, from the data.
 
+A completion loop (the io_uring server) realises the phases with operations
+in its ring: under strace only its io_uring_enter calls show (they are its
+waits); under the kernel tracer each operation's completion does (io_uring_cqe).
+
 Input: finished trace folders (events.jsonl + scenario.jsonl), read as
 streams. Output: one dict (compare.json) and its Markdown view (compare.md).
 """
@@ -11,14 +15,14 @@ import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from tracing.names import READS, WAITS, WRITES
-from tracing.names import CLIENT
+from tracing.names import CLIENT, READS, RESOLVER_CALLS, RING_RECORDS, WAITS, WRITES
 from tracing.read.sqe import sqe_fields
 from tracing.read.parse import split_args
 
 RESPONDS = WRITES | {"sendfile"}  # nginx answers files with sendfile
 
 PHASES = [
+    ("create io_uring", "submission and completion queues shared with the kernel"),
     ("create epoll", "the loop's set of watched fds"),
     ("register listener", "watch the listening socket"),
     ("wait", "sleep until an fd is ready or a timer is due"),
@@ -31,6 +35,9 @@ PHASES = [
     ("close", "close the client fd"),
     ("wake-up from the pool", "another thread wakes the loop"),
 ]
+# A completion's opcode -> the phase it realises, for a client's fd (ACCEPT: the listening socket's).
+RING_PHASES = {"ACCEPT": "accept", "RECV": "read", "RECVMSG": "read", "READ": "read", "SEND": "respond",
+               "SENDMSG": "respond", "WRITE": "respond", "CLOSE": "close"}
 
 
 def _ctl_op(rec: dict) -> str:
@@ -60,12 +67,16 @@ def phase_of(rec: dict) -> tuple[str, str] | None:
         return None
     if name in ("epoll_create", "epoll_create1"):
         return "create epoll", name
+    if name == "io_uring_setup":
+        return "create io_uring", name
     if name in WAITS and rec["thread"] == "loop":
         return "wait", name
     if name in ("accept", "accept4"):
         return "accept", name
-    if name == "io_uring_enter" and rec["thread"] == "loop" and not _shown_by_kernel(rec):
-        return "register client", "io_uring_enter"
+    if name == "io_uring_enter":
+        return None  # a completion loop's wait, or libuv's registration: read_run decides by its thread
+    if name == "io_uring_cqe":
+        return _ring_phase(rec)
     if name == "io_uring_sqe":
         op = _uring_op(rec)
         role = _target_role(rec, 1)
@@ -97,6 +108,21 @@ def phase_of(rec: dict) -> tuple[str, str] | None:
     return None
 
 
+def _ring_phase(rec: dict) -> tuple[str, str] | None:
+    """A completion (kernel tracer) as a phase: an accept, a client's recv, send or close; or
+    an io-wq worker's completion, the kernel's pool handing a result back."""
+    got = sqe_fields(rec["args"])
+    if got is None:
+        return None
+    if rec["thread"] == "pool":
+        return "wake-up from the pool", "io-wq worker's completion"
+    phase = RING_PHASES.get(got["name"])
+    role = _target_role(rec, 0)
+    if phase is None or rec["errno"] is not None or (phase != "accept" and role != CLIENT):
+        return None
+    return phase, f"io_uring {got['name']}"
+
+
 def _uring_op(rec: dict) -> str | None:
     """ADD/MOD/DEL of a libuv IORING_OP_EPOLL_CTL the kernel tracer saw, else None."""
     got = sqe_fields(rec["args"])
@@ -120,6 +146,11 @@ def read_run(out: Path) -> dict:
     per_request: dict[str, dict] = {}
     wake = Counter()
     waits = Counter()
+    # io_uring_enter on a loop thread: a completion loop's wait, or (a thread that also waits
+    # in epoll: libuv) how it registers fds. Known once the whole run is read.
+    enters: Counter = Counter()  # tid -> io_uring_enter the kernel tracer did not decode
+    epoll_tids: set = set()
+    ring_ops = 0  # io_uring submissions the kernel tracer decoded
     with open(out / "events.jsonl") as f:
         for line in f:
             rec = json.loads(line)
@@ -128,6 +159,13 @@ def read_run(out: Path) -> dict:
                 phases[got[0]][got[1]] += 1
             if rec["kind"] == "syscall" and rec["syscall"] in WAITS and rec["thread"] == "loop":
                 waits[rec["syscall"]] += 1
+                epoll_tids.add(rec["tid"])
+            if rec["kind"] == "syscall" and rec["syscall"] == "io_uring_enter" and rec["thread"] == "loop":
+                enters[rec["tid"]] += 1
+                if _shown_by_kernel(rec):
+                    enters[("shown", rec["tid"])] += 1
+            if rec["syscall"] == "io_uring_sqe":
+                ring_ops += 1
             if rec["category"] == "wakeup" and not _in_a_handler(rec):
                 for fd in rec["fds"]:
                     if fd["role"] == "wakeup":
@@ -138,7 +176,7 @@ def read_run(out: Path) -> dict:
             req = per_request.setdefault(path, {
                 "served_by": set(), "work_threads": set(), "waits": 0, "ADD": 0, "MOD": 0, "DEL": 0,
                 "io_uring_enter": 0, "via_io_uring": 0, "wakeups": 0, "threads_started": 0,
-                "processes_started": 0})
+                "processes_started": 0, "syscalls": 0, "ring_ops": Counter(), "enters_by": Counter()})
             cat = rec["category"]
             if cat in ("blocking", "thread-pooled"):
                 req["served_by"].add(cat)
@@ -146,6 +184,14 @@ def read_run(out: Path) -> dict:
             if rec["kind"] != "syscall":
                 continue
             name = rec["syscall"]
+            if name == "io_uring_sqe":
+                got = sqe_fields(rec["args"])
+                if got and not got["libuv"]:
+                    req["ring_ops"][got["name"]] += 1
+            elif name not in RING_RECORDS and name not in RESOLVER_CALLS:
+                req["syscalls"] += 1  # what strace shows of the request
+            if name == "io_uring_enter" and rec["thread"] == "loop":
+                req["enters_by"][rec["tid"]] += 1
             if name in WAITS and rec["thread"] == "loop":
                 req["waits"] += 1
             elif name == "epoll_ctl" and rec["errno"] is None:
@@ -162,14 +208,31 @@ def read_run(out: Path) -> dict:
                 req[key] += 1
             if cat == "wakeup":
                 req["wakeups"] += 1
+    completion = {t for t in enters if not isinstance(t, tuple) and t not in epoll_tids}
+    for tid in enters:
+        if isinstance(tid, tuple):
+            continue
+        if tid in completion:
+            phases["wait"]["io_uring_enter"] += enters[tid]
+            waits["io_uring_enter"] += enters[tid]
+        elif enters[tid] > enters[("shown", tid)]:
+            phases["register client"]["io_uring_enter"] += enters[tid] - enters[("shown", tid)]
     for req in per_request.values():
         served = req.pop("served_by")
+        ops = req["ring_ops"]
+        req["waits"] += sum(n for t, n in req.pop("enters_by").items() if t in completion)
+        file_ops = sum(ops[o] for o in ("OPENAT", "READ", "WRITE"))
         req["served"] = ("blocking in loop" if "blocking" in served else
-                         "thread-pooled" if "thread-pooled" in served else "pollable")
+                         "io-wq (the kernel's pool)" if "thread-pooled" in served and file_ops else
+                         "thread-pooled" if "thread-pooled" in served else
+                         "io_uring, inline" if file_ops else
+                         "not shown (io_uring_enter only)" if completion and not ring_ops else "pollable")
         req["work_threads"] = sorted(req["work_threads"])
+        req["ring_ops"] = dict(ops.most_common())
     mechanism = ", ".join(sorted(wake)) if wake else "none seen"
     return {"phases": {p: dict(c.most_common()) for p, c in phases.items()},
-            "requests": per_request, "wakeup_mechanism": mechanism, "waits": dict(waits)}
+            "requests": per_request, "wakeup_mechanism": mechanism, "waits": dict(waits),
+            "completion_loop": bool(completion), "ring_ops": ring_ops}
 
 
 def build(runs: dict[str, Path]) -> dict:
@@ -229,6 +292,23 @@ def differences(data: dict) -> list[str]:
             out.append(f"{name}: {adds} EPOLL_CTL_ADD for {accepts} accepts"
                        + (f" and {dels} EPOLL_CTL_DEL" if dels else ", no EPOLL_CTL_DEL (close() "
                           "removes an fd from every epoll set)") + ".")
+    for name, run in data.items():
+        if not run.get("completion_loop"):
+            continue
+        ph, home = run["phases"], run["requests"].get("/")
+        enters = _count(ph.get("wait", {}), "io_uring_enter")
+        if run["ring_ops"]:
+            done = ", ".join(f"{n} {how.removeprefix('io_uring ')}" for p in ("accept", "read", "respond", "close")
+                             for how, n in ph.get(p, {}).items() if how.startswith("io_uring "))
+            out.append(f"{name}: a completion loop: it waits in io_uring_enter ({enters} calls) and registers "
+                       f"nothing; the kernel tracer shows the operations it hands the kernel, completed: {done}. "
+                       "No accept4, read or write: the ring does them, and an accepted client's fd is born in "
+                       "an ACCEPT's completion.")
+        else:
+            calls = f"; GET / was {home['syscalls']} syscall(s), all io_uring_enter" if home else ""
+            out.append(f"{name}: a completion loop: {enters} io_uring_enter calls are its waits, and strace "
+                       f"shows nothing else of its requests{calls}: accept, recv, send and close are operations "
+                       "in the ring, which strace does not decode (the kernel tracer does).")
     mech = {n: r["wakeup_mechanism"] for n, r in data.items() if r["wakeup_mechanism"] != "none seen"}
     if len(set(mech.values())) > 1:
         groups: dict[str, list[str]] = defaultdict(list)
@@ -245,8 +325,14 @@ def differences(data: dict) -> list[str]:
                 how[s].append(n)
             why = ("a regular file is always 'ready', so epoll cannot help" if path == "/file" else
                    "getaddrinfo is a blocking libc call with no fd to poll")
+            ring = any(s.startswith(("io_uring", "io-wq")) for s in served.values())
+            instead = ("hands the file to the kernel, which reads it inline when it can and on its own io-wq "
+                       "threads when it would block" if path == "/file" else
+                       "(the lab's io_uring server) reads /etc/hosts through the ring instead: no ring "
+                       "operation replaces getaddrinfo")
             out.append(f"GET {path} is " + "; ".join(f"{s} in {', '.join(ns)}" for s, ns in how.items())
-                       + f": {why}; only a thread keeps the loop free.")
+                       + f": {why}; only a thread keeps an epoll loop free"
+                       + (f"; a completion loop {instead}." if ring else "."))
     return out
 
 
@@ -269,20 +355,34 @@ def markdown(cmp: dict) -> str:
               "## Per request: how it is served, on which thread, and what it costs", "",
               "Cells: served as / threads doing the file or resolver work / loop waits, "
               "ctl ADD/MOD/DEL, io_uring_enter, wakeups, threads started.", "", head.replace("phase", "request")]
-    for path, per in cmp["requests"].items():
-        cells = []
-        for n in runs:
-            r = per.get(n)
-            if r is None:
-                cells.append("not served")
-                continue
-            threads = "+".join(r["work_threads"]) or "loop (sockets only)"
-            via = f" ({r['via_io_uring']} via io_uring)" if r.get("via_io_uring") else ""
-            cells.append(f"{r['served']} / {threads} / waits {r['waits']}, ctl {r['ADD']}/{r['MOD']}/{r['DEL']}{via}, "
-                         f"uring {r['io_uring_enter']}, wakeups {r['wakeups']}, threads +{r['threads_started']}")
-        lines.append(f"| {path} | " + " | ".join(cells) + " |")
+    lines += _request_rows(cmp, _served_cell)
+    lines += ["", "## Calls per request: what each tracer sees", "",
+              "Cells: syscalls in the request's window (strace's view; the kernel tracer's is the same "
+              "calls); then the io_uring operations submitted, which only the kernel tracer decodes.", "",
+              head.replace("phase", "request")]
+    lines += _request_rows(cmp, _calls_cell)
     lines += ["", "## What differs and why", ""] + [f"- {d}" for d in cmp["differences"]]
     return "\n".join(lines) + "\n"
+
+
+def _request_rows(cmp: dict, cell) -> list[str]:
+    """A table row per request kind, a cell per run (`cell` of its numbers)."""
+    return [f"| {path} | " + " | ".join("not served" if per.get(n) is None else cell(per[n])
+                                         for n in cmp["runs"]) + " |"
+            for path, per in cmp["requests"].items()]
+
+
+def _served_cell(r: dict) -> str:
+    threads = "+".join(r["work_threads"]) or "loop (sockets only)"
+    via = f" ({r['via_io_uring']} via io_uring)" if r.get("via_io_uring") else ""
+    return (f"{r['served']} / {threads} / waits {r['waits']}, ctl {r['ADD']}/{r['MOD']}/{r['DEL']}{via}, "
+            f"uring {r['io_uring_enter']}, wakeups {r['wakeups']}, threads +{r['threads_started']}")
+
+
+def _calls_cell(r: dict) -> str:
+    ops = r.get("ring_ops") or {}
+    ring = (" + ring: " + ", ".join(f"{op} ×{k}" for op, k in ops.items())) if ops else ""
+    return f"{r.get('syscalls', 0)} syscalls{ring}"
 
 
 def write(cmp: dict, out_dir: Path) -> tuple[Path, Path]:

@@ -82,11 +82,12 @@ BREAK = "break"  # an item that is no line: copy_lines stops there (live mode: s
 def _copy_lines(items, live: dict, last: dict, at: dict, window: float | None, rows: list, most: int):
     """Take lines from `items` while each repeats a call in `live`; one row per line.
 
-    `live` maps a call key to `(call, tid, waits, forms)`, or to False: a line to pass
-    over (no row; its thread's last call stays). A line of a thread that
-    `waits` is taken only within `window` seconds of that thread's last call
-    (`at[tid]`; no window: always). Each line taken becomes its thread's last
-    (`last[tid] = (line, text, source)`, `at[tid]` its time) and a row
+    `live` maps a call key to `(call, tid, flags, forms)`, or to False: a line to
+    pass over (no row; its thread's last call stays). A line whose flags have 1
+    (its thread waits for readiness) is taken only within `window` seconds of
+    that thread's last call (`at[tid]`; no window: always). Each line taken
+    becomes its thread's last (`last[tid] = (line, text, source)`, `at[tid]` its
+    time, or None if its flags have 2: a time that starts no gap) and a row
     `(call, line, time, duration, text, source, None, forms)` in `rows`. Returns the
     first item not taken (an item that is not a tuple, such as BREAK, is
     never taken), None when the items end, or FULL when `rows` holds `most`. A compiled twin (`tracing/_core.c`) does the same; the tests hold them to
@@ -113,17 +114,17 @@ def _copy_lines(items, live: dict, last: dict, at: dict, window: float | None, r
             return item
         if got is False:
             continue
-        call, tid, waits, forms = got
+        call, tid, flags, forms = got
         ts = m.group(2)
         if ts is not None:
             ts = float(ts)
-            if waits and window is not None:
+            if flags & 1 and window is not None:
                 then = at.get(tid)
                 if then is not None and ts - then >= window:
                     return item
         source = item[2] if len(item) > 2 else None
         put(last, tid, (item[0], raw, source))
-        at[tid] = ts
+        at[tid] = None if flags & 2 else ts
         rows.append((call, item[0], ts, duration, text, source, None, forms))
         if len(rows) >= most:
             return FULL

@@ -1,9 +1,11 @@
-"""The kernel tracer's io_uring_sqe records, read back: their arguments, and libuv's
-user_data packing decoded (the evidence a note may give for "libuv")."""
+"""The kernel tracer's io_uring records, read back: an io_uring_sqe's (or io_uring_cqe's)
+arguments, and libuv's user_data packing decoded (the evidence a note may give for "libuv")."""
 
 from __future__ import annotations
 
 import re
+
+from tracing.read.parse import split_args
 
 
 def decode_user_data(user_data: int, opcode: str) -> dict:
@@ -18,19 +20,38 @@ def decode_user_data(user_data: int, opcode: str) -> dict:
     return {"libuv": True, "opcode": opcode, "op": ("", "ADD", "DEL", "MOD")[op], "slot": slot, "fd": fd}
 
 
-_SQE = re.compile(r"^(IORING_OP_\w+|\d+), user_data=(0x[0-9a-f]+)"
-                  r"(?:, epfd=(-?\d+), fd=(-?\d+), op=(\d+), (\{.*\}))?$", re.S)
+_KEY = re.compile(r"[a-z_]+")
 
 
 def sqe_fields(args: str) -> dict | None:
-    """An io_uring_sqe record's arguments, with libuv's user_data decoded."""
-    m = _SQE.match(args)
-    if m is None:
+    """An io_uring_sqe (or io_uring_cqe) record's arguments: `opcode` (IORING_OP_RECV), `name`
+    (RECV), `user_data`, `libuv` (and its decoding of an EPOLL_CTL's user_data), `kernel` (the
+    EPOLL_CTL request as the kernel prepared it), and the other `key=value` fields as written
+    (`fd`, `len`, `path`, `worker`...). None when the record is not one of these."""
+    parts = split_args(args)
+    if len(parts) < 2 or not parts[1].startswith("user_data=0x"):
         return None
-    got = decode_user_data(int(m.group(2), 16), m.group(1))
-    got["user_data"] = int(m.group(2), 16)
-    if m.group(3) is not None:
+    op = parts[0]
+    try:
+        ud = int(parts[1][len("user_data="):], 16)
+    except ValueError:
+        return None
+    got = decode_user_data(ud, op)
+    got["user_data"] = ud
+    got["name"] = op.removeprefix("IORING_OP_")
+    fields = {}
+    for part in parts[2:]:
+        key, eq, value = part.partition("=")
+        if eq and _KEY.fullmatch(key):
+            fields[key] = value
+        elif part.startswith("{"):
+            fields["event"] = part
+    if "epfd" in fields and "op" in fields and "event" in fields:
         # What the kernel prepared from the sqe: the truth where they differ.
-        got["kernel"] = {"epfd": int(m.group(3)), "fd": int(m.group(4)), "op": int(m.group(5)),
-                         "event": m.group(6)}
+        try:
+            got["kernel"] = {"epfd": int(fields["epfd"]), "fd": int(fields["fd"]), "op": int(fields["op"]),
+                             "event": fields["event"]}
+        except (KeyError, ValueError):
+            pass
+    got["fields"] = fields
     return got

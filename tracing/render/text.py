@@ -31,11 +31,17 @@ class TextLines:
         self.headers = headers or {}
         self.color = color
         self.current: str | None = None
+        self.opened: set[str] = set()  # the requests whose header is out
         self.form_key = ("text", color)
 
     def section(self, req: str | None, out: list[str]) -> None:
-        """A header where a request begins, a marker where the requests end."""
+        """A header where a request begins, a marker where the requests end. Sections only
+        move forward: a call is labelled by the window its start falls in, and one that began
+        in an earlier window and is printed here (its `resumed>` line) stays in this one."""
+        if req and req in self.opened and req != self.current:
+            req = self.current
         if req and req != self.current:
+            self.opened.add(req)
             out.append("")
             out.append(f"==== {req}: {self.headers.get(req, '')} ====".replace(":  ====", " ===="))
         elif req is None and self.current is not None:

@@ -40,7 +40,7 @@ import re
 from pathlib import Path
 from typing import IO, Iterable
 
-from tracing.names import CLONES, LOOP, LOST_CALLS, NO_PID, POOL, WAITS, WAKEUP_CAT
+from tracing.names import CLONES, LOOP, LOST_CALLS, NO_PID, POOL, RING_RECORDS, WAITS, WAKEUP_CAT
 from tracing.render.renderer import Renderer, fan_out
 
 US = 1e6  # the format's times are microseconds
@@ -161,6 +161,15 @@ class Exporter(Renderer):
         pid = self._thread(rec, tid, ts, end, label)
         name = rec.get("syscall") or "?"
         category = rec.get("category") or "other"
+        if name in RING_RECORDS:
+            # An io_uring submission or completion is a moment inside a call (or on an io-wq
+            # worker), not a call: an instant, which neither nests under the io_uring_enter it
+            # happened in nor pushes that wait's slice aside.
+            self.emit({"name": name, "cat": category, "ph": "i", "s": "t", "ts": _us(ts), "pid": pid, "tid": tid,
+                       "args": {"note": rec.get("note", ""), "line": line,
+                                "args": (rec.get("args") or "")[:ARGS_MOST], "ret": rec.get("ret"),
+                                **({"request": label} if label else {})}})
+            return
         is_wait = name in WAITS
         start, dur = self._place(tid, _us(ts), _us(end - ts))
         if call is None:
@@ -198,6 +207,9 @@ class Exporter(Renderer):
         if last is not None and start == last and (dur == 0 or self.track_zero.get(tid)):
             start += STEP_US
             dur = max(0.0, dur - STEP_US)
+        # The end as a viewer computes it (ts + dur, in doubles near 1.8e15 µs, 0.25 apart): a
+        # duration off that grid would end a call past the next one's start.
+        dur = (start + dur) - start
         self.track_end[tid] = start + dur
         self.track_zero[tid] = dur == 0
         return start, dur

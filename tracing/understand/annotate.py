@@ -33,7 +33,7 @@ from tracing.understand.handlers.process import exit_note, generic
 from tracing.understand.handlers.signals import signal_delivered
 from tracing.understand.model import Knowledge, Model
 from tracing.names import (CLIENT, CLONES, DEVICE, LOOP, LOST_CALLS, OTHER_CAT, PIPE, POLL_WAITS, POOL, READS,
-                           SOCKET, STDIO, TEACHING, WAITS, WAKEUP, WRITES)
+                           RING_RECORDS, SOCKET, STDIO, TEACHING, WAITS, WAKEUP, WRITES)
 from tracing.read.parse import STACK, Event, Parser, Started, first_fd
 from tracing.read import scan as S
 from tracing.read.scan import BREAK, FULL, NUMBER_IP, PID, scan, split_prefix
@@ -84,7 +84,7 @@ class Annotator:
         self._summary = records.Summary()
         self._summary.roles = self.model.prior.roles
         self.calls: dict[tuple, Call] = {}  # call key -> the call, decided
-        self.live: dict[tuple, tuple] = {}  # call key -> (call, tid, waits, forms): one plain line's call, kept now
+        self.live: dict[tuple, tuple] = {}  # call key -> (call, tid, flags, forms): one plain line's call, kept now
         self.hits: Counter = Counter()  # call -> lines copied from it, not yet in the summary
         self.live_at = _made[0]
         self.check_reuse = check_reuse  # tests: work out every verdict, and fail where a kept one would differ
@@ -263,9 +263,12 @@ class Annotator:
                 m.writes_started.pop(tid, None)
             # A stall is time after the previous call ended, so at most the time since it
             # began; only its `resumed>` line's time (which -r makes relative) can say more
-            # (a resumed call's `at` is -inf). `copy_lines` asks the same before it copies a line.
+            # (a resumed call's `at` is -inf). io_uring records are moments inside a call or on a
+            # kernel thread: time next to one is not known to be outside a wait (their `at` is None).
+            # `copy_lines` asks the same before it copies a line.
             at = m.last.at.get(tid)
             if (not self.learning and at is not None and item.ts is not None and item.ts - at >= STALL
+                    and item.syscall not in RING_RECORDS
                     and (thread == LOOP or m.threads[tid].first_wait is not None)):
                 stall, cited = _stall(item, m.last.get_quietly(tid), thread == LOOP)
                 if stall:
@@ -360,7 +363,10 @@ class Annotator:
         if (_made[0] != before or not self.learning and (seen_by_handler.per_line or m.last.read)
                 or len(item.args) > KEEP_ARGS):
             return got, None
-        waits = thread == LOOP or m.threads[item.tid].first_wait is not None
+        # What copy_lines must know of it: 1, the stall check applies to it; 2, its time starts no gap.
+        ring = item.syscall in RING_RECORDS
+        waits = (thread == LOOP or m.threads[item.tid].first_wait is not None) and not ring
+        flags = (1 if waits else 0) | (2 if ring else 0)
         rec = None
         if plain:
             rec = records.record(item, None, thread, got[3], ready, category, note, evidence)
@@ -373,7 +379,7 @@ class Annotator:
             # placed, not to be said unplaced, no write printed unfinished to end.
             if (item.tid in m.procs.process_of and not m.writes_started
                     and not (m.unplaced and item.tid in m.unplaced)):
-                self.live[key] = (call, item.tid, waits, call.forms)
+                self.live[key] = (call, item.tid, flags, call.forms)
         return got, call
 
     def _keep(self, key: tuple, call: Call) -> None:

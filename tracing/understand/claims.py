@@ -148,6 +148,15 @@ CLAIMS: tuple[Claim, ...] = (
           "the non-blocking connect (EINPROGRESS), and the wait that reports its socket writable (EPOLLOUT)",
           lambda r: _is_wait(r) or r.get("syscall") == "connect",
           ("kinds/haproxy-2threads/haproxy-2threads.strace", 433), (430,)),
+    Claim("submission", r"\bsubmitted at line\b",
+          "the io_uring submission (an io_uring_sqe record) with the same user_data, in the same process, "
+          "earlier in the log and not yet completed: the kernel tracer's records",
+          lambda r: r.get("syscall") == "io_uring_sqe", ("kernel/uring-pool.strace", 27), (24,)),
+    Claim("io-wq", r"\bhanded it to io-wq at line\b",
+          "the submission of another thread that the kernel handed to io-wq (its io_uring_sqe record says "
+          "async=io-wq: the io_uring_queue_async_work tracepoint), completed on this io-wq worker",
+          lambda r: r.get("syscall") == "io_uring_sqe" and "async=io-wq" in (r.get("args") or ""),
+          ("kernel/uring-pool.strace", 85), (84,), other_thread=True),
     Claim("passed", r"\bsent at line\b",
           "the sendmsg with SCM_RIGHTS that passed the same fd (the same -yy text) from another process",
           lambda r: r.get("syscall") == "sendmsg" and "SCM_RIGHTS" in (r.get("args") or ""),

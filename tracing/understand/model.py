@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from tracing.understand.changes import Dict, List, Set, Tracked
 from tracing.understand.fds import Fd, Processes
+from tracing.names import RING_RECORDS
 from tracing.read.parse import Event, parse_line
 
 
@@ -42,6 +43,11 @@ class Thread(Tracked):
     handbacks: list = field(default_factory=List)  # (write line, first work line) of its hand-backs
     made_by: int | None = None  # the thread that started it
     made_at: int | None = None  # and the line
+    # The kernel tracer's io_uring records: the first completion of an operation it submitted;
+    # for an io-wq worker, the first operation it ran: (completion line, submission line,
+    # submitting thread, opcode, the worker's name).
+    ring_done: int | None = None
+    ring_worker: tuple | None = None
 
 
 @dataclass
@@ -91,7 +97,7 @@ class LastCalls(dict):
     A line the annotator copied from a kept call is stored as it came, `(line, text,
     source)` (`copied`), and parsed only if someone asks for it. `at` keeps each last
     call's time for the stall check (-inf after a resumed call: its own time is not the
-    start of the gap; None where the log has no times)."""
+    start of the gap; None where the log has no times, or after an io_uring record)."""
 
     __slots__ = ("read", "at")
 
@@ -102,7 +108,8 @@ class LastCalls(dict):
 
     def __setitem__(self, tid, ev: Event) -> None:
         dict.__setitem__(self, tid, ev)
-        self.at[tid] = None if ev.ts is None else -math.inf if ev.resumed_text is not None else ev.ts
+        self.at[tid] = (None if ev.ts is None or ev.syscall in RING_RECORDS
+                        else -math.inf if ev.resumed_text is not None else ev.ts)
 
     def copied(self, tid, line: int, text: str, source: str | None, ts: float | None) -> None:
         dict.__setitem__(self, tid, (line, text, source))
@@ -165,7 +172,10 @@ class Model(Tracked):
         self.accepted: dict = Dict()  # process -> (line, tid) of its first accepted (or received) client
         self.loopless_said: set = Set()  # processes already told they have no loop
         self.unplaced: set = Set()  # threads first seen without a clone in the log, not yet said
-        self.uring: dict = Dict()  # tid -> io_uring submissions seen inside its io_uring_enter (kernel tracer)
+        self.uring: dict = Dict()  # tid -> io_uring submissions and completions seen since its last io_uring_enter
+        # (kernel tracer): ("sub" or "done", text, time)
+        self.ring: dict = Dict()  # user_data -> io_uring operations in flight: [(line, tid, process, opcode, fd, punted)]
+        self.ring_procs: set = Set()  # processes whose io_uring submissions the log shows (the kernel tracer's)
         self.libuv: dict = Dict()  # process -> line that loaded libuv's code (uvloop's .so, libuv.so, node)
         # Writes that may wake a wait, not yet seen returned by one: reader key -> [(line, tid, signal)]
         self.filled: dict = Dict()

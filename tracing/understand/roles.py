@@ -62,7 +62,13 @@ def decide(m: Model) -> dict:
         # Waits each on a new epoll fd made for one fd (a timeout on one read) multiplex nothing.
         throwaway = len(t.epolls) >= 2 and len(t.epolls) == t.epoll_waits and t.watched < 2
         a_set = (t.epoll and not throwaway) or t.watched >= 2
-        if t.completions >= 2 and not t.epoll:
+        if t.completions >= 2 and not t.epoll and t.ring_done is not None:
+            # The kernel tracer shows the operations: what it submits, what completes.
+            roles[tid] = Role(LOOP, f"waits for completions in io_uring_enter, again and again (first at line "
+                                    f"{t.first_wait}): a completion loop; the io_uring_sqe and io_uring_cqe records "
+                                    f"show what it submits and what completes (its first completion at line "
+                                    f"{t.ring_done})", (t.first_wait, t.ring_done))
+        elif t.completions >= 2 and not t.epoll:
             # A completion loop: strace shows its waits, not the operations they complete.
             roles[tid] = Role(LOOP, f"waits for completions in io_uring_enter, again and again (first at line "
                                     f"{t.first_wait}): a completion loop; which operations it serves, strace "
@@ -108,6 +114,9 @@ def decide(m: Model) -> dict:
                                     f"(the write at line {line}, which a loop's wait returns)", (work, line),
                               f"it hands work back to a loop at line {line}")
     for tid, t in threads.items():
+        if tid not in roles and t.ring_worker is not None:
+            roles[tid] = _ring_worker(t.ring_worker, roles)
+    for tid, t in threads.items():
         if tid in roles:
             continue
         twin = _sibling_pool(m, tid, t, roles)
@@ -123,6 +132,21 @@ def decide(m: Model) -> dict:
         else:
             roles[tid] = Role(OTHER, "neither waits for readiness nor hands work back to a loop", ())
     return roles
+
+
+def _ring_worker(ran: tuple, roles: dict) -> Role:
+    """An io-wq worker (iou-wrk-N): the kernel's own pool, made without a clone, making no
+    syscall; a pool thread where the operation it ran was a loop's."""
+    done, sub, submitter, op, name = ran
+    kind = "an io-wq worker of the kernel" if name.startswith("iou-wrk") else "a thread of the kernel"
+    what = (f"{kind} ({name}): it ran the {op} thread {submitter} submitted at line {sub} "
+            f"and posted its completion (line {done}); the kernel makes these threads without a clone, and "
+            "they make no syscall of their own")
+    loop = roles.get(submitter)
+    if loop is not None and loop.role == LOOP:
+        return Role(POOL, what + f"; thread {submitter} is the loop, which reaps the completion", (sub, done),
+                    f"{kind.removesuffix(' of the kernel')}: it ran the {op} submitted at line {sub}")
+    return Role(OTHER, what + f"; thread {submitter} is no loop", (sub, done))
 
 
 def _sibling_pool(m: Model, tid, t: Thread, roles: dict):

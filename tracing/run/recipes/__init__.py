@@ -219,12 +219,20 @@ URING_REQUESTS = [
 LTRACE_URING = "io_uring_queue_init_params+io_uring_submit_and_wait_timeout+io_uring_submit+accept4"
 
 
-def uring(port: int = 8080, tool: str = "strace", recipe: str = "story", **_ignored) -> Target:
+def uring(pool: bool = False, port: int = 8080, tool: str = "strace", recipe: str = "story",
+          **_ignored) -> Target:
+    """pool: the file's operations go to the kernel's io-wq threads (IOSQE_ASYNC)."""
     if recipe == "load":
         raise TraceError("the load recipe traces epoll_wait and accept calls, which the io_uring server "
                          "does not make (it submits them with io_uring_enter); use the story recipe", 2)
     argv = [str(assets.c_binary("uring")), "--data", str(assets.lab_data())]
-    return with_tool(Target("uring", argv, port, list(URING_REQUESTS)), tool, LTRACE_URING)
+    requests = list(URING_REQUESTS)
+    if pool:
+        argv.append("--pool")
+        requests[1] = Request("/file", "IORING_OP_OPENAT, READ and CLOSE with IOSQE_ASYNC: the kernel "
+                              "runs them on its own io-wq threads (iou-wrk), its thread pool; no read() on "
+                              "the loop, no user-space pool")
+    return with_tool(Target("uring-pool" if pool else "uring", argv, port, requests), tool, LTRACE_URING)
 
 
 def program(argv: list[str], port: int | None = None, paths: list[str] | None = None,

@@ -127,13 +127,31 @@ def where(c: Ctx, cat: str, lookup: str = "") -> str:
                else " (taken as one: it works beside a loop; read as a stream, its hand-back comes later)")
         return f"{lead}{', ' if lead else ': '}on pool thread {c.ev.tid}{why}, so the loop is not blocked"
     if cat == BLOCKING:
-        wait = c.cite("blocks-loop", c.m.thread(c.ev.tid).first_wait)
+        t = c.m.thread(c.ev.tid)
+        wait = c.cite("blocks-loop", t.first_wait)
         served = c.cite("blocks-loop", *(R.serving(c.m, c.ev.tid) or (None, None)))
+        if t.completions and not t.epoll:
+            # A completion loop: it could have submitted this to the ring instead.
+            return (f"{lead}{', ' if lead else ': '}BLOCKING the loop: this thread waits for completions (first at "
+                    f"{wait}) and serves clients (since {served}); this call runs on it, not as an operation in "
+                    "the ring, so no completion is reaped and no other client is served until it returns")
         return (f"{lead}{', ' if lead else ': '}BLOCKING the loop: this thread waits for readiness (first at "
                 f"{wait}) and serves clients (since {served}); a regular file is always 'ready', so no other "
                 "client is served until this returns")
-    shared = shared_wait(c, cat)
+    shared = shared_wait(c, cat) or unseen_clients(c, cat)
     return (lead + shared) if (lead or shared) else ""
+
+
+def unseen_clients(c: Ctx, cat: str) -> str:
+    """File work on a completion loop, under strace: its clients, if any, are accepted inside
+    io_uring_enter, where strace does not look; say so rather than call it start-up."""
+    t = c.m.thread(c.ev.tid)
+    if (cat != OTHER_CAT or not t.completions or t.epoll or t.first_wait is None
+            or R.serving(c.m, c.ev.tid) is not None or c.m.proc(c.ev.tid) in c.m.ring_procs):
+        return ""
+    return (": on the completion loop thread, between its waits (first at line "
+            f"{t.first_wait}); whether it serves clients yet, strace cannot show (a ring's accepts happen "
+            "inside io_uring_enter), so whether this keeps one waiting is not known")
 
 
 def shared_wait(c: Ctx, cat: str) -> str:

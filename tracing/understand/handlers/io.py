@@ -179,10 +179,10 @@ def _first_line(c: Ctx) -> str:
     if m:
         return m.group(1)
     m = _BUFFER.match(c.ev.args)
-    return _protocol_line(m.group(1)) if m else ""
+    return protocol_line(m.group(1)) if m else ""
 
 
-def _protocol_line(buf: str) -> str:
+def protocol_line(buf: str) -> str:
     """The request or reply line of a text protocol, as strace printed the buffer.
 
     RESP (redis): `*1\\r\\n$4\\r\\nPING\\r\\n` -> `PING (RESP)`; a line protocol

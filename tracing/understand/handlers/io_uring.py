@@ -30,16 +30,17 @@ def io_uring_setup(c: Ctx) -> Verdict:
 
 def io_uring_enter(c: Ctx) -> Verdict:
     c.arg_fd(0)
-    seen = c.m.uring.pop(c.ev.tid, None)
-    if seen:
-        # The kernel tracer showed what this call carried, just above it.
-        return c.say(f"io_uring_enter submitted {', '.join(seen)} (the io_uring_sqe record(s) above)", POLLABLE)
     n = c.args[1] if len(c.args) > 1 else "?"
     wanted = to_int(c.args[2]) if len(c.args) > 2 else None
     waits = len(c.args) > 3 and "IORING_ENTER_GETEVENTS" in c.args[3] and (wanted or 0) >= 1
     if waits:
         # Waiting for completions: a completion loop's wait, as epoll_wait is a readiness loop's.
         c.m.saw_completion_wait(c.ev.tid, c.ev.line)
+    seen = c.m.uring.pop(c.ev.tid, None)
+    if seen or c.m.proc(c.ev.tid) in c.m.ring_procs:
+        # The kernel tracer showed what this call carried (tracing.uring).
+        return c.say(_ring_enter(c, seen or (), n, wanted if waits else None), POLLABLE)
+    if waits:
         took = f"the kernel took {c.ev.ret}" if c.ok else f"{c.ev.errno}"
         text = (f"io_uring_enter submitted {n} request(s) ({took}) and waited for at least {wanted} "
                 f"completion(s){slept_text(c)}: which operations were submitted and which completed, and on which "
@@ -59,3 +60,23 @@ def io_uring_enter(c: Ctx) -> Verdict:
                      f"yet the wait at {c.cite('ring-registration', *at)} returns it: it was registered here, "
                      "through the ring")
     return c.say(text, POLLABLE)
+
+
+def _ring_enter(c: Ctx, seen, n: str, wanted: int | None) -> str:
+    """io_uring_enter with the kernel tracer's records of what it submitted, and of the
+    completions posted since this thread's last io_uring_enter."""
+    subs = [text for kind, text, _ in seen if kind == "sub"]
+    start = c.ev.ts if c.ev.ts is not None else float("-inf")
+    during = [text for kind, text, ts in seen if kind == "done" and (ts is None or ts >= start)]
+    before = [text for kind, text, ts in seen if kind == "done" and ts is not None and ts < start]
+    text = (f"io_uring_enter submitted {', '.join(subs)} (the io_uring_sqe record(s) above)" if subs
+            else f"io_uring_enter submitted {n} request(s)")
+    if wanted is not None:
+        text += f" and waited for at least {wanted} completion(s){slept_text(c)}"
+    if during:
+        text += f"; completions posted during it: {', '.join(during)}"
+    elif wanted is not None and c.ok:
+        text += "; no completion was posted during it: what it returned for was in the completion queue already"
+    if before:
+        text += f"; posted before it began: {', '.join(before)}"
+    return text

@@ -5,8 +5,12 @@ sorted by the kernel's timestamp (CLOCK_MONOTONIC, plus the offset to
 time.time() measured at start) and written the way strace -f -ttt -T -yy
 prints, fds decorated from tracing/run/tracers/kernel/fds.py's tables, so the parser and
 annotator read them unchanged. Record kinds strace has not:
-`io_uring_sqe(IORING_OP_..., user_data=0x...[, epfd=, fd=, op=, {event}]) = res`,
-`getaddrinfo("node", ...) = ret`, and, where the ring buffer was full, a
+`io_uring_sqe(IORING_OP_..., user_data=0x..., fd=5<...>, len=...) = res` at each
+submission (decoded: its fd, length, offset, path; its completion's result; `async=io-wq`
+where the kernel handed it to its worker threads), `io_uring_cqe(IORING_OP_..., user_data=0x...,
+...) = res` at each completion, on the thread that posted it (an accept's new fd named there,
+where it is born; `worker="iou-wrk-N"` for an io-wq worker), `getaddrinfo("node", ...) = ret`,
+and, where the ring buffer was full, a
 message line `strace: N calls lost here ...` at the time of the first loss
 (the parser keeps `strace:` lines as the tracer's own messages).
 """
@@ -18,6 +22,7 @@ import ipaddress
 import os
 import re
 import signal
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
@@ -60,21 +65,36 @@ def counted(records: Iterable[K.Rec], counts: Counts) -> Iterator[K.Rec]:
 
 
 class Pairs:
-    """An io_uring submission waits for its completion, which gives its result."""
+    """An io_uring submission and its completion, matched by user_data (oldest first: a
+    program may have several in flight under one user_data), and the kernel's hand-off
+    of a submission to io-wq."""
 
     def __init__(self) -> None:
-        self.subs: dict[tuple, K.Rec] = {}
+        self.subs: dict[tuple, deque] = {}
 
     def take(self, r: K.Rec) -> K.Rec | None:
-        """The record to place; a completion returns its submission, now with the result."""
+        """The record to place (a hand-off to io-wq is not one: it marks its submission).
+        A completion and its submission name each other (`sub`, `done`)."""
         if r.kind == K.URING_SUB:
-            self.subs[(r.tgid, r.args[0])] = r
+            self.subs.setdefault((r.tgid, r.args[0]), deque()).append(r)
+        elif r.kind == K.URING_ASYNC:
+            waiting = self.subs.get((r.tgid, r.args[0]))
+            if waiting:
+                waiting[-1].punted = True
+            return None
         elif r.kind == K.URING_DONE:
-            sub = self.subs.pop((r.tgid, r.args[0]), None)
-            if sub is not None:
-                sub.dur = r.t0 - sub.t0
-                sub.extra.append(r.ret)
-            return sub
+            key = (r.tgid, r.args[0])
+            waiting = self.subs.get(key)
+            if waiting:
+                sub = waiting[0]
+                # A multishot request (IORING_CQE_F_MORE) completes again; the line keeps the first.
+                if not (r.more == K.DONE_OP and r.args[1] & CQE_F_MORE):
+                    waiting.popleft()
+                    if not waiting:
+                        del self.subs[key]
+                if sub.done is None:
+                    sub.done = r
+                r.sub = sub
         return r
 
 
@@ -93,7 +113,9 @@ class Lines:
         if r.kind in (K.CALL, K.NORETURN):
             return self.prefix(r, r.t0) + self.call(r)
         if r.kind == K.URING_SUB:
-            return self.prefix(r, r.t0) + sqe_line(r)
+            return self.prefix(r, r.t0) + self.sqe(r)
+        if r.kind == K.URING_DONE:
+            return self.prefix(r, r.t0) + self.cqe(r)
         if r.kind == K.GAI:
             return self.prefix(r, r.t0) + gai_line(r)
         if r.kind in (K.EXIT, K.SIGNAL, K.LOST):
@@ -110,6 +132,9 @@ class Lines:
         if r.kind == K.EXIT:
             if r.tid == r.tgid:
                 t.exited(r.tgid)
+            return
+        if r.kind == K.URING_DONE:
+            self._ring_done(r)
             return
         if r.kind != K.CALL:
             return
@@ -141,10 +166,118 @@ class Lines:
         elif name == "execve":
             t.exec(r.tgid)
 
+    def _ring_done(self, r: K.Rec) -> None:
+        """What a completion did to the fds: an accept or an open made one, a close ended one."""
+        sub, res, t = r.sub, r.ret, self.tables
+        if sub is None or sub.more != K.SUB_OP or res < 0:
+            return
+        op = opcode_name(sub.nr)
+        if op == "ACCEPT":
+            t.set(r.tgid, res, sock_text(K.sock(r.data)), bool(sub.args[3] & 0o2000000))
+        elif op == "OPENAT":
+            t.set(r.tgid, res, t.path_of(r.tgid, _int(sub.args[1]), cstr(sub.data)), bool(sub.args[3] & 0o2000000))
+        elif op == "CLOSE":
+            t.close(r.tgid, _int(sub.args[1]))
+
     def _opened(self, r: K.Rec) -> str:
         path = cstr(r.data)
         dirfd = -100 if NAME.get(r.nr) == "open" else _int(r.args[0])
         return self.tables.path_of(r.tgid, dirfd, path)
+
+    # -- io_uring records ------------------------------------------------------
+    def sqe(self, r: K.Rec) -> str:
+        """`io_uring_sqe(IORING_OP_RECV, user_data=0x..., fd=5<TCP:[...]>, len=8192, flags=0) = 83`:
+        what was submitted, and its completion's result (`= ?`: none in the trace)."""
+        op = opcode_name(r.nr)
+        args = [f"IORING_OP_{op}" if not op.isdigit() else op, f"user_data={r.args[0]:#x}"]
+        if r.more == K.SUB_EPOLL:
+            # The request as the kernel prepared it from the sqe (struct io_epoll).
+            _, epfd, fd, cmd, events, data = r.args
+            args += [f"epfd={_int(epfd)}", f"fd={_int(fd)}", f"op={_int(cmd)}",
+                     f"{{events={flags(events & 0xFFFFFFFF, EPOLL, '0')}, data={{u32={data & 0xFFFFFFFF}, u64={data}}}}}"]
+        elif r.more == K.SUB_OP:
+            args += self.sub_fields(r, op)
+        if r.punted:
+            args.append("async=io-wq")  # io_uring_queue_async_work: the kernel's worker threads run it
+        done = r.done
+        res = "= ?" if done is None else _result("io_uring_sqe", done.ret)
+        return f"io_uring_sqe({', '.join(args)}) {res}"
+
+    def sub_fields(self, r: K.Rec, op: str) -> list[str]:
+        _, fd, size, a, b, sqe_flags = r.args
+        out = []
+        if op in ("READ", "WRITE", "READV", "WRITEV", "SEND", "RECV", "SENDMSG", "RECVMSG", "ACCEPT",
+                  "POLL_ADD", "SHUTDOWN", "CONNECT", "CLOSE"):
+            out.append(f"fd={self.fd(r, fd)}")
+        if op in ("SEND", "WRITE"):
+            out.append(f"buf={quote(r.data, size)}")
+        if op in ("READ", "WRITE", "SEND", "RECV"):
+            out.append(f"len={size & 0xFFFFFFFF}")
+        elif op in ("READV", "WRITEV"):
+            out.append(f"iovcnt={size & 0xFFFFFFFF}")
+        if op in ("READ", "WRITE", "READV", "WRITEV"):
+            out.append(f"off={_int64(a)}")
+        elif op in ("SEND", "RECV", "SENDMSG", "RECVMSG"):
+            out.append(f"flags={msg_flags(a)}")
+        elif op == "ACCEPT":
+            out.append(f"flags={sock_type(a, base=False)}")
+        elif op == "POLL_ADD":
+            out.append(f"events={flags(a & 0xFFFF, POLL, '0')}")
+        elif op == "SHUTDOWN":
+            out.append(f"how={ {0: 'SHUT_RD', 1: 'SHUT_WR', 2: 'SHUT_RDWR'}.get(a, str(a)) }")
+        elif op == "OPENAT":
+            cwd = self.tables.cwd(r.tgid)
+            dirfd = (f"AT_FDCWD<{cwd}>" if cwd else "AT_FDCWD") if _int(fd) == -100 else self.fd(r, fd)
+            out += [f"dfd={dirfd}", f"path={cstring(r.data)}"]
+            out += [f"flags={x}" if i == 0 else f"mode={x}" for i, x in enumerate(_open_flags(a, b))]
+        elif op == "TIMEOUT":
+            out.append(f"ts={{tv_sec={_int64(a)}, tv_nsec={_int64(b)}}}")
+            if size:
+                out.append(f"count={size & 0xFFFFFFFF}")
+        elif op == "ASYNC_CANCEL":
+            out.append(f"target={a:#x}")
+            if b:
+                out.append(f"flags={b:#x}")
+        if sqe_flags:
+            # The sqe's IOSQE_* flags as the request carries them after its prep (the same bits):
+            # a prep may add REQ_F_FORCE_ASYNC itself (a SHUTDOWN's does).
+            out.append(f"req_flags={flags(sqe_flags, REQ_F, '0')}")
+        return out
+
+    def cqe(self, r: K.Rec) -> str:
+        """`io_uring_cqe(IORING_OP_ACCEPT, user_data=0x..., fd=4<...>, in_flight=0.03) = 7<TCP:[...]>`:
+        a completion where and when the kernel posted it; an fd it made is named here."""
+        sub = r.sub
+        nr = sub.nr if sub is not None else (r.nr if r.more == K.DONE_OP else None)
+        op = opcode_name(nr) if nr is not None and nr != 0xFF else "?"
+        args = [f"IORING_OP_{op}" if op != "?" and not op.isdigit() else op, f"user_data={r.args[0]:#x}"]
+        res, deco = r.ret, ""
+        if sub is not None and sub.more == K.SUB_OP:
+            fd = sub.args[1]
+            if op in ("READ", "WRITE", "READV", "WRITEV", "SEND", "RECV", "SENDMSG", "RECVMSG", "ACCEPT",
+                      "POLL_ADD", "SHUTDOWN", "CONNECT", "CLOSE"):
+                args.append(f"fd={self.fd(r, fd)}")
+            elif op == "OPENAT":
+                args.append(f"path={cstring(sub.data)}")
+            elif op == "TIMEOUT":
+                args.append(f"ts={{tv_sec={_int64(sub.args[3])}, tv_nsec={_int64(sub.args[4])}}}")
+            if op in ("RECV", "READ") and res >= 0:
+                args.append(f"buf={quote(r.data, res)}")
+            if res >= 0 and res < 1 << 31:
+                if op == "ACCEPT":
+                    deco = _deco(sock_text(K.sock(r.data)))
+                elif op == "OPENAT":
+                    deco = _deco(self.tables.path_of(r.tgid, _int(fd), cstr(sub.data)))
+        elif sub is not None and sub.more == K.SUB_EPOLL:
+            args.append(f"fd={_int(sub.args[2])}")
+        if r.more == K.DONE_OP and r.args[1]:
+            args.append(f"cflags={flags(r.args[1], CQE_FLAGS, '0')}")
+        if sub is not None:
+            args.append(f"in_flight={(r.t0 - sub.t0) / 1e9:.6f}")
+        if r.more == K.DONE_OP and r.args[2]:
+            comm = b"".join(x.to_bytes(8, "little") for x in r.args[4:6])
+            args.append(f"worker={cstring(comm)}")
+        return f"io_uring_cqe({', '.join(args)}) {_result('io_uring_cqe', res)}{deco}"
 
     # -- a call -----------------------------------------------------------------
     def fd(self, r: K.Rec, x: int) -> str:
@@ -316,8 +449,8 @@ def convert(records: Iterable[K.Rec], offset: float, tables: Tables | None = Non
     pairs = Pairs()
     for seq, r in enumerate(records):
         got = pairs.take(r)
-        if got is None or r.kind in (K.URING_DONE, K.STATS):
-            continue  # a completion fills in its submission, placed already
+        if got is None or r.kind == K.STATS:
+            continue  # a hand-off to io-wq marks its submission, placed already
         if r.kind == K.CALL:
             points.append((r.t0, 0, seq, r))
             points.append((r.t0 + r.dur, 1, seq, r))
@@ -351,13 +484,16 @@ def convert(records: Iterable[K.Rec], offset: float, tables: Tables | None = Non
 
 def stream(records: Iterable[K.Rec], offset: float, tables: Tables | None = None) -> Iterator[str]:
     """Live mode: each record as one complete line as soon as it is whole, in the
-    order the ring gave them (a call is printed when it returns, at its start time)."""
+    order the ring gave them (a call is printed when it returns, at its start time;
+    an io_uring submission when it completes, just before its completion)."""
     pairs = Pairs()
     lines = Lines(offset, tables)
     for r in records:
         got = pairs.take(r)
         if got is None or r.kind in (K.URING_SUB, K.STATS):
             continue  # a submission waits for its completion
+        if r.kind == K.URING_DONE and r.sub is not None and r.sub.done is r:
+            yield lines.line(r.sub)
         text = lines.line(got)
         lines.after(got)
         if text is not None:
@@ -368,6 +504,11 @@ def _int(x: int) -> int:
     """A 64-bit register holding a C int."""
     x &= 0xFFFFFFFF
     return x - (1 << 32) if x >= 1 << 31 else x
+
+
+def _int64(x: int) -> int:
+    x &= 0xFFFFFFFFFFFFFFFF
+    return x - (1 << 64) if x >= 1 << 63 else x
 
 
 def _ptr(x: int) -> str:
@@ -490,7 +631,8 @@ RESTART = {512: "ERESTARTSYS (To be restarted if SA_RESTART is set)",
            516: "ERESTART_RESTARTBLOCK (Interrupted by signal)"}
 
 O_FLAGS = {0o100: "O_CREAT", 0o200: "O_EXCL", 0o400: "O_NOCTTY", 0o1000: "O_TRUNC", 0o2000: "O_APPEND",
-           0o4000: "O_NONBLOCK", 0o10000: "O_DSYNC", 0o40000: "O_DIRECT", 0o200000: "O_DIRECTORY",
+           0o4000: "O_NONBLOCK", 0o10000: "O_DSYNC", 0o40000: "O_DIRECT", 0o100000: "O_LARGEFILE",
+           0o200000: "O_DIRECTORY",
            0o400000: "O_NOFOLLOW", 0o1000000: "O_NOATIME", 0o2000000: "O_CLOEXEC", 0o10000000: "O_PATH"}
 FAMILY = {1: "AF_UNIX", 2: "AF_INET", 10: "AF_INET6", 16: "AF_NETLINK"}
 SOCK_TYPES = {1: "SOCK_STREAM", 2: "SOCK_DGRAM", 3: "SOCK_RAW", 5: "SOCK_SEQPACKET"}
@@ -610,20 +752,17 @@ IORING_OPS = ("NOP READV WRITEV FSYNC READ_FIXED WRITE_FIXED POLL_ADD POLL_REMOV
               "FUTEX_WAITV FIXED_FD_INSTALL FTRUNCATE BIND LISTEN").split()
 
 
-def sqe_line(r: K.Rec) -> str:
-    """`io_uring_sqe(IORING_OP_EPOLL_CTL, user_data=0x..., epfd=4, fd=14, op=1, {events=EPOLLIN, ...}) = 0`."""
-    ud, epfd, fd, op, events, data = r.args
-    opcode = r.nr
-    res = r.extra[0] if r.extra else None
-    name = f"IORING_OP_{IORING_OPS[opcode]}" if opcode < len(IORING_OPS) else str(opcode)
-    args = [name, f"user_data={ud:#x}"]
-    if r.more:
-        # The request as the kernel prepared it from the sqe (struct io_epoll).
-        args += [f"epfd={_int(epfd)}", f"fd={_int(fd)}", f"op={_int(op)}",
-                 f"{{events={flags(events & 0xFFFFFFFF, EPOLL, '0')}, data={{u32={data & 0xFFFFFFFF}, u64={data}}}}}"]
-    if res is None:
-        return f"io_uring_sqe({', '.join(args)}) = ? <{r.dur / 1e9:.6f}>"
-    return f"io_uring_sqe({', '.join(args)}) {_result('io_uring_sqe', res)} <{r.dur / 1e9:.6f}>"
+# A request's first flags are its sqe's IOSQE_* bits (REQ_F_FORCE_ASYNC is IOSQE_ASYNC...).
+REQ_F = {0x1: "REQ_F_FIXED_FILE", 0x2: "REQ_F_IO_DRAIN", 0x4: "REQ_F_LINK", 0x8: "REQ_F_HARDLINK",
+         0x10: "REQ_F_FORCE_ASYNC", 0x20: "REQ_F_BUFFER_SELECT", 0x40: "REQ_F_CQE_SKIP"}
+CQE_F_MORE = 0x2
+CQE_FLAGS = {0x1: "IORING_CQE_F_BUFFER", CQE_F_MORE: "IORING_CQE_F_MORE", 0x4: "IORING_CQE_F_SOCK_NONEMPTY",
+             0x8: "IORING_CQE_F_NOTIF"}
+
+
+def opcode_name(nr: int) -> str:
+    """`RECV` for 27; the number itself for one this table does not know."""
+    return IORING_OPS[nr] if 0 <= nr < len(IORING_OPS) else str(nr)
 
 
 def gai_line(r: K.Rec) -> str:

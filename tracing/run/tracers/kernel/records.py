@@ -11,7 +11,7 @@ tracing/run/tracers/kernel/lines.py writes the lines.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
 CAP = 160  # EL_CAP: bytes of a buffer, path or struct kept per call
@@ -23,10 +23,27 @@ SOCK = struct.Struct("<QQHHHH16s16s")  # struct el_sock
 IOV = struct.Struct("<I4IIII")  # struct el_iov
 assert HEAD.size == 96 and SOCK.size == 56 and IOV.size == 32
 
-CALL, NORETURN, URING_SUB, URING_DONE, EXIT, SIGNAL, GAI, FORK, LOST, STATS = range(1, 11)
+CALL, NORETURN, URING_SUB, URING_DONE, EXIT, SIGNAL, GAI, FORK, LOST, STATS, URING_ASYNC = range(1, 12)
 KINDS = {CALL: "call", NORETURN: "noreturn", URING_SUB: "io_uring submission",
          URING_DONE: "io_uring completion", EXIT: "exit", SIGNAL: "signal", GAI: "getaddrinfo",
-         FORK: "fork", LOST: "lost", STATS: "stats"}
+         FORK: "fork", LOST: "lost", STATS: "stats", URING_ASYNC: "io_uring hand-off to io-wq"}
+
+# An io_uring record's layout (head.more). A record written before a layout
+# existed has more 0: only its user_data (args[0]) and, for a completion, the result.
+SUB_EPOLL = 1  # IORING_OP_EPOLL_CTL: user_data, epfd, fd, op, events, data (struct io_epoll)
+SUB_OP = 2  # any other opcode: user_data, fd, len, a, b, sqe flags (SUB_FIELDS); data below
+DONE_OP = 2  # a completion: user_data, cflags, 1 if an io-wq worker posted it, -, comm (args[4:6])
+
+# What a submission's args[3] and args[4] (a, b) hold, and its data, per opcode
+# (sub_op in epoll_lab.bpf.c): "off" the file offset (ki_pos), "buf" the buffer's address.
+SUB_FIELDS = {
+    "READ": ("off", "buf"), "WRITE": ("off", "buf"), "READV": ("off", "iov"), "WRITEV": ("off", "iov"),
+    "SEND": ("flags", "buf"), "RECV": ("flags", "buf"), "SENDMSG": ("flags", "msg"),
+    "RECVMSG": ("flags", "msg"), "ACCEPT": ("flags", None), "POLL_ADD": ("events", None),
+    "SHUTDOWN": ("how", None), "OPENAT": ("flags", "mode"), "TIMEOUT": ("tv_sec", "tv_nsec"),
+    "ASYNC_CANCEL": ("target", "flags"),
+}
+# data: OPENAT its path (the kernel's copy), SEND and WRITE the first bytes sent.
 
 
 @dataclass(slots=True)
@@ -41,7 +58,11 @@ class Rec:
     args: tuple
     data: bytes = b""  # the valid bytes only
     more: int = 0
-    extra: list = field(default_factory=list)  # what pairing adds (a completion's result)
+    # What pairing adds to io_uring records: a submission's completion (`done`) and whether
+    # the kernel handed it to io-wq (`punted`); a completion's submission (`sub`).
+    done: "Rec | None" = None
+    sub: "Rec | None" = None
+    punted: bool = False
 
 
 class Truncated(Exception):

@@ -65,7 +65,7 @@ STOP_TIMEOUT = 30.0
 POLLS = ("poll", "ppoll", "select", "pselect6")
 
 TRACEPOINTS = ("raw_syscalls/sys_enter", "raw_syscalls/sys_exit", "io_uring/io_uring_submit_req",
-               "io_uring/io_uring_complete", "sched/sched_process_fork", "sched/sched_process_exit",
+               "io_uring/io_uring_complete", "io_uring/io_uring_queue_async_work", "sched/sched_process_fork", "sched/sched_process_exit",
                "signal/signal_deliver")
 
 

@@ -30,6 +30,7 @@ enum {
 	NR_pipe2 = 293, NR_clone3 = 435, NR_epoll_pwait2 = 441,
 };
 #define NR_MAX 512
+#define PF_IO_WORKER 0x00000010 /* an io-wq worker (iou-wrk): made by the kernel, no clone */
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
 #define AF_UNIX 1
@@ -243,14 +244,32 @@ static __always_inline void *reserve(__u64 size, __u64 now)
 	return p;
 }
 
+/* An io-wq worker of a followed process: the kernel makes it without a
+ * clone a fork tracepoint would see, so it has no entry; its io_uring
+ * records are the process's all the same. */
+static __always_inline int io_worker_of_followed(void)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32, slot = tgid & (SLOTS - 1);
+	struct task *t;
+
+	if (!(BPF_CORE_READ(task, flags) & PF_IO_WORKER))
+		return 0;
+	if (tgid == follow_tgid)
+		return 1;
+	t = bpf_map_lookup_elem(&slots, &slot);
+	return t && t->tid == tgid;
+}
+
 /* A record of a moment (a fork, an exit, a signal, an io_uring request) of a
- * followed task, head filled in; NULL for another task, or no room. */
-static __always_inline struct el_head *point(__u16 kind, __u32 nr)
+ * followed task (`workers`: or of its process's io-wq workers), head filled
+ * in; NULL for another task, or no room. */
+static __always_inline struct el_head *point(__u16 kind, __u32 nr, int workers)
 {
 	__u64 now = bpf_ktime_get_ns();
 	struct el_head *h;
 
-	if (!followed())
+	if (!followed() && !(workers && io_worker_of_followed()))
 		return NULL;
 	h = reserve(sizeof(struct el_head), now);
 	if (h)
@@ -501,6 +520,22 @@ static __always_inline int has_blob(__u32 nr, long ret)
 	return 0;
 }
 
+/* A record put together in `stage` goes into the ring with only the data
+ * bytes it holds (r->h.n of them, rounded up to 8). */
+static __always_inline void output(struct el_rec *r, __u64 now)
+{
+	__u64 size = ((__u64)r->h.n + 7) & ~7ULL;
+
+	/* the verifier must see the bound on the very register passed on */
+	asm volatile("" : "+r"(size));
+	if (size > EL_CAP)
+		size = EL_CAP;
+	r->h.blob = size;
+	report_losses();
+	if (bpf_ringbuf_output(&ring, r, sizeof(r->h) + size, wake_flag()))
+		count_loss(now);
+}
+
 SEC("tp_btf/sys_enter")
 int BPF_PROG(sys_enter, struct pt_regs *regs, long id)
 {
@@ -566,7 +601,6 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 	if (has_blob(nr, ret)) {
 		__u32 zero = 0;
 		struct el_rec *r = bpf_map_lookup_elem(&stage, &zero);
-		__u64 size;
 
 		if (!r)
 			return 0;
@@ -576,15 +610,7 @@ int BPF_PROG(sys_exit, struct pt_regs *regs, long ret)
 		for (int i = 0; i < 6; i++)
 			r->h.args[i] = t->args[i];
 		r->h.n = fill(r, t, nr, ret);
-		size = ((__u64)r->h.n + 7) & ~7ULL;
-		/* the verifier must see the bound on the very register passed on */
-		asm volatile("" : "+r"(size));
-		if (size > EL_CAP)
-			size = EL_CAP;
-		r->h.blob = size;
-		report_losses();
-		if (bpf_ringbuf_output(&ring, r, sizeof(r->h) + size, wake_flag()))
-			count_loss(now);
+		output(r, now);
 	} else {
 		struct el_head *h = reserve(sizeof(struct el_head), now);
 
@@ -622,7 +648,7 @@ int BPF_PROG(fork, struct task_struct *parent, struct task_struct *child)
 		return 0;
 	if (BPF_CORE_READ(child, tgid) != BPF_CORE_READ(parent, tgid))
 		__sync_fetch_and_add(&children, 1);
-	h = point(EL_FORK, 0);
+	h = point(EL_FORK, 0, 0);
 	if (!h)
 		return 0;
 	h->args[0] = BPF_CORE_READ(child, pid);
@@ -634,7 +660,7 @@ int BPF_PROG(fork, struct task_struct *parent, struct task_struct *child)
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(task_exit, struct task_struct *p)
 {
-	struct el_head *h = point(EL_EXIT, 0);
+	struct el_head *h = point(EL_EXIT, 0, 0);
 
 	if (!h)
 		return 0;
@@ -647,7 +673,7 @@ int BPF_PROG(task_exit, struct task_struct *p)
 SEC("tracepoint/signal/signal_deliver")
 int signal_deliver(struct trace_event_raw_signal_deliver *ctx)
 {
-	struct el_head *h = point(EL_SIGNAL, ctx->sig);
+	struct el_head *h = point(EL_SIGNAL, ctx->sig, 0);
 
 	if (!h)
 		return 0;
@@ -656,40 +682,185 @@ int signal_deliver(struct trace_event_raw_signal_deliver *ctx)
 	return 0;
 }
 
-/* libuv's IORING_OP_EPOLL_CTL: by submit time the kernel has prepared the
- * request (struct io_epoll) from the sqe, so the record carries both
- * libuv's user_data and what the kernel will do. */
-SEC("tracepoint/io_uring/io_uring_submit_req")
-int uring_submit(struct trace_event_raw_io_uring_submit_req *ctx)
+/* What a submission asks for, from the request the kernel prepared from the
+ * sqe (by submit time the opcode's prep has run): its fd, length, offset or
+ * flags, and for an open its path, for a send or write the first bytes.
+ * The layout per opcode is in records.py (SUB_FIELDS). */
+static __always_inline __u32 sub_op(struct el_rec *r, struct io_kiocb *req, __u8 op)
 {
-	struct io_epoll *ep = ctx->req;
-	__u8 op = ctx->opcode;
-	struct el_head *h = point(EL_URING_SUB, op);
+	__u64 *a = r->h.args;
 
-	if (!h)
-		return 0;
-	h->args[0] = ctx->user_data;
-	if (op == 29) { /* IORING_OP_EPOLL_CTL */
-		h->args[1] = BPF_CORE_READ(ep, epfd);
-		h->args[2] = BPF_CORE_READ(ep, fd);
-		h->args[3] = BPF_CORE_READ(ep, op);
-		h->args[4] = BPF_CORE_READ(ep, event.events);
-		h->args[5] = BPF_CORE_READ(ep, event.data);
-		h->more = 1;
+	a[1] = (__u64)-1;
+	a[5] = BPF_CORE_READ(req, flags) & 0xff; /* IOSQE_*: IOSQE_ASYNC forces io-wq */
+	switch (op) {
+	case IORING_OP_READ: case IORING_OP_WRITE: case IORING_OP_READV: case IORING_OP_WRITEV: {
+		struct io_rw *rw = (void *)req;
+
+		a[1] = BPF_CORE_READ(req, cqe.fd);
+		a[2] = BPF_CORE_READ(rw, len);
+		a[3] = BPF_CORE_READ(rw, kiocb.ki_pos);
+		a[4] = BPF_CORE_READ(rw, addr);
+		return op == IORING_OP_WRITE ? copy_user(r->data, a[2], a[4]) : 0;
 	}
-	bpf_ringbuf_submit(h, wake_flag());
+	case IORING_OP_SEND: case IORING_OP_RECV: case IORING_OP_SENDMSG: case IORING_OP_RECVMSG: {
+		struct io_sr_msg *sr = (void *)req;
+
+		a[1] = BPF_CORE_READ(req, cqe.fd);
+		a[2] = (__u32)BPF_CORE_READ(sr, len);
+		a[3] = BPF_CORE_READ(sr, msg_flags);
+		a[4] = (__u64)BPF_CORE_READ(sr, buf);
+		return op == IORING_OP_SEND ? copy_user(r->data, a[2], a[4]) : 0;
+	}
+	case IORING_OP_ACCEPT:
+		a[1] = BPF_CORE_READ(req, cqe.fd);
+		a[3] = BPF_CORE_READ((struct io_accept *)req, flags);
+		return 0;
+	case IORING_OP_POLL_ADD:
+		a[1] = BPF_CORE_READ(req, cqe.fd);
+		a[3] = BPF_CORE_READ((struct io_poll *)req, events);
+		return 0;
+	case IORING_OP_SHUTDOWN:
+		a[1] = BPF_CORE_READ(req, cqe.fd);
+		a[3] = BPF_CORE_READ((struct io_shutdown *)req, how);
+		return 0;
+	case IORING_OP_CONNECT:
+		a[1] = BPF_CORE_READ(req, cqe.fd);
+		return 0;
+	case IORING_OP_CLOSE:
+		a[1] = BPF_CORE_READ((struct io_close *)req, fd);
+		return 0;
+	case IORING_OP_OPENAT: {
+		struct io_open *o = (void *)req;
+		const char *name = BPF_CORE_READ(o, filename, name);
+		long len;
+
+		a[1] = BPF_CORE_READ(o, dfd);
+		a[3] = BPF_CORE_READ(o, how.flags);
+		a[4] = BPF_CORE_READ(o, how.mode);
+		len = name ? bpf_probe_read_kernel_str(r->data, EL_CAP, name) : 0;
+		return len > 0 ? len : 0;
+	}
+	case IORING_OP_TIMEOUT: {
+		struct io_timeout_data *d = BPF_CORE_READ(req, async_data);
+
+		a[2] = BPF_CORE_READ((struct io_timeout *)req, off);
+		if (d) {
+			a[3] = BPF_CORE_READ(d, ts.tv_sec);
+			a[4] = BPF_CORE_READ(d, ts.tv_nsec);
+		}
+		return 0;
+	}
+	case IORING_OP_ASYNC_CANCEL: {
+		struct io_cancel *x = (void *)req;
+
+		a[1] = BPF_CORE_READ(x, fd);
+		a[3] = BPF_CORE_READ(x, addr);
+		a[4] = BPF_CORE_READ(x, flags);
+		return 0;
+	}
+	}
 	return 0;
 }
 
+/* Every io_uring submission of a followed thread, decoded. libuv's
+ * IORING_OP_EPOLL_CTL keeps its own layout: the kernel's struct io_epoll
+ * beside the user_data libuv packed. */
+SEC("tracepoint/io_uring/io_uring_submit_req")
+int uring_submit(struct trace_event_raw_io_uring_submit_req *ctx)
+{
+	struct io_kiocb *req = ctx->req;
+	struct io_epoll *ep = ctx->req;
+	__u8 op = ctx->opcode;
+	__u64 now = bpf_ktime_get_ns();
+	__u32 zero = 0;
+	struct el_rec *r;
+
+	if (!followed() && !io_worker_of_followed())
+		return 0;
+	r = bpf_map_lookup_elem(&stage, &zero);
+	if (!r)
+		return 0;
+	head(&r->h, EL_URING_SUB, 0, op, now);
+	r->h.args[0] = ctx->user_data;
+	if (op == IORING_OP_EPOLL_CTL) {
+		r->h.args[1] = BPF_CORE_READ(ep, epfd);
+		r->h.args[2] = BPF_CORE_READ(ep, fd);
+		r->h.args[3] = BPF_CORE_READ(ep, op);
+		r->h.args[4] = BPF_CORE_READ(ep, event.events);
+		r->h.args[5] = BPF_CORE_READ(ep, event.data);
+		r->h.more = EL_SUB_EPOLL;
+	} else {
+		r->h.n = sub_op(r, req, op);
+		r->h.more = EL_SUB_OP;
+	}
+	output(r, now);
+	return 0;
+}
+
+/* What a completion brought: an accept's new fd (it is in the process's fd
+ * table by now), the first bytes a recv or read put in the buffer. */
+static __always_inline __u32 done_data(struct el_rec *r, struct io_kiocb *req, __u8 op, int res)
+{
+	if (res < 0)
+		return 0;
+	switch (op) {
+	case IORING_OP_ACCEPT:
+		sock_info((void *)r->data, res);
+		return SOCK_SIZE;
+	case IORING_OP_RECV:
+		return copy_user(r->data, res, (__u64)BPF_CORE_READ((struct io_sr_msg *)req, buf));
+	case IORING_OP_READ:
+		return copy_user(r->data, res, BPF_CORE_READ((struct io_rw *)req, addr));
+	}
+	return 0;
+}
+
+/* A completion, on the thread that posted it: the submitter (inline, or in
+ * its task work) or an io-wq worker that ran the request. */
 SEC("tracepoint/io_uring/io_uring_complete")
 int uring_complete(struct trace_event_raw_io_uring_complete *ctx)
 {
-	struct el_head *h = point(EL_URING_DONE, 0);
+	struct io_kiocb *req = ctx->req;
+	__u64 now = bpf_ktime_get_ns();
+	__u32 zero = 0;
+	struct el_rec *r;
+	int worker = 0;
+	__u8 op;
+
+	if (!followed()) {
+		if (!io_worker_of_followed())
+			return 0;
+		worker = 1;
+	}
+	r = bpf_map_lookup_elem(&stage, &zero);
+	if (!r)
+		return 0;
+	op = req ? BPF_CORE_READ(req, opcode) : 0xff;
+	head(&r->h, EL_URING_DONE, 0, op, now);
+	r->h.args[0] = ctx->user_data;
+	r->h.args[1] = ctx->cflags;
+	r->h.args[2] = worker;
+	r->h.ret = ctx->res;
+	r->h.more = EL_DONE_OP;
+	if (worker)
+		bpf_get_current_comm(&r->h.args[4], 16);
+	if (req)
+		r->h.n = done_data(r, req, op, ctx->res);
+	output(r, now);
+	return 0;
+}
+
+/* The kernel could not complete a request without blocking and hands it to
+ * io-wq, its own thread pool (on the submitter's thread). */
+SEC("tracepoint/io_uring/io_uring_queue_async_work")
+int uring_async(struct trace_event_raw_io_uring_queue_async_work *ctx)
+{
+	struct el_head *h = point(EL_URING_ASYNC, ctx->opcode, 1);
 
 	if (!h)
 		return 0;
 	h->args[0] = ctx->user_data;
-	h->ret = ctx->res;
+	h->args[1] = ctx->rw;
 	bpf_ringbuf_submit(h, wake_flag());
 	return 0;
 }

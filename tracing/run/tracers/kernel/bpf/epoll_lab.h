@@ -15,15 +15,29 @@
 enum el_kind {
 	EL_CALL = 1,      /* a story syscall: entry and exit in one record */
 	EL_NORETURN = 2,  /* exit_group, at its entry: it never returns */
-	EL_URING_SUB = 3, /* io_uring submission; args: user_data, epfd, fd, op, events, data */
-	EL_URING_DONE = 4,/* io_uring completion; args[0] user_data, ret the result */
+	EL_URING_SUB = 3, /* io_uring submission; nr the opcode; layout by `more` (below) */
+	EL_URING_DONE = 4,/* io_uring completion; nr the opcode; layout by `more` (below) */
 	EL_EXIT = 5,      /* a thread exits; ret the exit code */
 	EL_SIGNAL = 6,    /* a signal is delivered; nr the signal, args[0] its si_code */
 	EL_GAI = 7,       /* getaddrinfo returned; data the node name */
 	EL_FORK = 8,      /* a task is made; args[0] its tid, args[1] its tgid, args[2] clone flags known */
 	EL_LOST = 9,      /* ret calls lost on CPU nr between t0 and t0 + dur (the ring was full) */
 	EL_STATS = 10,    /* written last, by the loader; args: records, lost, untraceable tasks */
+	EL_URING_ASYNC = 11, /* the kernel hands a request to io-wq; nr the opcode, args[0] user_data */
 };
+
+/* io_uring records (`more` says which layout; 0: only args[0], the user_data):
+ *   EL_URING_SUB, more EL_SUB_EPOLL: args user_data, epfd, fd, op, events, data
+ *     (IORING_OP_EPOLL_CTL as the kernel prepared it, struct io_epoll);
+ *   EL_URING_SUB, more EL_SUB_OP: args user_data, fd, len, a, b, sqe flags; what
+ *     a and b are, and what data holds (a path, the bytes sent), depends on the
+ *     opcode: tracing/run/tracers/kernel/records.py (SUB_FIELDS) says it;
+ *   EL_URING_DONE, more EL_DONE_OP: args user_data, cflags, 1 if an io-wq worker
+ *     posted it, -, then its comm (16 bytes in args[4..5]); data: an accept's new
+ *     fd (struct el_sock), or the bytes a recv or read brought. */
+#define EL_SUB_EPOLL 1
+#define EL_SUB_OP 2
+#define EL_DONE_OP 2
 
 struct el_head {
 	unsigned short kind;
