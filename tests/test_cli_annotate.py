@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.helpers import count_lines, trace_c_under_wrk
+from tests.helpers import LOAD, ROOT, count_lines, run_cli, trace_c_under_wrk
 from tracing.render.jsonl import JSONL_FIELDS
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -184,3 +184,20 @@ def test_a_message_printed_while_the_status_line_is_up_starts_on_a_clean_line(mo
     assert screen.getvalue().endswith("lines\x1b[K\r\x1b[Kepoll-lab: interrupted (SIGINT); nothing was left "
                                       "running\n"), repr(screen.getvalue())
     assert progress._drawn == []
+
+
+def test_format_all_writes_a_runs_files_from_one_read(tmp_path):
+    log = str(LOAD.relative_to(ROOT))
+    folder = tmp_path / "views"
+    p = run_cli("annotate", log, "--format", "all", "-o", str(folder))
+    assert p.returncode == 0, p.stderr
+    assert sorted(f.name for f in folder.iterdir()) == ["annotated.log", "events.jsonl", "summary.json",
+                                                       "timeline.html", "trace.json"]
+    for fmt, name in (("jsonl", "events.jsonl"), ("trace-event", "trace.json")):
+        alone = tmp_path / f"alone.{fmt}"
+        q = run_cli("annotate", log, "--format", fmt, "-o", str(alone))
+        assert q.returncode == 0, q.stderr
+        assert (folder / name).read_text() == alone.read_text(), f"{name} differs from --format {fmt}'s"
+    assert "# Index (line numbers in this file):" in (folder / "annotated.log").read_text()
+    assert json.loads((folder / "summary.json").read_text())["kinds"]["syscall"] > 1000
+    assert run_cli("annotate", log, "--format", "all").returncode == 2  # a folder must be named

@@ -24,7 +24,7 @@ from tracing.read import inputs
 from tracing.understand import snapshot
 from tracing.understand.annotate import Annotator, annotate_items, with_stacks_known
 from tracing.errors import EXIT_CODES_HELP, EXIT_NOT_STRACE, EXIT_OUTPUT, EXIT_SETUP, TraceError
-from tracing.run.outputs import output_error, report
+from tracing.run.outputs import output_error, ready_folder, report, write_views
 from tracing.run.procs import catch_stop_signals
 from tracing.log import Progress, eprint
 from tracing.run.orchestrate import trace
@@ -247,9 +247,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("log", nargs="+",
                    help="strace output file, or - for standard input; several files (or the NAME "
                         "given to strace -ff -o NAME) are merged by timestamp")
-    a.add_argument("--format", choices=("text", "jsonl", "trace-event"), default="text",
-                   help="text (the annotated log), jsonl (one record per line) or trace-event "
-                        "(JSON for ui.perfetto.dev, chrome://tracing, speedscope)")
+    a.add_argument("--format", choices=("text", "jsonl", "trace-event", "all"), default="text",
+                   help="text (the annotated log), jsonl (one record per line), trace-event "
+                        "(JSON for ui.perfetto.dev, chrome://tracing, speedscope), or all: a trace "
+                        "run's files (annotated.log with its index, events.jsonl, trace.json, "
+                        "timeline.html, summary.json) into the folder -o names, from one read")
     a.add_argument("--fold", action="store_true",
                    help="text: the start-up file calls as one counted line, as in a run's "
                         "annotated.log (by default every line is kept)")
@@ -468,6 +470,8 @@ def cmd_screenshot(args) -> int:
 
 
 def cmd_annotate(args) -> int:
+    if args.format == "all":
+        return _annotate_all(args)
     out = _annotate_output(args.output)
     once = inputs.stream(args.log)
     # A big log takes a while: say how far on the terminal, while the output goes to
@@ -513,10 +517,15 @@ def cmd_annotate(args) -> int:
         if out is not sys.stdout and not out.closed:
             with contextlib.suppress(OSError):  # an error is on its way already
                 out.close()
+    return _said(args, ann)
+
+
+def _said(args, ann) -> int:
+    """The summary if asked, and what the input was: exit 0, or 4 for no strace output."""
     summary = ann.summary
     if args.summary:
         eprint(summary_text(summary.as_dict()))
-    name = "standard input" if once == "-" else " ".join(args.log)
+    name = "standard input" if args.log == ["-"] else " ".join(args.log)
     if summary.lines == 0:
         raise TraceError(f"{name} is empty: there is no strace output to annotate", EXIT_NOT_STRACE)
     if summary.understood == 0:
@@ -527,6 +536,31 @@ def cmd_annotate(args) -> int:
         eprint(f"epoll-lab: {summary.unparsed} of the {summary.lines} lines of {name} are not strace "
                f"output (kept verbatim, first at line {summary.unparsed_lines[0]})")
     return 0
+
+
+def _annotate_all(args) -> int:
+    """annotate --format all -o DIR: the files a trace run writes, from a log."""
+    if args.output == "-":
+        raise TraceError("--format all writes a folder of files: name it with -o DIR", 2)
+    folder = Path(args.output)
+    ready_folder(folder)
+    if inputs.stream(args.log) is not None:
+        raise TraceError("--format all reads its log twice (roles, then the views): give a file, not "
+                         "standard input or a FIFO", 2)
+    progress = Progress(sys.stderr)
+    try:
+        opened = progress.passes(inputs.opener(args.log, warn=lambda m: eprint(f"epoll-lab: {m}")))
+        records, ann = annotate_items(opened, snapshot=_snapshot(args), copies=True)
+        name = " ".join(args.log)
+        heading = (f"# epoll-lab annotated trace of {name}; raw lines, each followed by '->' [category] note.\n")
+        summary, _ = write_views(folder, records, lambda: ann.summary.as_dict(), heading, name, full=not args.fold)
+    except inputs.InputError as e:
+        raise TraceError(str(e), EXIT_SETUP) from None
+    except OSError as e:
+        raise output_error(Path(e.filename) if e.filename else folder, e) from None
+    finally:
+        progress.clear()
+    return _said(args, ann)
 
 
 def _snapshot(args) -> dict | None:

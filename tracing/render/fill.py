@@ -10,6 +10,8 @@ them to one another on every recorded log.
 
 from __future__ import annotations
 
+import os
+
 from typing import Callable
 
 # Where a row's fields are, and how a slot writes one: `field * 4 + how`.
@@ -51,6 +53,8 @@ def _fill(rows: list, start: int, key, quote: Callable[[str], str]) -> tuple[str
 
 
 try:
+    if os.environ.get("EPOLL_LAB_PURE_PYTHON"):  # the Python twin only: the bench's row that shows what C pays
+        raise ImportError
     from tracing._core import fill
 except ImportError:  # built by `make setup`; without a compiler the Python twin runs
     fill = _fill

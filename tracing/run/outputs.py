@@ -66,20 +66,26 @@ def write_run(out: Path, tracer: Tracer, full: bool = False) -> tuple[dict, list
 
 
 def _write_run(out: Path, tracer: Tracer, full: bool) -> tuple[dict, list[tuple[str, int]]]:
-    """One read of the raw file, every record to every output at once."""
     steps, headers = load_steps(out)
     records, summary = tracer.records(out / tracer.raw_name, steps)
     heading = (f"# epoll-lab annotated {tracer.name} trace of {out.name}; "
                + tracer.heading.format(raw=tracer.raw_name) + "\n")
     if notice := tracer.notice(out):
         heading += f"# {notice}\n"
+    return write_views(out, records, summary, heading, out.name, headers, full, tracer.title, probes(out))
+
+
+def write_views(out: Path, records, summary, heading: str, name: str, headers: dict[str, str] | None = None,
+                full: bool = False, title: str = "", spans: list[tuple[str, float, float]] = ()) -> tuple[dict, list]:
+    """One read of the records, every one to every view at once: events.jsonl, annotated.log,
+    timeline.html, trace.json, then summary.json. Returns the summary and annotated.log's index."""
     with open(out / "events.jsonl", "w") as jsonl, open(out / "trace.json", "w") as trace:
         _, index, _, _ = fan_out(records, [
             Jsonl(jsonl),
             AnnotatedLog(out / "annotated.log", heading, headers, full=full,
                          roles=lambda: summary().get("roles", {})),
-            Timeline(out / "timeline.html", f"epoll-lab timeline: {out.name}{tracer.title}"),
-            trace_event.Exporter(trace, f"epoll-lab: {out.name}", probes(out))])
+            Timeline(out / "timeline.html", f"epoll-lab timeline: {name}{title}"),
+            trace_event.Exporter(trace, f"epoll-lab: {name}", spans)])
     done = summary()
     (out / "summary.json").write_text(json.dumps(done, indent=2) + "\n")
     return done, index

@@ -39,10 +39,6 @@ from tracing.read import scan as S
 from tracing.read.scan import BREAK, FULL, NUMBER_IP, PID, scan, split_prefix
 from tracing.log import Progress
 from tracing.understand.snapshot import apply as apply_snapshot
-from tracing.understand.uring import HANDLERS as KERNEL_HANDLERS
-
-# The kernel tracer's records (io_uring submissions, getaddrinfo) beside the syscalls.
-ALL_HANDLERS = {**HANDLERS, **KERNEL_HANDLERS}
 
 STALL = 0.05  # seconds a waiting thread may spend outside its waits and syscalls before we say so
 # How many calls are kept, and of what size (a server's requests and answers; not a 64 KB buffer).
@@ -348,7 +344,7 @@ class Annotator:
         seen_by_handler = _Watched(item)
         m.last.read = False
         ctx = Ctx(m, seen_by_handler)
-        handler = ALL_HANDLERS.get(item.syscall or "", generic)
+        handler = HANDLERS.get(item.syscall or "", generic)
         category, note, ready, evidence = handler(ctx)
         if item.problem:
             note = (note + f" [{item.problem}]").strip()

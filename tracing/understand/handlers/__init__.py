@@ -18,6 +18,7 @@ from tracing.understand.handlers.context import Ctx, Verdict
 from tracing.understand.handlers.epoll import epoll_create, epoll_ctl, epoll_wait, poll_wait
 from tracing.understand.handlers.io import openat, read_write
 from tracing.understand.handlers.io_uring import io_uring_enter, io_uring_setup
+from tracing.understand.handlers.kernel import RECORDS
 from tracing.understand.handlers.process import clone, close, dup, execve, exit_group, fcntl, shutdown
 from tracing.understand.handlers.signals import sigreturn
 from tracing.understand.handlers.sockets import (accept, bind, connect, eventfd, listen, pipe, signalfd, socket,
@@ -25,7 +26,8 @@ from tracing.understand.handlers.sockets import (accept, bind, connect, eventfd,
 
 # One handler per call name; a call without one gets `process.generic`. The families:
 # context (what every handler shares), epoll (and poll/select), sockets (calls that make
-# fds), io (files, reads and writes), io_uring, signals, process.
+# fds), io (files, reads and writes), io_uring, signals, process; and kernel, the kernel
+# tracer's own records (io_uring submissions and completions, getaddrinfo).
 HANDLERS: dict[str, Callable[[Ctx], Verdict]] = {
     "epoll_create": epoll_create, "epoll_create1": epoll_create, "epoll_ctl": epoll_ctl,
     "accept": accept, "accept4": accept, "socket": socket, "bind": bind, "listen": listen,
@@ -37,5 +39,5 @@ HANDLERS: dict[str, Callable[[Ctx], Verdict]] = {
     "fcntl": fcntl, "execve": execve, "exit_group": exit_group, "shutdown": shutdown,
     **{w: epoll_wait for w in WAITS}, **{w: poll_wait for w in POLL_WAITS}, **{r: read_write for r in READS | WRITES},
     **{k: clone for k in CLONES}, **{k: sigreturn for k in SIGRETURNS},
+    **RECORDS,
 }
-

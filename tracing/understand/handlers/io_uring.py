@@ -1,5 +1,5 @@
 """io_uring_setup and io_uring_enter, as strace shows them (the kernel tracer's own
-io_uring records: tracing.understand.uring)."""
+io_uring records: kernel.py)."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def io_uring_enter(c: Ctx) -> Verdict:
         c.m.saw_completion_wait(c.ev.tid, c.ev.line)
     seen = c.m.uring.pop(c.ev.tid, None)
     if seen or c.m.proc(c.ev.tid) in c.m.ring_procs:
-        # The kernel tracer showed what this call carried (tracing.uring).
+        # The kernel tracer showed what this call carried (handlers/kernel.py).
         return c.say(_ring_enter(c, seen or (), n, wanted if waits else None), POLLABLE)
     if waits:
         took = f"the kernel took {c.ev.ret}" if c.ok else f"{c.ev.errno}"

@@ -338,5 +338,5 @@ def _getaddrinfo(c: Ctx) -> Verdict:
     return c.say(f"getaddrinfo({node}){took} (libc, seen by a uprobe){where(c, cat)}", cat)
 
 
-HANDLERS: dict[str, Callable[[Ctx], Verdict]] = {"io_uring_sqe": _io_uring_sqe, "io_uring_cqe": _io_uring_cqe,
-                                                 "getaddrinfo": _getaddrinfo}
+RECORDS: dict[str, Callable[[Ctx], Verdict]] = {"io_uring_sqe": _io_uring_sqe, "io_uring_cqe": _io_uring_cqe,
+                                                "getaddrinfo": _getaddrinfo}
