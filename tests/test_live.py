@@ -100,6 +100,7 @@ def test_live_reads_strace_in_chunks_and_keeps_every_line_whole():
     from pathlib import Path
 
     from tracing.modes.live import chunked_lines
+    from tracing.read.scan import BREAK
 
     log = (Path(__file__).parent / "fixtures" / "others" / "asyncio.strace").read_bytes()
     log += '1 1.0 openat(AT_FDCWD, "/tmp/café", O_RDONLY) = 3 <0.000010>\n'.encode()
@@ -114,12 +115,15 @@ def test_live_reads_strace_in_chunks_and_keeps_every_line_whole():
     raw = io.BytesIO()
     flushes = []
     try:
-        lines = list(chunked_lines(read_end, raw, lambda: flushes.append(1), lambda: None))
+        items = list(chunked_lines(read_end, raw, lambda: flushes.append(1), lambda: None))
     finally:
         os.close(read_end)
     assert raw.getvalue() == log
-    assert lines == log.decode().splitlines()
-    assert len(flushes) < len(lines) // 10, "the screen and files are flushed per chunk, not per line"
+    numbered = [item for item in items if item is not BREAK]
+    assert numbered == list(enumerate(log.decode().splitlines(), 1))
+    # A BREAK after each pipe-full: what came is annotated and shown before the next read.
+    assert 2 <= items.count(BREAK) <= len(log) // 4093 + 2, items.count(BREAK)
+    assert len(flushes) < len(numbered) // 10, "the screen and files are flushed per chunk, not per line"
 
 
 def test_a_burst_count_is_shown_once_strace_goes_quiet():
