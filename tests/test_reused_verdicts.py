@@ -75,7 +75,7 @@ def test_a_verdict_whose_handler_read_its_line_or_the_call_before_is_not_kept(mo
     def probe(c):
         c.m.last.get(c.ev.tid) if reads == "m.last" else getattr(c.ev, reads.split(".")[1])
         return c.say("a probe's note")
-    monkeypatch.setitem(A.ALL_HANDLERS, "read", probe)
+    monkeypatch.setitem(A.HANDLERS, "read", probe)
     ann = Annotator()
     for _ in ann.run(events([_a_read_line()] * 5)):
         pass
@@ -84,7 +84,7 @@ def test_a_verdict_whose_handler_read_its_line_or_the_call_before_is_not_kept(mo
 
 def test_a_verdict_whose_handler_read_only_the_call_is_kept(monkeypatch):
     from tracing.understand import annotate as A
-    monkeypatch.setitem(A.ALL_HANDLERS, "read", lambda c: c.say(f"read {c.ev.args[:10]} = {c.ev.ret}"))
+    monkeypatch.setitem(A.HANDLERS, "read", lambda c: c.say(f"read {c.ev.args[:10]} = {c.ev.ret}"))
     ann = Annotator()
     for _ in ann.run(events([_a_read_line()] * 5)):
         pass

@@ -162,9 +162,9 @@ typedef struct {
     int has_window;
 } Tables;
 
-static int take(const Tables *tb, PyObject *item, PyObject *rows) {
-    PyObject *raw = PyTuple_GET_ITEM(item, 1), *key = NULL, *got, *ts = NULL, *dur = NULL, *text = NULL;
-    PyObject *body, *pidtext, *last_item = NULL, *row = NULL;
+static int take(const Tables *tb, PyObject *item, PyObject *rows) {  /* 2: a row (or taken), 1: passed over, 0: not taken */
+    PyObject *raw = PyTuple_GET_ITEM(item, 1), *key = NULL, *got, *ts = NULL, *dur = NULL;
+    PyObject *body, *pidtext, *row = NULL;
     Text t;
     Split p;
     int taken = 0;
@@ -223,6 +223,11 @@ static int take(const Tables *tb, PyObject *item, PyObject *rows) {
     } else {
         ts = Py_NewRef(Py_None);
     }
+    if (PyDict_SetItem(tb->last, tid, item) < 0 || PyDict_SetItem(tb->at, tid, flags & 2 ? Py_None : ts) < 0)
+        goto fail;
+    taken = 2;
+    if (rows == Py_None)  /* the learning pass: no rows */
+        goto done;
     if (p.dur_end > p.dur_at) {
         if ((dur = number(raw, &t, p.dur_at, p.dur_end)) == NULL)
             goto fail;
@@ -230,16 +235,9 @@ static int take(const Tables *tb, PyObject *item, PyObject *rows) {
         dur = Py_NewRef(Py_None);
     }
     PyObject *source = PyTuple_GET_SIZE(item) > 2 ? PyTuple_GET_ITEM(item, 2) : Py_None;
-    PyObject *line = PyTuple_GET_ITEM(item, 0);
-    if ((text = p.text_end == t.n ? Py_NewRef(raw) : PyUnicode_Substring(raw, 0, p.text_end)) == NULL)
-        goto fail;
-    if ((last_item = PyTuple_Pack(3, line, raw, source)) == NULL
-        || PyDict_SetItem(tb->last, tid, last_item) < 0
-        || PyDict_SetItem(tb->at, tid, flags & 2 ? Py_None : ts) < 0
-        || (row = PyTuple_Pack(8, call, line, ts, dur, text, source, Py_None, forms)) == NULL
+    if ((row = PyTuple_Pack(8, call, PyTuple_GET_ITEM(item, 0), ts, dur, raw, source, Py_None, forms)) == NULL
         || PyList_Append(rows, row) < 0)
         goto fail;
-    taken = 2;
     goto done;
 fail:
     taken = -1;
@@ -248,8 +246,6 @@ done:
         taken = -1;
     Py_XDECREF(ts);
     Py_XDECREF(dur);
-    Py_XDECREF(text);
-    Py_XDECREF(last_item);
     Py_XDECREF(row);
     return taken;
 }
@@ -258,9 +254,13 @@ static PyObject *copy_lines(PyObject *Py_UNUSED(module), PyObject *args) {
     PyObject *items, *rows, *window;
     Tables tb;
     Py_ssize_t most;
-    if (!PyArg_ParseTuple(args, "OO!O!O!OO!n", &items, &PyDict_Type, &tb.live, &PyDict_Type, &tb.last,
-                          &PyDict_Type, &tb.at, &window, &PyList_Type, &rows, &most))
+    if (!PyArg_ParseTuple(args, "OO!O!O!OOn", &items, &PyDict_Type, &tb.live, &PyDict_Type, &tb.last,
+                          &PyDict_Type, &tb.at, &window, &rows, &most))
         return NULL;
+    if (rows != Py_None && !PyList_Check(rows)) {
+        PyErr_SetString(PyExc_TypeError, "rows is a list, or None");
+        return NULL;
+    }
     tb.has_window = window != Py_None;
     tb.window = tb.has_window ? PyFloat_AsDouble(window) : 0.0;
     if (tb.has_window && tb.window == -1.0 && PyErr_Occurred())
@@ -277,7 +277,7 @@ static PyObject *copy_lines(PyObject *Py_UNUSED(module), PyObject *args) {
         if (got == 0)
             return item;  /* Python reads it */
         Py_DECREF(item);
-        if (got == 2 && PyList_GET_SIZE(rows) >= most)
+        if (got == 2 && rows != Py_None && PyList_GET_SIZE(rows) >= most)
             return Py_NewRef(Py_True);
     }
 }
@@ -367,8 +367,17 @@ static int put_slot(Buf *b, PyObject *row, long code, PyObject *quote) {
         got = put_str(b, q);
         Py_DECREF(q);
         return got;
-    case 2:
-        return put_str(b, v);
+    case 2: {  /* a line's text: without its final newline */
+        Py_ssize_t n;
+        const char *u;
+        if (!PyUnicode_Check(v)) {
+            PyErr_SetString(PyExc_TypeError, "an as-is slot is a str");
+            return -1;
+        }
+        if ((u = PyUnicode_AsUTF8AndSize(v, &n)) == NULL)
+            return -1;
+        return put(b, u, n > 0 && u[n - 1] == '\n' ? n - 1 : n);
+    }
     default: {
         char num[32];
         long long n = PyLong_AsLongLong(v);

@@ -88,9 +88,10 @@ def _copy_lines(items, live: dict, last: dict, at: dict, window: float | None, r
     pass over (no row; its thread's last call stays). A line whose flags have 1
     (its thread waits for readiness) is taken only within `window` seconds of
     that thread's last call (`at[tid]`; no window: always). Each line taken
-    becomes its thread's last (`last[tid] = (line, text, source)`, `at[tid]` its
-    time, or None if its flags have 2: a time that starts no gap) and a row
-    `(call, line, time, duration, text, source, None, forms)` in `rows`. Returns the
+    becomes its thread's last (`last[tid]` its item, `at[tid]` its time, or None
+    if its flags have 2: a time that starts no gap) and a row `(call, line, time,
+    duration, text, source, None, forms)` in `rows` (text as read, its newline
+    too); with `rows` None (the learning pass) no row is made. Returns the
     first item not taken (an item that is not a tuple, such as BREAK, is
     never taken), None when the items end, or FULL when `rows` holds `most`. A compiled twin (`tracing/_core.c`) does the same; the tests hold them to
     one another on every recorded log.
@@ -102,14 +103,13 @@ def _copy_lines(items, live: dict, last: dict, at: dict, window: float | None, r
         raw = item[1]
         m = match(raw)
         body = raw[m.end():]
-        text = raw[:-1] if raw[-1:] == "\n" else raw
         if body[-1:] == "\n":
             body = body[:-1]
         duration = None
         if body[-1:] == ">":
             i = body.rfind(" <")
             if i > 0 and is_duration(body, i + 2, len(body) - 1):
-                duration = float(body[i + 2:-1])
+                duration = body[i + 2:-1]
                 body = body[:i]
         got = live.get((m.group(1), body))
         if got is None:
@@ -124,10 +124,12 @@ def _copy_lines(items, live: dict, last: dict, at: dict, window: float | None, r
                 then = at.get(tid)
                 if then is not None and ts - then >= window:
                     return item
-        source = item[2] if len(item) > 2 else None
-        put(last, tid, (item[0], raw, source))
+        put(last, tid, item)
         at[tid] = None if flags & 2 else ts
-        rows.append((call, item[0], ts, duration, text, source, None, forms))
+        if rows is None:
+            continue
+        rows.append((call, item[0], ts, None if duration is None else float(duration), raw,
+                     item[2] if len(item) > 2 else None, None, forms))
         if len(rows) >= most:
             return FULL
     return None

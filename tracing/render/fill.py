@@ -16,7 +16,8 @@ from typing import Callable
 
 # Where a row's fields are, and how a slot writes one: `field * 4 + how`.
 LINE, TS, DURATION, TEXT, SOURCE, REQUEST = 1, 2, 3, 4, 5, 6
-NUMBER, QUOTED, AS_IS, WIDE = 0, 1, 2, 3  # repr (None: null); quote() (None: null); the str; an int right-aligned in 7
+# repr (None: null); quote() (None: null); the str (a line's: without its final newline); an int right-aligned in 7
+NUMBER, QUOTED, AS_IS, WIDE = 0, 1, 2, 3
 
 
 def slot(field: int, how: int) -> int:
@@ -44,7 +45,7 @@ def _fill(rows: list, start: int, key, quote: Callable[[str], str]) -> tuple[str
             elif how == QUOTED:
                 parts.append("null" if value is None else quote(value))
             elif how == AS_IS:
-                parts.append(value)
+                parts.append(value[:-1] if value[-1:] == "\n" else value)
             else:
                 parts.append(f"{value:>7}")
             parts.append(form[j + 1])

@@ -38,9 +38,18 @@ def _call_part(rec: dict) -> str:
             f'"args": {_text(rec.get("args"))}, "ret": {_text(rec.get("ret"))}, "errno": {_text(rec.get("errno"))}')
 
 
+_READY = ("fd", "role", "detail", "events")  # a ready fd the fd table knows: most of a wait's
+
+
 def _flat(d: dict) -> str:
     """json's text of a dict of strings, ints and None (a ready fd, an fd, a cited line),
     written directly: a wait returning 16 fds is 16 of these."""
+    if tuple(d) == _READY:
+        fd, role, detail, events = d.values()
+        if (fd.__class__ is int and role.__class__ is str and events.__class__ is str
+                and (detail is None or detail.__class__ is str)):
+            return (f'{{"fd": {fd!r}, "role": {_str(role)}, "detail": {"null" if detail is None else _str(detail)}, '
+                    f'"events": {_str(events)}}}')
     parts = []
     for k, v in d.items():
         if v is None:

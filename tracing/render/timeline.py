@@ -83,30 +83,30 @@ class Marks:
         self.origin = 0.0
         self.size = 0.0
 
-    def add(self, mark: Mark) -> None:
+    def add(self, start: float, end: float, name: str, category: str, note: str) -> None:
         if self.buckets is not None:
-            self._bucket(mark)
+            self._bucket(start, end, name, category, 1, None)
             return
         exact = self.exact
         last = exact[-1] if exact and self.fold_repeats else None
-        if (last and last.name == mark.name and last.category == mark.category
-                and mark.start - last.end < FOLD_GAP):
-            last.end, last.count = max(last.end, mark.end), last.count + 1
+        if (last and last.name == name and last.category == category
+                and start - last.end < FOLD_GAP):
+            last.end, last.count = max(last.end, end), last.count + 1
             return
-        exact.append(mark)
+        exact.append(Mark(start, end, name, category, note[:TIP + 1]))  # what its title can show: memory
         if len(exact) > KEEP_EXACT:
             self.origin = exact[0].start
             self.size = max(exact[-1].end - self.origin, 1e-9) / MAX_MARKS
             self.buckets = {}
             for m in exact:
-                self._bucket(m)
+                self._bucket(m.start, m.end, m.name, m.category, m.count, m)
             self.exact = []
 
-    def _bucket(self, m: Mark) -> None:
-        i = int((m.start - self.origin) / self.size)
+    def _bucket(self, start: float, end: float, name: str, category: str, count: int, mark: Mark | None) -> None:
+        i = int((start - self.origin) / self.size)
         got = self.buckets.get(i)
         if got is None:
-            self.buckets[i] = _Fold(m)
+            self.buckets[i] = _Fold(mark or Mark(start, end, name, category, "", count))
             if len(self.buckets) > 2 * MAX_MARKS:
                 self.size *= 2
                 wider: dict[int, _Fold] = {}
@@ -117,7 +117,11 @@ class Marks:
                         wider[j // 2] = f
                 self.buckets = wider
         else:
-            got.take(m)
+            if end > got.end:
+                got.end = end
+            got.names.add(name)
+            got.cats[category] = got.cats.get(category, 0) + count
+            got.count += count
 
     def __iter__(self):
         return iter(self.all())
@@ -180,10 +184,41 @@ class Collector:
             self._call(rec, ts, rec.get("duration"), rec.get("request"))
 
     def add_copies(self, rows) -> None:
-        one = self._call
-        for call, _, ts, duration, _, _, request, _ in rows:
-            if ts is not None:
-                one(call.rec, ts, duration, request)
+        """As `_call`, with what a call's copies share looked up once per call (its form)."""
+        lanes, t0, t1 = self.lanes, self.t0, self.t1
+        for call, _, ts, duration, _, _, request, forms in rows:
+            if ts is None:
+                continue
+            form = forms.get("timeline")
+            if form is None:
+                form = forms["timeline"] = self._form(call.rec)
+            tid, thread, name, category, note, is_wait = form
+            if request or category == "wakeup":
+                self.t0, self.t1 = t0, t1
+                self._call(call.rec, ts, duration, request)
+                t0, t1 = self.t0, self.t1
+                continue
+            self.calls += 1
+            end = ts + (duration or 0.0)
+            t0 = ts if t0 is None else min(t0, ts)
+            t1 = end if t1 is None else max(t1, end)
+            lane = lanes.get(tid)
+            if lane is None:
+                lane = lanes[tid] = Lane(tid)
+            if thread:
+                lane.role = thread
+            (lane.waits if is_wait else lane.marks).add(ts, end, name, category, note)
+        self.t0, self.t1 = t0, t1
+
+    @staticmethod
+    def _form(rec: dict) -> tuple:
+        tid = rec.get("tid")
+        thread = rec.get("thread")
+        name = rec.get("syscall") or "?"
+        is_wait = name in WAITS
+        category = rec.get("category", "pollable") if is_wait else rec.get("category") or "other"
+        return (NO_PID if tid is None else tid, thread if thread in ("loop", "pool") else None, name,
+                category, rec.get("note") or "", is_wait)
 
     def _call(self, rec: dict, ts: float, duration: float | None, label: str | None) -> None:
         tid = rec.get("tid")
@@ -203,9 +238,9 @@ class Collector:
         note = rec.get("note") or ""
         category = rec.get("category")
         if name in WAITS:
-            lane.waits.add(Mark(ts, end, name, rec.get("category", "pollable"), note))
+            lane.waits.add(ts, end, name, rec.get("category", "pollable"), note)
         else:
-            lane.marks.add(Mark(ts, end, name, category or "other", note))
+            lane.marks.add(ts, end, name, category or "other", note)
         if category == "wakeup":
             self.seen_wakeups += 1
             if self.seen_wakeups % self.wakeup_every == 0:
@@ -241,7 +276,10 @@ def _loop_wait_end_after(loops: list[Lane], t: float) -> tuple[int, float] | Non
     return best
 
 
-def _tip(text: str, most: int = 200) -> str:
+TIP = 200  # characters of a note a mark's hover title shows
+
+
+def _tip(text: str, most: int = TIP) -> str:
     """A hover title: the note, cut short (a wait's list of ready fds can be long)."""
     return html.escape(text if len(text) <= most else text[:most - 1] + "…")
 

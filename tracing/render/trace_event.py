@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import IO, Iterable
 
 from tracing.names import CLONES, LOOP, LOST_CALLS, NO_PID, POOL, RING_RECORDS, WAITS, WAKEUP_CAT
-from tracing.render.renderer import Renderer, fan_out
+from tracing.render.renderer import BATCH, Renderer, fan_out
 
 US = 1e6  # the format's times are microseconds
 WOKEN_US = 1.0  # the "woken" slice at the end of a wait
@@ -93,6 +93,7 @@ class Exporter(Renderer):
         self.probes: list[tuple[str, float, float]] = list(probes)
         self.counts: dict[str, int] = {}
         self.lost = 0  # calls the tracer said it lost
+        self.pending: list[str] = []  # events not yet written
         self.out.write('{"displayTimeUnit": "ms", "traceEvents": [\n')
 
     # -- writing ------------------------------------------------------------
@@ -100,9 +101,16 @@ class Exporter(Renderer):
         self._write(_encode(event), event["ph"] if event["ph"] != "X" else ("X:" + event["cat"]))
 
     def _write(self, text: str, key: str) -> None:
-        self.out.write(text if self.first else ",\n" + text)
-        self.first = False
+        self.pending.append(text)
         self.counts[key] = self.counts.get(key, 0) + 1
+        if len(self.pending) >= BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.out.write((",\n" if not self.first else "") + ",\n".join(self.pending))
+            self.first = False
+            self.pending.clear()
 
     def _slice(self, pieces: tuple[str, str, str], cat: str, ts: float, dur: float, pid: int, tid: int,
                line) -> None:
@@ -136,12 +144,47 @@ class Exporter(Renderer):
             self._lost(rec, int(m.group(1)), pid, tid, ts)
 
     def add_copies(self, rows) -> None:
-        one = self._call
-        for call, line, ts, duration, _, _, request, _ in rows:
-            if ts is not None:
-                rec = call.rec
-                tid = rec["tid"]
-                one(rec, NO_PID if tid is None else tid, ts, duration, line, request, call)
+        """Most copies are a plain call's slice: its form is its JSON around the slot, and only
+        its place on the track is worked out here. A wait, a clone or an exec, an io_uring
+        record, a call with evidence, a line a flow wants, or one in a request: as `_call`."""
+        one, place, wanted, roles, counts, pending = self._call, self._place, self.wanted, self.roles, self.counts, self.pending
+        process_of = self.process_of
+        for call, line, ts, duration, _, _, request, forms in rows:
+            if ts is None:
+                continue
+            rec = call.rec
+            tid = rec["tid"]
+            if tid is None:
+                tid = NO_PID
+            form = forms.get("trace-event plain")
+            if form is None:
+                form = forms["trace-event plain"] = self._plain(rec)
+            if form is False or request or line in wanted:
+                one(rec, tid, ts, duration, line, request, call)
+                continue
+            head, args_head, args_tail, key, role = form
+            pid = process_of.get(tid)
+            if pid is None:
+                pid = self.process(tid)
+            if roles.get(tid) != LOOP:
+                roles[tid] = role
+            end = ts + (duration or 0.0)
+            start, dur = place(tid, round(ts * US, 3), round((end - ts) * US, 3))  # _us, inline
+            pending.append(f'{head}{start!r}, "dur": {dur!r}, "pid": {pid!r}, "tid": {tid!r}, '
+                           f'{args_head}{line!r}{args_tail}')
+            counts[key] = counts.get(key, 0) + 1
+        if len(pending) >= BATCH:
+            self.flush()
+
+    @staticmethod
+    def _plain(rec: dict) -> tuple | bool:
+        """A call's slice JSON around its place and line, or False for a call with more to it."""
+        name = rec.get("syscall") or "?"
+        if (name in WAITS or name in CLONES or name == "execve" or name in RING_RECORDS
+                or rec.get("evidence")):
+            return False
+        category = rec.get("category") or "other"
+        return (*_pieces(rec, name, category, None), "X:" + category, rec.get("thread") or "other")
 
     def _thread(self, rec: dict, tid: int, ts: float, end: float, label: str | None) -> int:
         """The record's process; its thread's role and its request's window, kept."""
@@ -311,6 +354,12 @@ class Exporter(Renderer):
     # -- the end ------------------------------------------------------------
     def close(self) -> dict:
         """Close the open flows, write spans and names, end the JSON; returns the counts."""
+        try:
+            return self._close()
+        finally:
+            self.pending.clear()
+
+    def _close(self) -> dict:
         self.unmatched += sum(len(pairs) for pairs in self.wanted.values())
         if self.requests or self.probes:
             self.emit({"name": "process_name", "ph": "M", "pid": REQUESTS_PID, "tid": REQUEST_TID,
@@ -335,6 +384,7 @@ class Exporter(Renderer):
                        "args": {"name": f"{role} {tid}"}})
             self.emit({"name": "thread_sort_index", "ph": "M", "pid": pid, "tid": tid,
                        "args": {"sort_index": SORT.get(role, 2) * 1_000_000 + tid}})
+        self.flush()
         self.out.write('\n], "otherData": ' + json.dumps({"title": self.title, "source": "epoll-lab",
                                                          "wakeup_flows": self.flows,
                                                          "slices_moved_not_to_overlap": self.moved,

@@ -43,6 +43,7 @@ from tracing.understand.snapshot import apply as apply_snapshot
 STALL = 0.05  # seconds a waiting thread may spend outside its waits and syscalls before we say so
 # How many calls are kept, and of what size (a server's requests and answers; not a 64 KB buffer).
 KEEP_CALLS = 4096
+KEEP_BYTES = 2 << 20  # about, of their arguments, notes and ready lists: a wait's is long
 KEEP_ARGS = 2048
 COPIES_MOST = 512  # copied lines handed on together
 
@@ -83,6 +84,7 @@ class Annotator:
         self.live: dict[tuple, tuple] = {}  # call key -> (call, tid, flags, forms): one plain line's call, kept now
         self.hits: Counter = Counter()  # call -> lines copied from it, not yet in the summary
         self.live_at = _made[0]
+        self.kept_bytes = 0  # the arguments and notes of the calls kept
         self.check_reuse = check_reuse  # tests: work out every verdict, and fail where a kept one would differ
         # The first pass wants the model, not the notes: a call that changed nothing is skipped
         # when it comes again, whatever of its line's own (times) its note read.
@@ -141,12 +143,11 @@ class Annotator:
         predicted = None  # check mode: the row a copy would have made of the line being parsed
         while True:
             if parser.held is None and not stacks and not check:
-                rows = records.Copies()
+                rows = None if self.learning else records.Copies()
                 item = S.copy_lines(items, self.live, last, last.at, window, rows, COPIES_MOST)
                 if rows:
                     self._took(rows)
-                    if not self.learning:
-                        yield rows
+                    yield rows
                 if item is FULL or item is BREAK:
                     continue
                 if item is None:
@@ -364,24 +365,26 @@ class Annotator:
         waits = (thread == LOOP or m.threads[item.tid].first_wait is not None) and not ring
         flags = (1 if waits else 0) | (2 if ring else 0)
         rec = None
-        if plain:
+        if plain and not self.learning:  # the learning pass copies lines, but makes no records
             rec = records.record(item, None, thread, got[3], ready, category, note, evidence)
             rec["line"] = rec["ts"] = rec["duration"] = rec["text"] = None
         call = Call(before, got, rec, item.tid, waits)
-        self._keep(key, call)
-        if rec is not None:
-            rec["call"] = call
-            # A line copies it only where feed would do nothing but take the verdict: the thread
-            # placed, not to be said unplaced, no write printed unfinished to end.
-            if (item.tid in m.procs.process_of and not m.writes_started
-                    and not (m.unplaced and item.tid in m.unplaced)):
-                self.live[key] = (call, item.tid, flags, call.forms)
+        self._keep(key, call, len(item.args) + len(note) + 200 * len(ready))
+        # A line copies it only where feed would do nothing but take the verdict: the thread
+        # placed, not to be said unplaced, no write printed unfinished to end.
+        if (plain and item.tid in m.procs.process_of and not m.writes_started
+                and not (m.unplaced and item.tid in m.unplaced)):
+            self.live[key] = (call, item.tid, flags, call.forms)
         return got, call
 
-    def _keep(self, key: tuple, call: Call) -> None:
-        if key not in self.calls and len(self.calls) >= KEEP_CALLS:
+    def _keep(self, key: tuple, call: Call, size: int) -> None:
+        """Keep a call; past KEEP_CALLS of them or KEEP_BYTES of their text, start again
+        (a server's working set is a few hundred calls; what goes is decided again)."""
+        self.kept_bytes += size
+        if key not in self.calls and (len(self.calls) >= KEEP_CALLS or self.kept_bytes > KEEP_BYTES):
             self.calls.clear()
             self.live.clear()
+            self.kept_bytes = size
         self.calls[key] = call
 
 
@@ -391,13 +394,17 @@ PER_LINE = frozenset({"line", "text", "ts", "duration", "resumed_line", "resumed
 
 class _Watched:
     """The event as a handler sees it while its verdict may yet be kept: notes whether the
-    handler read anything that is this line's own (a wait's "slept", a handler's time)."""
+    handler read anything that is this line's own (a wait's "slept", a handler's time).
+    The call's own fields are plain attributes; the line's own come through __getattr__."""
 
-    __slots__ = ("_ev", "per_line")
+    __slots__ = ("_ev", "per_line", "kind", "tid", "syscall", "args", "ret", "ret_detail", "errno", "problem",
+                 "stack")
 
     def __init__(self, ev: Event) -> None:
         self._ev = ev
         self.per_line = False
+        self.kind, self.tid, self.syscall, self.args, self.ret = ev.kind, ev.tid, ev.syscall, ev.args, ev.ret
+        self.ret_detail, self.errno, self.problem, self.stack = ev.ret_detail, ev.errno, ev.problem, ev.stack
 
     def __getattr__(self, name: str):
         if name in PER_LINE:

@@ -94,8 +94,8 @@ class LastCalls(dict):
     as a change; instead it says when it was read (`read`), and a verdict that read it
     is not kept for reuse.
 
-    A line the annotator copied from a kept call is stored as it came, `(line, text,
-    source)` (`copied`), and parsed only if someone asks for it. `at` keeps each last
+    A line the annotator copied from a kept call is stored as it came, its item `(line,
+    text[, source])` (tracing.read.scan.copy_lines), and parsed only if someone asks for it. `at` keeps each last
     call's time for the stall check (-inf after a resumed call: its own time is not the
     start of the gap; None where the log has no times, or after an io_uring record)."""
 
@@ -110,10 +110,6 @@ class LastCalls(dict):
         dict.__setitem__(self, tid, ev)
         self.at[tid] = (None if ev.ts is None or ev.syscall in RING_RECORDS
                         else -math.inf if ev.resumed_text is not None else ev.ts)
-
-    def copied(self, tid, line: int, text: str, source: str | None, ts: float | None) -> None:
-        dict.__setitem__(self, tid, (line, text, source))
-        self.at[tid] = ts
 
     def pop(self, tid, *default):
         self.at.pop(tid, None)
@@ -145,9 +141,8 @@ class LastCalls(dict):
 
 
 def _parsed(last: LastCalls, tid, stored: tuple) -> Event:
-    line, text, source = stored
-    ev = parse_line(line, text.rstrip("\n"))
-    ev.source = source
+    ev = parse_line(stored[0], stored[1].rstrip("\n"))
+    ev.source = stored[2] if len(stored) > 2 else None
     dict.__setitem__(last, tid, ev)
     return ev
 

@@ -103,7 +103,7 @@ class Summary:
 
 class Copies(list):
     """Rows of lines that repeat a kept call (`tracing.read.scan.copy_lines`): `(call, line,
-    time, duration, text, source, request, forms)`, forms being the call's. A renderer that keeps a form per call reads
+    time, duration, text, source, request, forms)`, text as read (its newline too), forms the call's. A renderer that keeps a form per call reads
     them as they are; `records()` makes each the record the annotator would have made:
     its call's record with the line's own fields."""
 
@@ -113,5 +113,6 @@ class Copies(list):
         for call, line, ts, duration, text, source, request, _ in self:
             rec = call.rec.copy()
             rec["line"], rec["ts"], rec["duration"], rec["text"], rec["source"], rec["request"] = (
-                line, ts, duration, text, source, request)
+                line, ts, duration, text[:-1] if text[-1:] == "\n" else text, source, request)
+            rec["call"] = call  # (not in call.rec: a cycle would wait for the garbage collector)
             yield rec
