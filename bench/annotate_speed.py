@@ -163,14 +163,20 @@ def main() -> int:
 
 def profile(log: Path) -> None:
     """The jsonl run under cProfile: the functions that take the most time of their own."""
+    import io
+    import pstats
     say("profiling annotate --format jsonl ...")
-    code = ("import cProfile, pstats, sys; from tracing import cli\n"
-            f"cProfile.run('cli.main([\"annotate\", {str(log)!r}, \"-o\", \"/dev/null\", \"--format\", \"jsonl\"])', "
-            f"{str(OUT / 'jsonl.prof')!r})\n"
-            f"pstats.Stats({str(OUT / 'jsonl.prof')!r}).sort_stats('tottime').print_stats(12)\n")
-    got = subprocess.run([str(PY), "-c", code], capture_output=True, text=True, cwd=ROOT)
+    prof = OUT / "jsonl.prof"
+    got = subprocess.run([str(PY), "-m", "cProfile", "-o", str(prof), "-m", "tracing", "annotate", str(log),
+                          "-o", os.devnull, "--format", "jsonl"], capture_output=True, text=True, cwd=ROOT)
+    if got.returncode != 0:
+        print(f"the profiled run failed: {got.stderr[-500:]}")
+        return
+    text = io.StringIO()
+    pstats.Stats(str(prof), stream=text).sort_stats("tottime").print_stats(12)
     print("where --format jsonl's time goes (cProfile, tottime; the profiler slows Python, not C):")
-    print("\n".join(line for line in got.stdout.splitlines() if line.strip())[-2000:])
+    print("\n".join(line for line in text.getvalue().splitlines()[text.getvalue().splitlines().index(
+        next(line for line in text.getvalue().splitlines() if "ncalls" in line)):] if line.strip()))
 
 
 if __name__ == "__main__":

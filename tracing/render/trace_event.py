@@ -44,6 +44,7 @@ from tracing.names import CLONES, LOOP, LOST_CALLS, NO_PID, POOL, RING_RECORDS, 
 from tracing.render.renderer import BATCH, Renderer, fan_out
 
 US = 1e6  # the format's times are microseconds
+EPOCH_US = float(2 ** 50)  # from here on doubles are 0.25 apart (or more): already rounded to 3 places
 WOKEN_US = 1.0  # the "woken" slice at the end of a wait
 STEP_US = 0.25  # the smallest gap kept between nested ends: doubles near 1.8e15 µs are 0.25 apart
 SIDES_KEPT = 4096  # writes and waits kept for the other side of their pair; memory stays bounded
@@ -169,7 +170,9 @@ class Exporter(Renderer):
             if roles.get(tid) != LOOP:
                 roles[tid] = role
             end = ts + (duration or 0.0)
-            start, dur = place(tid, round(ts * US, 3), round((end - ts) * US, 3))  # _us, inline
+            at = ts * US
+            # _us, inline; an epoch time in µs (past 2**50) is a multiple of 0.25: round() keeps it
+            start, dur = place(tid, at if at >= EPOCH_US else round(at, 3), round((end - ts) * US, 3))
             pending.append(f'{head}{start!r}, "dur": {dur!r}, "pid": {pid!r}, "tid": {tid!r}, '
                            f'{args_head}{line!r}{args_tail}')
             counts[key] = counts.get(key, 0) + 1
