@@ -96,28 +96,18 @@ def _copy_lines(items, live: dict, last: dict, at: dict, window: float | None, r
     never taken), None when the items end, or FULL when `rows` holds `most`. A compiled twin (`tracing/_core.c`) does the same; the tests hold them to
     one another on every recorded log.
     """
-    match, is_duration, put = _KEY.match, _DURATION.fullmatch, dict.__setitem__
+    put = dict.__setitem__
     for item in items:
         if item.__class__ is not tuple:
             return item
         raw = item[1]
-        m = match(raw)
-        body = raw[m.end():]
-        if body[-1:] == "\n":
-            body = body[:-1]
-        duration = None
-        if body[-1:] == ">":
-            i = body.rfind(" <")
-            if i > 0 and is_duration(body, i + 2, len(body) - 1):
-                duration = body[i + 2:-1]
-                body = body[:i]
-        got = live.get((m.group(1), body))
+        key, ts, duration = scan(raw)
+        got = live.get(key)
         if got is None:
             return item
         if got is False:
             continue
         call, tid, flags, forms = got
-        ts = m.group(2)
         if ts is not None:
             ts = float(ts)
             if flags & 1 and window is not None:
