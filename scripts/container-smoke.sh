@@ -70,9 +70,9 @@ say "building $image with ${engine[0]}"
 run() {
     "${engine[@]}" run --rm --cap-add SYS_PTRACE "$image" bash -c "$1"
 }
-say "the annotator's compiled core inside the container"
-run ".venv/bin/python -c 'import sys; from tracing import repeats; sys.exit(not repeats.compiled())'" \
-    || { say "tracing/_repeats.c was not built in the image (make setup builds it)"; exit 1; }
+say "the annotator's compiled twins inside the container"
+run ".venv/bin/python -c 'import sys; from tracing.read import scan; sys.exit(not scan.compiled())'" \
+    || { say "tracing/_core.c was not built in the image (make setup builds it)"; exit 1; }
 say "the kernel tracer inside the container: built by make setup, refused in one line unprivileged"
 run "test -x tracing/run/tracers/kernel/bpf/build/epoll-lab-ktrace" \
     || say "the kernel tracer was not built in the image (no BTF where it was built?); TRACER=kernel builds it on first use"
