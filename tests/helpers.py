@@ -135,9 +135,25 @@ def sanic_server(port: int, *extra: str) -> Server:
 
 def run_cli(*args: str, cwd: Path = ROOT, env: dict | None = None, timeout: float = 180
             ) -> subprocess.CompletedProcess:
-    """`python -m tracing ARGS` as a user runs it."""
-    return subprocess.run([sys.executable, "-m", "tracing", *args], cwd=cwd, env=env,
+    """`python -m tracing ARGS` as a user runs it (from another folder: the checkout's)."""
+    return subprocess.run([sys.executable, "-m", "tracing", *args], cwd=cwd, env=checkout_env(env, cwd),
                           capture_output=True, text=True, timeout=timeout)
+
+
+def checkout_env(env: dict | None, cwd: Path = ROOT) -> dict | None:
+    """`python -m tracing` from a folder other than the checkout finds the checkout's package
+    (installed, the lab is `epoll_lab.tracing`; the checkout's own name is `tracing`)."""
+    if Path(cwd).resolve() == ROOT:
+        return env
+    env = dict(os.environ if env is None else env)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def cli_process(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess.Popen:
+    """`python -m tracing ARGS` started, its output piped as text: for runs a test signals."""
+    return subprocess.Popen([sys.executable, "-m", "tracing", *args], cwd=cwd, env=checkout_env(env, cwd),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def processes_running(needle: str) -> list[str]:
@@ -439,6 +455,6 @@ def artifacts(name: str) -> Path:
 
 
 __all__ = ["Live", "PROGRAMS", "ROOT", "Server", "Trace", "WAITS",
-           "artifacts", "assert_add_follows_each_accept", "covered", "curl", "fd_roles", "free_port", "nesting_problems", "processes_running", "WebPage",
+           "artifacts", "assert_add_follows_each_accept", "checkout_env", "cli_process", "covered", "curl", "fd_roles", "free_port", "nesting_problems", "processes_running", "WebPage",
            "run_cli", "sanic_server", "serving", "show", "still_alive_after_a_while", "stop_leftovers", "wait_for",
            "wait_port"]

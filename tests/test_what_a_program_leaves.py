@@ -50,7 +50,7 @@ def test_without_seconds_the_run_ends_when_the_first_process_exits(tools_present
     assert p.returncode == 0, p.stderr
     assert children and not still_alive_after_a_while(children), f"left running: {children}"
     assert took < BOUND_S, f"the run waited for what the program left ({took:.1f} s):\n{p.stderr}"
-    assert "stopped: the program exited; sent SIGTERM to" in p.stderr, p.stderr
+    assert "stopped: the program exited with status 0; sent SIGTERM to" in p.stderr, p.stderr
 
 
 def test_a_daemon_that_double_forks_and_calls_setsid_is_stopped(tools_present, tmp_path):

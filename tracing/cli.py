@@ -24,10 +24,10 @@ from tracing.read import inputs
 from tracing.understand import snapshot
 from tracing.understand.annotate import Annotator, annotate_items, with_stacks_known
 from tracing.errors import EXIT_CODES_HELP, EXIT_NOT_STRACE, EXIT_OUTPUT, EXIT_SETUP, TraceError
-from tracing.run.outputs import output_error, ready_folder, report, write_views
+from tracing.run.outputs import holds_a_run, new_folder, output_error, ready_folder, report, write_views
 from tracing.run.procs import catch_stop_signals
 from tracing.log import Progress, eprint
-from tracing.run.orchestrate import trace
+from tracing.run.orchestrate import exit_code, trace
 from tracing.run.scenario import LOAD_SECONDS
 
 EPILOG = """\
@@ -164,7 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="port on 127.0.0.1 (demo servers: default 8000 for sanic, 8080 for c; a "
                         "command or PID: curl it there once it answers)")
     t.add_argument("--out", type=Path, default=None,
-                   help="output folder (default traces/<run>)")
+                   help="output folder (default traces/<run>, or traces/<run>-2, -3 ... when it holds an "
+                        "earlier run; a folder another run is writing is refused)")
+    t.add_argument("--force", action="store_true",
+                   help="without --out: write traces/<run> even if it holds an earlier run (by default a "
+                        "new folder is used: traces/<run>-2, -3 ...)")
     t.add_argument("--json", action="store_true", help="print the summary as JSON")
     t.add_argument("--full", action="store_true",
                    help="annotated.log shows every start-up file call (default: one counted line)")
@@ -337,12 +341,26 @@ def cmd_trace(args) -> int:
             target.requests = [recipes.Request(p, "") for p in args.request]
     else:
         target = recipes.program(args.cmd, args.port, args.request, pid=args.pid, tool=tool)
-    out = args.out or Path("traces") / target.name
+    out = args.out
+    if out is None and args.force:
+        out = Path("traces") / target.name
+    elif out is None:
+        # Never over an earlier run: traces/<name>, else traces/<name>-2, -3 ...
+        out, why = new_folder(Path("traces"), target.name)
+        if why:
+            eprint(f"[epoll-lab] writing {out}: {why} (--out DIR picks the folder, --force writes over "
+                   f"{Path('traces') / target.name})")
+    elif holds_a_run(out):
+        eprint(f"[epoll-lab] {out} holds an earlier run: writing over it")
     result = trace(target, out, seconds=args.seconds, wait=args.wait, full=args.full)
     if args.json:
         print(json.dumps(result["summary"]))
     else:
         report(result)
+    if result.get("interrupted"):  # Ctrl-C (SIGTERM, SIGHUP) ended a run with no scenario: files written
+        return 128 + result["interrupted"]
+    if result.get("exit_status") is not None:
+        return exit_code(result["exit_status"])  # as strace does: the program's own status
     return 0
 
 

@@ -13,13 +13,14 @@ EXIT_NOT_FOUND = 127  # the command to trace is not found (as in a shell)
 EXIT_INTERRUPTED = 130  # Ctrl-C; SIGTERM and SIGHUP give 128 + their number
 
 EXIT_CODES_HELP = """\
-exit codes:
+exit codes (a run that ends because the program exited by itself exits with the
+program's own status, as strace does; 128+N if signal N killed it):
   0 ok   2 bad usage   3 set-up problem (strace/curl missing, ptrace refused,
   port in use)   4 the server or program did not start, or its port never
   answered   5 a scenario request failed   6 --pid: no such process, or it
   cannot be traced   7 the output folder cannot be written (read-only, full,
-  missing, not a folder)   8 annotate: the input is empty, or no line of it is
-  strace output
+  missing, not a folder) or another run is writing it   8 annotate: the input
+  is empty, or no line of it is strace output
   127 the command to trace is not found
   128+N stopped by signal N: 130 Ctrl-C, 129 SIGHUP, 143 SIGTERM (the traced
   processes are stopped first; nothing is left running)

@@ -124,6 +124,15 @@ def trace(target: Target, out: Path, annotate: bool = True, seconds: float | Non
     if target.port and target.pid is None and not port_free(target.port):
         preflight(target.port, target.tracer)  # says the port is in use
     outputs.ready_folder(out)
+    try:
+        with outputs.locked(out):
+            return _trace(target, out, tracer, path, annotate, seconds, wait, full)
+    except outputs.FolderInUse:
+        raise outputs.folder_in_use(out) from None
+
+
+def _trace(target: Target, out: Path, tracer, path: str, annotate: bool, seconds: float | None,
+           wait: float, full: bool) -> dict:
     if target.pid:
         # What the log cannot show: the fds, epoll interest lists and threads made before it.
         try:
@@ -181,10 +190,26 @@ def trace(target: Target, out: Path, annotate: bool = True, seconds: float | Non
         raise TraceError(f"interrupted ({signal.Signals(interrupted).name}); the "
                          + ("tracer detached" if target.pid else "server and strace were stopped"),
                          128 + interrupted)
-    said = [ended] * bool(ended) + stopped
+    status = traced.strace.returncode if exited and not target.pid and not interrupted else None
+    why = f"{ended} {exit_words(status)}" if status is not None and ended == "the program exited" else ended
+    said = [why] * bool(why) + stopped
     eprint(f"[epoll-lab] stopped: {'; '.join(said) or 'the program had exited'}")
     summary, index = outputs.write_run(out, tracer, full) if annotate else ({}, [])
     return {"out": str(out), "requests": results, "summary": summary, "pids": pids, "ended": ended,
-            "index": index,
-            "raw": tracer.raw_name,
-            "exit_status": traced.strace.returncode if exited and not target.pid else None}
+            "index": index, "raw": tracer.raw_name, "interrupted": interrupted,
+            # The program's own status, when it ended by itself: strace exits with it (with the
+            # program's signal, if one killed it), once what the program left has gone too.
+            "exit_status": status}
+
+
+def exit_words(status: int) -> str:
+    """A tracer's return code, said of the program: strace exits as its program did."""
+    if status < 0:
+        return f"(killed by {signal.Signals(-status).name})" if -status in signal.valid_signals() \
+            else f"(killed by signal {-status})"
+    return f"with status {status}"
+
+
+def exit_code(status: int) -> int:
+    """The program's exit status as a shell reports it: 128+N for a signal N."""
+    return 128 - status if status < 0 else status

@@ -4,8 +4,12 @@ the end of a run."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 from pathlib import Path
+from typing import Iterator
 
 from tracing.render import trace_event
 from tracing.render.annotated_log import AnnotatedLog, first_request
@@ -34,6 +38,63 @@ def ready_folder(out: Path) -> None:
         _probe(out)
     except OSError as e:  # nothing ran yet: a missing path here is not a removed run folder
         raise output_error(out, e, running=False) from None
+
+
+# What a run leaves in its folder: a folder holding one of these holds an earlier run.
+RUN_FILES = ("raw.strace", "raw.ltrace", "raw.kernel", "events.jsonl", "summary.json", "scenario.jsonl",
+             "annotated.log", "server.log")
+
+
+def holds_a_run(out: Path) -> bool:
+    return any((out / name).exists() for name in RUN_FILES)
+
+
+def new_folder(base: Path, name: str) -> tuple[Path, str]:
+    """The default folder of a run: base/name, or base/name-2, -3 ... the first that holds no
+    earlier run and that no run is using. Returns it and, if it is not base/name, why."""
+    first = base / name
+    n = 1
+    while True:
+        out = first if n == 1 else base / f"{name}-{n}"
+        if not out.exists() or not (holds_a_run(out) or in_use(out)):
+            why = "" if n == 1 else (f"{first} holds an earlier run" + (f" (and so do {n - 2} more)" if n > 2 else ""))
+            return out, why
+        n += 1
+
+
+def in_use(out: Path) -> bool:
+    try:
+        with locked(out):
+            return False
+    except FolderInUse:
+        return True
+    except OSError:
+        return False
+
+
+class FolderInUse(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def locked(out: Path) -> Iterator[None]:
+    """Hold the run folder for this run: flock on the folder itself (no file left behind, and
+    the kernel lets go when this process ends, however it ends). FolderInUse if another run
+    holds it. The fd is not inherited: the tracer and the program never hold the lock."""
+    fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FolderInUse(str(out)) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def folder_in_use(out: Path) -> TraceError:
+    return TraceError(f"{out} is in use by another epoll-lab run: wait for it to end, or pick another "
+                      "folder with --out", EXIT_OUTPUT)
 
 
 def cannot_write(out: Path) -> TraceError | None:

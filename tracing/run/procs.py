@@ -166,6 +166,13 @@ def pid_max() -> int | None:
         return None
 
 
+def comm_of(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -228,29 +235,40 @@ class Traced:
         return self.strace
 
     def server_pid(self) -> int | None:
+        """The program's first process, once known for sure (then remembered), else None.
+
+        Two sources, neither a guess: the raw log's first line, which is the program's
+        execve (its PID leads the line before the call has even returned), or, where execve
+        is not traced, the tracer's first child once it has run exec: strace forks the
+        program before anything else it keeps, so whatever the program leaves and the
+        subreaper takes in comes later in the tracer's list of children."""
         if self.attached is not None:
             return self.attached
         if self.program is None:
-            self.program = self._first_pid() if self.raw is not None else self._ran_exec()
-        kids = child_pids(self.strace.pid)
-        return self.program or self._ran_exec() or (kids or [None])[0]
+            self.program = (self._first_pid() if self.raw is not None else None) or self._first_child()
+        return self.program
 
-    def _ran_exec(self) -> int | None:
-        # strace forks short-lived probes of its own first: the program is the
-        # child that has run exec (a different executable from the tracer's).
-        mine = exe_of(self.strace.pid)
-        return next((k for k in child_pids(self.strace.pid) if exe_of(k) not in ("", mine)), None)
+    def _first_child(self) -> int | None:
+        kids = child_pids(self.strace.pid)
+        if not kids:
+            return None
+        # The tracer's own forks (its start-up probes, living or not yet reaped, and the
+        # program before its exec) still bear the tracer's name: not known yet. A zombie keeps
+        # the name it ran under, so a program that has already ended is still found.
+        return kids[0] if comm_of(kids[0]) not in ("", comm_of(self.strace.pid)) else None
 
     def _first_pid(self) -> int | None:
-        """The PID on the log's first line: the program's execve. Its children can outlive
-        it under the tracer (a subreaper), so the tracer's children alone cannot tell."""
+        """The PID on the log's first line, if that line is the program's execve. Its children
+        can outlive it under the tracer (a subreaper), so the tracer's children alone cannot
+        tell once it has gone; only the start of the line is needed (a long argv makes a
+        line of any length, and strace writes the result when execve returns)."""
         try:
             with open(self.raw, "rb") as f:
-                first = f.readline(256)
+                head = f.read(96)
         except (OSError, TypeError):
             return None
-        got = re.match(rb"(\d{1,10}) ", first)
-        return int(got.group(1)) if got and first.endswith(b"\n") else None
+        got = re.match(rb"(\d{1,10}) +(?:[\d.:]+ +)?execve\(", head)
+        return int(got.group(1)) if got else None
 
     def ended(self) -> bool:
         """The program's first process (or the attached one) is gone, or the tracer is. strace -f
