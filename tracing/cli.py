@@ -11,7 +11,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from tracing.run import recipes
+from tracing.run import load as loads
+from tracing.run import recipes, tracers
 from tracing.render import browser, timeline, trace_event
 from tracing.render.annotated_log import AnnotatedLog
 from tracing.render.jsonl import Jsonl
@@ -101,6 +102,28 @@ def whole_seconds(text: str) -> int:
     return value
 
 
+class StepAction(argparse.Action):
+    """--request and --client go into one list, in the order given."""
+
+    def __call__(self, parser, namespace, value, option_string=None):
+        steps = getattr(namespace, self.dest, None) or []
+        setattr(namespace, self.dest, [*steps, value])
+
+
+def request_step(text: str) -> recipes.Request:
+    try:
+        return recipes.parse_request(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def client_command(text: str) -> recipes.Request:
+    try:
+        return recipes.client_step(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def version() -> str:
     try:
         return metadata.version("epoll-lab")
@@ -136,10 +159,35 @@ def build_parser() -> argparse.ArgumentParser:
                    help="attach to this running process (strace -f -p: every thread)")
     t.add_argument("--seconds", type=seconds, default=None,
                    help="stop (or detach) after this many seconds")
-    t.add_argument("--request", action="append", default=None, metavar="PATH",
-                   help="with --port: a path to GET with curl (repeatable; default /)")
+    t.add_argument("--request", action=StepAction, type=request_step, dest="steps", metavar="'[METHOD] PATH'",
+                   help="with --port: a request curl sends, as `[METHOD] PATH [-H 'Name: value']... [-d BODY]` "
+                        "(e.g. '/items', 'POST /items -H \"Content-Type: application/json\" -d {\"a\":1}'); "
+                        "repeatable, each its own window in annotated.log and trace.json (default: GET /, where "
+                        "the port speaks HTTP and there is no other step)")
+    t.add_argument("--client", action=StepAction, type=client_command, dest="steps", metavar="'CMD'",
+                   help="with --port: run this command as a step, through /bin/sh with PORT set (e.g. "
+                        "'redis-cli -p $PORT ping', 'printf hi | nc -q1 127.0.0.1 $PORT'); repeatable, in "
+                        "order with --request; a non-zero exit fails the run (exit 5)")
+    t.add_argument("--ready", choices=("http", "tcp"), default="http",
+                   help="with --port: the port is ready when it answers GET / (http, the default) or "
+                        "accepts a TCP connection (tcp: any protocol)")
+    t.add_argument("--load", nargs="?", const=loads.DEFAULT, default=None, metavar="CONNS:SECONDS",
+                   help="with --port, after the steps: CONNS keep-alive connections send GET (the path of "
+                        f"the first --request, else /) for SECONDS (wrk, else a built-in client); at most "
+                        f"{loads.MAX_CONNS} connections and {loads.MAX_SECONDS} s; --load alone is "
+                        f"{loads.DEFAULT}. annotated.log shows the first requests in full and folds the "
+                        "repeats; the summary gives syscalls and CPU per request")
+    t.add_argument("--syscalls", default=None, metavar="SET",
+                   help="the syscalls strace traces, in its own -e trace= syntax: '+futex,clock_nanosleep' "
+                        "adds to the lab's set, 'read,write,%%net' replaces it (execve is always added, it "
+                        "names the program); calls the annotator has no rule for are kept and described by "
+                        "their fds, duration and thread")
+    t.add_argument("--asyncio-debug", action="store_true",
+                   help="a Python asyncio program: run it with PYTHONASYNCIODEBUG=1, so asyncio reports each "
+                        "callback that holds the loop 100 ms or more ('Executing <Task ...> took 0.2 "
+                        "seconds'); annotated.log ties each stall to the report, which names the coroutine")
     t.add_argument("--wait", type=seconds, default=60.0, metavar="SECONDS",
-                   help="with --port: how long to wait for it to answer HTTP (default 60)")
+                   help="with --port: how long to wait for it to be ready (default 60)")
     t.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
                    help="Sanic's event loop (default uvloop)")
     t.add_argument("--pool", action="store_true",
@@ -325,8 +373,29 @@ def _check_trace_args(parser: argparse.ArgumentParser, args) -> None:
     if len(given) != 1:
         parser.error("trace needs exactly one of: c, sanic, uring, `-- CMD ...`, --pid PID"
                      + (f" (got {' and '.join(given)})" if given else ""))
-    if args.request and not args.port:
-        parser.error("--request needs --port")
+    needs_port = [o for o, on in (("--request", any(s.client is None for s in args.steps or ())),
+                                  ("--client", any(s.client is not None for s in args.steps or ())),
+                                  ("--load", args.load is not None), ("--ready tcp", args.ready == "tcp"))
+                  if on]
+    if needs_port and not args.port and not args.target:
+        parser.error(f"{' and '.join(needs_port)} need{'s' if len(needs_port) == 1 else ''} --port")
+    if args.load is not None:
+        if args.ready == "tcp":
+            parser.error("--load sends HTTP requests: it needs a port that speaks HTTP (--ready http)")
+        first = next((s.path for s in args.steps or () if s.client is None), "/")
+        try:
+            args.load = loads.parse(args.load, first)
+        except ValueError as e:
+            parser.error(f"--load {e}")
+    if args.syscalls is not None and (args.tracer != "strace" or args.tool != "strace"):
+        parser.error("--syscalls sets what strace traces: it does not combine with --tracer kernel or --tool ltrace")
+    if args.syscalls is not None and args.recipe == "load":
+        parser.error("--syscalls does not combine with --recipe load (its set is fixed: epoll and accept)")
+    if args.syscalls is not None:
+        try:
+            recipes.syscall_set(args.syscalls, "")
+        except ValueError as e:
+            parser.error(f"--syscalls {e}")
 
 
 def cmd_trace(args) -> int:
@@ -337,10 +406,17 @@ def cmd_trace(args) -> int:
         target = _target(args.target, args.port, loop=args.loop, pool=args.pool, io_uring=args.io_uring,
                          tool=tool, recipe=args.recipe, scenario=args.scenario)
         _check_built(target)
-        if args.request:
-            target.requests = [recipes.Request(p, "") for p in args.request]
+        if args.steps or args.load is not None:
+            target.requests = list(args.steps or [])
+        target.ready, target.load = args.ready, args.load
     else:
-        target = recipes.program(args.cmd, args.port, args.request, pid=args.pid, tool=tool)
+        target = recipes.program(args.cmd, args.port, args.steps, pid=args.pid, tool=tool, ready=args.ready,
+                                 load=args.load)
+    if args.syscalls is not None:
+        target.syscalls = recipes.syscall_set(args.syscalls, target.syscalls)
+        tracers.get("strace").check_syscalls(tracers.get("strace").check(), target.syscalls)
+    if args.asyncio_debug:
+        recipes.with_asyncio_debug(target)
     out = args.out
     if out is None and args.force:
         out = Path("traces") / target.name

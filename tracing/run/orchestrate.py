@@ -18,6 +18,7 @@ import signal
 import time
 from pathlib import Path
 
+from tracing.run import load as loads
 from tracing.run import outputs, procs, tracers
 from tracing.understand import snapshot
 from tracing.errors import EXIT_NOT_FOUND, EXIT_PID, EXIT_SCENARIO, EXIT_SETUP, EXIT_START, TraceError
@@ -102,6 +103,16 @@ def _program_pid(traced: Traced) -> int | None:
     return traced.server_pid()
 
 
+def plan(target: Target) -> str:
+    """What the run will send, said once the port is ready."""
+    reqs = [r for r in target.requests if r.client is None]
+    clients = len(target.requests) - len(reqs)
+    parts = ([f"{len(reqs)} request{'s' if len(reqs) != 1 else ''} with curl"] if reqs else []) \
+        + ([f"{clients} client command{'s' if clients != 1 else ''}"] if clients else []) \
+        + ([target.load.describe()] if target.load is not None else [])
+    return "sending " + ", then ".join(parts) if parts else "nothing to send"
+
+
 def _until_end(traced: Traced, seconds: float | None, t0: float) -> str:
     """Wait for the program's first process to exit or `seconds` to pass; say which."""
     while not traced.ended():
@@ -152,14 +163,15 @@ def _trace(target: Target, out: Path, tracer, path: str, annotate: bool, seconds
             eprint(f"[epoll-lab] the program runs as PID {pids['server']}" if pids["server"] else
                    "[epoll-lab] the program exited before its PID could be read (raw.strace has it)")
         if target.port:
-            results.append(wait_ready(traced, target.port, wait))
+            results.append(wait_ready(traced, target.port, wait, target.ready))
             pids["server"] = traced.server_pid() or pids["server"]
             eprint(f"[epoll-lab] server {pids['server']} is up on 127.0.0.1:{target.port} "
-                   f"({tracer.name} {traced.strace.pid}); sending {len(target.requests)} "
-                   f"request{'s' if len(target.requests) != 1 else ''} with curl")
+                   f"({tracer.name} {traced.strace.pid}); {plan(target)}")
             if target.recipe == "load":
                 results.append(load(target.port))
             run_requests(target.port, target.requests, results)
+            if target.load is not None:
+                results.append(loads.run(target.load, target.port, pids["server"]))
             if seconds is not None:
                 ended = _until_end(traced, seconds, t0)
         else:

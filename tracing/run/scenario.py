@@ -1,11 +1,13 @@
-"""The curl scenario: wait for the port to answer HTTP, send the requests with
-real curl (or wrk for the load recipe), and record each request's window on
-the clock strace -ttt uses, so the annotator can put calls under requests.
+"""The scenario: wait for the port to be ready (it answers HTTP, or accepts a
+TCP connection), send the requests with real curl, run the client commands,
+(wrk for the load recipe), and record each step's window on the clock strace
+-ttt uses, so the annotator can put calls under steps.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import socket
@@ -15,21 +17,29 @@ from pathlib import Path
 
 from tracing.understand.annotate import Step
 from tracing.errors import EXIT_SCENARIO, EXIT_SETUP, EXIT_START, TraceError
-from tracing.run.procs import Traced, tail
+from tracing.run.procs import Traced, session_members, stop_all, tail
+from tracing.run.recipes import Request
 from tracing.log import eprint
 
 START_TIMEOUT = 60.0  # a traced Python server imports slowly
 
 
-STARTUP = "imports, listening socket, epoll set-up; the recipe polls with GET / until the server answers"
-ATTACHED = "strace attached to the running process; GET / until it answers"
+def startup_lesson(port: int, ready: str, attached: bool) -> str:
+    """What the start-up section holds: up to the moment the port was ready, as the run saw it."""
+    how = (f"until 127.0.0.1:{port} accepted a TCP connection (the readiness probe, kept in the trace)"
+           if ready == "tcp" else
+           f"until 127.0.0.1:{port} answered GET / (the readiness probe, kept in the trace)")
+    return ("strace attached to the running process; " if attached else "from the program's start ") + how
 
 
-def wait_ready(traced: Traced, port: int, timeout: float = START_TIMEOUT) -> dict:
-    """Wait until the server answers HTTP, not just until the port connects.
+def wait_ready(traced: Traced, port: int, timeout: float = START_TIMEOUT, ready: str = "http") -> dict:
+    """Wait until the port is ready: it answers HTTP (the default), or (`ready="tcp"`) it accepts
+    a connection, for a server that speaks another protocol.
 
-    Some servers (Sanic) listen() long before they serve, so a bare connect
-    succeeds too early. The probe is a real request, kept in the scenario.
+    Some servers (Sanic) listen() long before they serve, so for HTTP a bare connect
+    succeeds too early. The probe is a real request, kept in the scenario; its answer is
+    read to the end before the socket is closed, so the server never writes to a socket
+    the probe reset (http.server logged a ConnectionResetError when it was cut short).
     """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -43,33 +53,64 @@ def wait_ready(traced: Traced, port: int, timeout: float = START_TIMEOUT) -> dic
             time.sleep(0.05)
             continue
         with conn:
-            conn.sendall(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-            while time.monotonic() < deadline:
-                if traced.strace.poll() is not None:
-                    break
-                try:
-                    if conn.recv(1):
-                        return {"path": "attached" if traced.attached else "start-up",
-                                "start": traced.started, "end": time.time(),
-                                "lesson": ATTACHED if traced.attached else STARTUP}
-                    break  # closed without an answer: try again
-                except socket.timeout:
-                    continue
-                except OSError:
-                    break
+            if ready == "tcp" or _answers_http(conn, traced, deadline):
+                return {"path": "attached" if traced.attached else "start-up",
+                        "start": traced.started, "end": time.time(),
+                        "lesson": startup_lesson(port, ready, bool(traced.attached))}
         time.sleep(0.05)
-    raise TraceError(f"nothing answered HTTP on 127.0.0.1:{port} within {timeout:.0f} s. "
+    what = "accepted a TCP connection" if ready == "tcp" else "answered HTTP"
+    hint = "" if ready == "tcp" else " (a server that does not speak HTTP: --ready tcp)"
+    raise TraceError(f"nothing {what} on 127.0.0.1:{port} within {timeout:.0f} s{hint}. "
                      f"The program's output:\n{tail(traced.log)}", EXIT_START)
 
 
-def _curl_start(port: int, path: str, timeout: float) -> tuple[subprocess.Popen, dict]:
+def _answers_http(conn: socket.socket, traced: Traced, deadline: float) -> bool:
+    """GET / on `conn`: True once an HTTP answer starts; the rest is read until the server
+    closes (HTTP/1.0), for at most a second, so the server finishes its write."""
+    try:
+        conn.sendall(b"GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+    except OSError:
+        return False
+    got = False
+    until = deadline
+    while time.monotonic() < until:
+        if traced.strace.poll() is not None:
+            return False
+        try:
+            chunk = conn.recv(65536)
+        except socket.timeout:
+            continue
+        except OSError:
+            return got
+        if not chunk:
+            return got  # closed: an answer, or none (then try again)
+        if not got:
+            if not chunk.startswith(b"HTTP/"[:len(chunk)]):
+                return False  # bytes, but not HTTP's (an echo of the probe, a banner)
+            got, until = True, min(deadline, time.monotonic() + 1.0)
+    return got
+
+
+def _curl_start(port: int, req, timeout: float | None = None) -> tuple[subprocess.Popen, dict]:
+    """curl for one request (a Request, or a path to GET)."""
     if shutil.which("curl") is None:
         raise TraceError("curl is not installed. Install it with: sudo apt-get install -y curl",
                          EXIT_SETUP)
-    url = f"http://127.0.0.1:{port}{path}"
-    rec = {"path": path, "url": url, "start": time.time()}
-    proc = subprocess.Popen(["curl", "-sS", "--max-time", str(timeout), "-w", "\n%{http_code}", url],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if isinstance(req, str):
+        req = Request(req, "")
+    url = f"http://127.0.0.1:{port}{req.path}"
+    rec = {"path": req.path, "url": url, "start": time.time()}
+    extra: list[str] = []
+    if req.method != "GET" or req.body is not None:
+        rec["method"] = req.method
+        extra += ["-X", req.method]
+    for header in req.headers:
+        extra += ["-H", header]
+    if req.body is not None:
+        extra += ["--data-binary", req.body]
+    proc = subprocess.Popen(["curl", "-sS", "--max-time", str(timeout or req.timeout), *extra,
+                             "-w", "\n%{http_code}", url],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace")
     return proc, rec
 
 
@@ -87,14 +128,43 @@ def curl(port: int, path: str, timeout: float = 15.0) -> dict:
     return _curl_finish(*_curl_start(port, path, timeout))
 
 
+def run_client(port: int, req) -> dict:
+    """A --client step: the command, through /bin/sh (pipes, redirections) in a session of its
+    own, with PORT set to the port; its window is its run. What it leaves running in its
+    session, or all of it if it overruns, is stopped by PID."""
+    rec = {"path": "client", "client": req.client, "start": time.time()}
+    proc = subprocess.Popen(["/bin/sh", "-c", req.client], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ, "PORT": str(port)},
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=req.timeout)
+    except subprocess.TimeoutExpired:
+        stop_all([proc.pid, *session_members(proc.pid)])
+        out, err = proc.communicate()
+        err = f"did not end within {req.timeout:g} s, so it was stopped".encode()
+    finally:
+        if proc.poll() is None:  # interrupted (Ctrl-C): nothing of it outlives the run
+            stop_all([proc.pid, *session_members(proc.pid)])
+            proc.wait()
+    left = stop_all(session_members(proc.pid))
+    rec["end"] = time.time()
+    rec.update(exit=proc.returncode, output=out.decode(errors="replace")[-2000:],
+               error=err.decode(errors="replace").strip()[-2000:], left=left)
+    return rec
+
+
 def send(port: int, reqs: list) -> list[dict]:
-    """One request, or a request and its probe sent `probe_after` s later while it runs."""
-    first = _curl_start(port, reqs[0].path, reqs[0].timeout)
+    """One step, or a request and its probe sent `probe_after` s later while it runs."""
+    if reqs[0].client is not None:
+        got = run_client(port, reqs[0])
+        got["lesson"] = reqs[0].lesson
+        return [got]
+    first = _curl_start(port, reqs[0])
     out = []
     try:
         if len(reqs) > 1:
             time.sleep(reqs[1].probe_after)
-            probe = _curl_finish(*_curl_start(port, reqs[1].path, reqs[1].timeout))
+            probe = _curl_finish(*_curl_start(port, reqs[1]))
             probe.update(lesson=reqs[1].lesson, probe=True)
             out.append(_curl_finish(*first))
             out.append(probe)
@@ -108,19 +178,34 @@ def send(port: int, reqs: list) -> list[dict]:
     return out
 
 
+def step_label(row: dict) -> str:
+    """A step's name in annotated.log and trace.json: `GET /path`, `POST /items`, `$ command`."""
+    if row.get("client") is not None:
+        return f"$ {row['client']}"
+    return f"{row.get('method', 'GET')} {row['path']}"
+
+
 def run_requests(port: int, reqs: list, results: list[dict]) -> None:
-    """The scenario's requests in order (a request and its probe as a pair), into `results`."""
+    """The scenario's steps in order (a request and its probe as a pair), into `results`."""
     i = 0
     while i < len(reqs):
         pair = reqs[i:i + 2] if i + 1 < len(reqs) and reqs[i + 1].probe_after is not None else reqs[i:i + 1]
         for r in send(port, pair):
             results.append(r)
             i += 1
-            eprint(f"[epoll-lab]   {i}/{len(reqs)} GET {r['path']} -> "
-                   f"{r['status'] or 'curl failed'} ({(r['end'] - r['start']) * 1000:.0f} ms)"
+            took = f"({(r['end'] - r['start']) * 1000:.0f} ms)"
+            if r.get("client") is not None:
+                eprint(f"[epoll-lab]   {i}/{len(reqs)} $ {r['client']} -> exit {r['exit']} {took}")
+                if r["exit"] != 0:
+                    why = (r["error"] or r["output"]).strip().splitlines()
+                    raise TraceError(f"client step `{r['client']}` failed (exit {r['exit']})"
+                                     + (f": {why[-1]}" if why else ""), EXIT_SCENARIO)
+                continue
+            eprint(f"[epoll-lab]   {i}/{len(reqs)} {step_label(r)} -> "
+                   f"{r['status'] or 'curl failed'} {took}"
                    + (" [sent while the one before ran]" if r.get("probe") else ""))
             if r["curl_exit"] != 0:
-                raise TraceError(f"curl GET {r['path']} failed (exit {r['curl_exit']}): {r['error']}",
+                raise TraceError(f"curl {step_label(r)} failed (exit {r['curl_exit']}): {r['error']}",
                                  EXIT_SCENARIO)
 
 
@@ -167,9 +252,9 @@ def load_steps(out: Path) -> tuple[list[Step], dict[str, str]]:
     # A probe (sent while the request before it ran) shares that request's window.
     mains = [r for r in results if not r.get("probe")]
     for i, r in enumerate(mains):
-        if r["path"].startswith("/"):
+        if r["path"].startswith("/") or r.get("client") is not None:
             n += 1
-            label = f"request {n}: GET {r['path']}"
+            label = f"request {n}: {step_label(r)}"
         else:
             label = r["path"]
         # A request's events run from its curl start to the next one's start.

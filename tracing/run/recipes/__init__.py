@@ -6,6 +6,8 @@ an ltrace variant) means adding a Target here, not another runner.
 
 from __future__ import annotations
 
+import re
+import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,11 +34,42 @@ STORY_SYSCALLS = (
 PROGRAM_SYSCALLS = STORY_SYSCALLS + ",poll,ppoll,select,pselect6"
 
 
-def strace_flags(syscalls: str = STORY_SYSCALLS) -> list[str]:
+def strace_flags(syscalls: str = STORY_SYSCALLS, strings: int = 128) -> list[str]:
     # -f threads and children; -ttt timestamps on the clock time.time() uses,
     # so the recipe can mark requests; -T durations (how long a wait slept);
     # -yy fd decorations (addresses, paths); -s 128 to see request lines.
-    return ["-f", "-ttt", "-T", "-yy", "-s", "128", "-e", f"trace={syscalls}"]
+    return ["-f", "-ttt", "-T", "-yy", "-s", str(strings), "-e", f"trace={syscalls}"]
+
+
+def syscall_set(spec: str, base: str) -> str:
+    """--syscalls in strace's own -e trace= syntax: `+a,b` adds to `base`, anything else replaces
+    it. execve is always traced (its line names the program's PID and what each child runs),
+    unless the set is a negation (`!...`), which strace reads as a whole. ValueError: empty."""
+    spec = spec.strip()
+    if spec.startswith("+"):
+        extra = spec[1:].strip().strip(",")
+        if not extra:
+            raise ValueError(f"{spec!r}: name the syscalls to add after '+' (e.g. +futex,clock_nanosleep)")
+        return f"{base},{extra}"
+    if not spec.strip(","):
+        raise ValueError("is empty: give syscalls in strace's syntax (e.g. read,write,%net), or +NAME to add")
+    if spec.startswith("!") or "execve" in re.split(r"[,\s]+", spec):
+        return spec
+    return f"{spec},execve"
+
+
+# asyncio's debug report of a slow callback names it in a line of a few hundred characters
+# ("Executing <Task pending name=... coro=<handle() running at /path/app.py:12> ... took
+# 0.201 seconds"): strace shows that much of each write.
+ASYNCIO_DEBUG_STRINGS = 1024
+
+
+def with_asyncio_debug(target: Target) -> Target:
+    """PYTHONASYNCIODEBUG=1: asyncio's debug mode logs each callback that holds the loop for
+    its slow_callback_duration (0.1 s) or more, from the loop thread: a write the trace holds."""
+    target.env = {**target.env, "PYTHONASYNCIODEBUG": "1"}
+    target.strings = max(target.strings, ASYNCIO_DEBUG_STRINGS)
+    return target
 
 
 # ltrace: library calls. `@*` takes calls made from any library (Python's
@@ -66,12 +99,62 @@ def load_flags() -> list[str]:
 
 @dataclass(frozen=True)
 class Request:
+    """One step of a scenario: an HTTP request curl sends, or (`client`) any command."""
+
     path: str
     lesson: str
-    timeout: float = 15.0  # seconds curl may take
+    timeout: float = 15.0  # seconds curl (or the client command) may take
     # Sent this many seconds after the request before it started, while that
     # one is still running: the probe of an overlapping pair.
     probe_after: float | None = None
+    method: str = "GET"
+    headers: tuple[str, ...] = ()
+    body: str | None = None  # sent as is (curl --data-binary)
+    client: str | None = None  # a shell command run as this step (PORT is set to the port)
+
+    @property
+    def label(self) -> str:
+        return f"$ {self.client}" if self.client is not None else f"{self.method} {self.path}"
+
+
+CLIENT_TIMEOUT = 30.0  # seconds a --client command may take
+_METHOD = re.compile(r"[A-Z][A-Z-]{0,19}")
+
+
+def parse_request(text: str) -> Request:
+    """--request: `[METHOD] PATH [-H 'Name: value']... [-d BODY]`, words split as a shell
+    splits them (curl's own -H and -d/--data); ValueError says what is wrong."""
+    try:
+        words = shlex.split(text)
+    except ValueError as e:
+        raise ValueError(f"{text!r}: {e}") from None
+    method = words.pop(0) if words and _METHOD.fullmatch(words[0]) else "GET"
+    if not words or not words[0].startswith("/"):
+        raise ValueError(f"{text!r}: give a path that starts with / (e.g. '/items' or 'POST /items -d x')")
+    path, rest = words[0], words[1:]
+    if any(c.isspace() or ord(c) < 32 for c in path):
+        raise ValueError(f"{text!r}: a path has no spaces or control characters (quote it as %20)")
+    headers, body = [], None
+    while rest:
+        flag = rest.pop(0)
+        if flag in ("-H", "--header", "-d", "--data", "--data-binary") and not rest:
+            raise ValueError(f"{text!r}: {flag} needs a value")
+        if flag in ("-H", "--header"):
+            header = rest.pop(0)
+            if ":" not in header or not header.split(":", 1)[0].strip():
+                raise ValueError(f"{text!r}: a header is 'Name: value', not {header!r}")
+            headers.append(header)
+        elif flag in ("-d", "--data", "--data-binary"):
+            body = rest.pop(0)
+        else:
+            raise ValueError(f"{text!r}: {flag!r} is not understood (after the path: -H 'Name: value', -d BODY)")
+    return Request(path, "", method=method, headers=tuple(headers), body=body)
+
+
+def client_step(command: str) -> Request:
+    if not command.strip():
+        raise ValueError("--client needs a command (e.g. 'redis-cli -p $PORT ping')")
+    return Request("", "", timeout=CLIENT_TIMEOUT, client=command)
 
 
 @dataclass
@@ -88,6 +171,9 @@ class Target:
     pid: int | None = None  # attach to this running process instead of starting argv
     port_flag: bool = True  # the demo servers take `--port N`; a user's command is run as given
     syscalls: str = STORY_SYSCALLS  # strace's story set; the kernel tracer's too (kernel_syscalls)
+    ready: str = "http"  # the port is ready when it answers HTTP, or ("tcp") when it accepts a connection
+    load: object = None  # tracing.run.load.Load: connections and seconds of load after the steps
+    strings: int = 128  # strace -s: how much of each string argument the log shows
 
     @property
     def raw_name(self) -> str:
@@ -235,14 +321,18 @@ def uring(pool: bool = False, port: int = 8080, tool: str = "strace", recipe: st
     return with_tool(Target("uring-pool" if pool else "uring", argv, port, requests), tool, LTRACE_URING)
 
 
-def program(argv: list[str], port: int | None = None, paths: list[str] | None = None,
-            pid: int | None = None, tool: str = "strace") -> Target:
-    """Any command (or, with `pid`, a running process); with a port, curl sends `paths` (default /)."""
-    if paths is None:
-        paths = ["/"] if port else []
+def program(argv: list[str], port: int | None = None, steps: list | None = None,
+            pid: int | None = None, tool: str = "strace", ready: str = "http", load=None,
+            syscalls: str = PROGRAM_SYSCALLS) -> Target:
+    """Any command (or, with `pid`, a running process). With a port: once it is ready, the
+    steps (requests given as Request or as a path, client commands), then the load; with no
+    step and no load, GET / where the port speaks HTTP."""
+    if steps is None:
+        steps = [Request("/", "")] if port and ready == "http" and load is None else []
+    steps = [Request(s, "") if isinstance(s, str) else s for s in steps]
     name = f"pid-{pid}" if pid else Path(argv[0]).name or "program"
-    target = Target(name, list(argv), port, [Request(p, "") for p in paths], pid=pid, port_flag=False,
-                    syscalls=PROGRAM_SYSCALLS)
+    target = Target(name, list(argv), port, steps, pid=pid, port_flag=False, syscalls=syscalls,
+                    ready=ready, load=load)
     return with_tool(target, tool, LTRACE_PY)
 
 

@@ -62,7 +62,16 @@ class Tracer:
         return False
 
     def flags(self, target: Target) -> list[str]:
-        return [*(load_flags() if target.recipe == "load" else strace_flags(target.syscalls)), *target.extra_strace]
+        return [*(load_flags() if target.recipe == "load" else strace_flags(target.syscalls, target.strings)),
+                *target.extra_strace]
+
+    def check_syscalls(self, path: str, syscalls: str) -> None:
+        """strace's own word on a syscall set it cannot trace (a name unknown here): one line."""
+        probe = subprocess.run([path, "-f", "-o", os.devnull, "-e", f"trace={syscalls}", "true"],
+                               capture_output=True, text=True)
+        if probe.returncode != 0:
+            said = probe.stderr.strip().splitlines()
+            raise TraceError(f"--syscalls: strace refuses the set: {said[0] if said else probe.returncode}", 2)
 
     def argv(self, path: str, target: Target, output: str) -> list[str]:
         # -p with -f attaches every thread of the process, not only the one PID names.
