@@ -29,7 +29,8 @@ from tracing.understand import roles as R
 from tracing.read.inputs import open_text
 from tracing.understand.handlers import HANDLERS
 from tracing.understand.handlers.context import Ctx
-from tracing.understand.handlers.process import exit_note, generic
+from tracing.understand.handlers.described import SLEEPS, described
+from tracing.understand.handlers.process import exit_note
 from tracing.understand.handlers.signals import signal_delivered
 from tracing.understand.model import Knowledge, Model
 from tracing.names import (CLIENT, CLONES, DEVICE, LOOP, LOST_CALLS, OTHER_CAT, PIPE, POLL_WAITS, POOL, READS,
@@ -345,7 +346,7 @@ class Annotator:
         seen_by_handler = _Watched(item)
         m.last.read = False
         ctx = Ctx(m, seen_by_handler)
-        handler = HANDLERS.get(item.syscall or "", generic)
+        handler = HANDLERS.get(item.syscall or "", described)
         category, note, ready, evidence = handler(ctx)
         if item.problem:
             note = (note + f" [{item.problem}]").strip()
@@ -451,8 +452,8 @@ _PLAIN = {CLIENT, STDIO, DEVICE}
 _WAKEABLE = frozenset({WAKEUP, PIPE, SOCKET})
 # What else the first pass must see: waits (loops, and which write a wait took), file
 # opens (work a pool thread hands back), the kernel tracer's own records.
-_LEARNING = TEACHING | WAITS | POLL_WAITS | {"open", "openat", "io_uring_enter", "io_uring_sqe",
-                                             "getaddrinfo", "rt_sigreturn", "sigreturn"}
+_LEARNING = TEACHING | WAITS | POLL_WAITS | SLEEPS | {"open", "openat", "io_uring_enter", "io_uring_sqe",
+                                                      "getaddrinfo", "rt_sigreturn", "sigreturn"}
 
 
 def _plain_io(m: Model, pid: str | None, pid2: str | None, fd: str | None) -> bool:

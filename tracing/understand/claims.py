@@ -43,7 +43,8 @@ def _is_signal(rec: dict) -> bool:
 def _is_work(rec: dict) -> bool:
     name = rec.get("syscall")
     roles = {f.get("role") for f in rec.get("fds") or []}
-    return (name in ("open", "openat", "connect", "sendto", "sendmsg", "close", "socket") or name in READS
+    return (name in ("open", "openat", "connect", "sendto", "sendmsg", "close", "socket", "clock_nanosleep",
+                     "nanosleep") or name in READS
             or name in WRITES or name in RESOLVER_CALLS or "file" in roles)
 
 
@@ -105,7 +106,7 @@ CLAIMS: tuple[Claim, ...] = (
           "written inside the handler (above), and the buffer's first byte is that signal's number",
           _is_signal, ("kinds/dnsmasq/dnsmasq.strace", 531), (529,)),
     Claim("finished-job", r"\bfinished job\b|\bhands back\b",
-          "work by this thread (file, resolver, or a handed-over connection's I/O) since its last "
+          "work by this thread (file, resolver, a sleep, or a handed-over connection's I/O) since its last "
           "write to a wakeup fd: the first such call is named",
           _is_work, ("kinds/nginx-aio-threads/nginx-aio-threads.strace", 259), (258,)),
     Claim("name-lookup", r"\bname lookup\b",

@@ -24,7 +24,7 @@ from tracing.understand.handlers.signals import sigreturn
 from tracing.understand.handlers.sockets import (accept, bind, connect, eventfd, listen, pipe, signalfd, socket,
                                                  socketpair, timerfd, timerfd_settime)
 
-# One handler per call name; a call without one gets `process.generic`. The families:
+# One handler per call name; a call without one gets `described.described`. The families:
 # context (what every handler shares), epoll (and poll/select), sockets (calls that make
 # fds), io (files, reads and writes), io_uring, signals, process; and kernel, the kernel
 # tracer's own records (io_uring submissions and completions, getaddrinfo).

@@ -8,7 +8,7 @@ import re
 from tracing.understand import fds as F
 from tracing.names import OTHER_CAT, POLLABLE
 from tracing.read.parse import Event, quoted
-from tracing.understand.handlers.context import Ctx, Verdict, where, work
+from tracing.understand.handlers.context import Ctx, Verdict, work
 
 
 def close(c: Ctx) -> Verdict:
@@ -84,16 +84,6 @@ def shutdown(c: Ctx) -> Verdict:
     fd = c.arg_fd(0)
     return c.say(f"shutdown fd {fd.num if fd else '?'} ({fd.describe() if fd else ''}) {c.args[1] if len(c.args) > 1 else ''}",
                  POLLABLE if fd and fd.role == F.CLIENT else OTHER_CAT)
-
-
-def generic(c: Ctx) -> Verdict:
-    fd = c.arg_fd(0) if c.args else None
-    text = c.ev.syscall + (f": {c.ev.errno}" if c.ev.errno else "")
-    if fd is not None and fd.role == F.FILE:
-        # fstat, lseek, fsync, utimensat... on a file: file work like a read, where it runs is what matters.
-        cat = work(c)
-        return c.say(f"{text} on fd {fd.num} ({fd.describe()})" + where(c, cat), cat)
-    return c.say(text)
 
 
 def exit_note(ev: Event) -> str:
