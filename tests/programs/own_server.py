@@ -12,29 +12,25 @@ import sys
 import time
 
 
-async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    while (head := await reader.readuntil(b"\r\n\r\n")):
-        method, path = head.split(b" ", 2)[:2]
-        length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                       if line.lower().startswith(b"content-length:")), 0)
-        body = await reader.readexactly(length) if length else b""
-        if path == b"/block":
-            time.sleep(0.2)
-            answer = b"slept 200 ms on the loop\n"
-        elif path == b"/pool":
-            await asyncio.to_thread(time.sleep, 0.1)
-            answer = b"slept 100 ms on a pool thread\n"
-        elif path == b"/echo":
-            answer = method + b" " + body
-        else:
-            answer = b"hello\n"
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(answer), answer))
-        await writer.drain()
-
-
-async def guarded(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
-        await serve(reader, writer)
+        while head := await reader.readuntil(b"\r\n\r\n"):
+            method, path = head.split(b" ", 2)[:2]
+            length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), 0)
+            body = await reader.readexactly(length) if length else b""
+            if path == b"/block":
+                time.sleep(0.2)
+                answer = b"slept 200 ms on the loop\n"
+            elif path == b"/pool":
+                await asyncio.to_thread(time.sleep, 0.1)
+                answer = b"slept 100 ms on a pool thread\n"
+            elif path == b"/echo":
+                answer = method + b" " + body
+            else:
+                answer = b"hello\n"
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(answer), answer))
+            await writer.drain()
     except (asyncio.IncompleteReadError, ConnectionError):
         pass  # the client closed
     finally:
@@ -42,7 +38,7 @@ async def guarded(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
 
 
 async def main() -> None:
-    server = await asyncio.start_server(guarded, "127.0.0.1", int(sys.argv[1]), backlog=1024)
+    server = await asyncio.start_server(handle, "127.0.0.1", int(sys.argv[1]), backlog=1024)
     async with server:
         await server.serve_forever()
 

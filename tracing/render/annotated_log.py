@@ -20,6 +20,7 @@ from typing import IO
 
 from tracing.names import FILE, WAITS
 from tracing.render.renderer import BATCH, Lines, Renderer
+from tracing.render.timing import latency_lines, stall_text, unnamed_reason
 from tracing.render.text import TextLines
 from tracing.understand.records import Copies
 
@@ -140,10 +141,12 @@ class AnnotatedLog(Renderer):
     """annotated.log: the text, the start-up folded (unless `full`), and, for a file, an
     index up front of its sections and landmarks (with the line each starts on) and each
     thread's role and why. `roles`, asked at the end, gives {tid: {"role", "why"}}.
-    To a stream (standard output) it writes the text only: it cannot go back."""
+    `timing` (tracing.render.timing.Tally, fed each record before this is) adds where the
+    time went: each loop thread's longest stalls with their lines in this file, and the
+    latency table. To a stream (standard output) it writes the text only: it cannot go back."""
 
     def __init__(self, out: Path | IO[str], heading: str = "", headers: dict[str, str] | None = None,
-                 full: bool = False, color: bool = False, roles=None) -> None:
+                 full: bool = False, color: bool = False, roles=None, timing=None) -> None:
         self.text = TextLines(headers, color)
         self.path = out if isinstance(out, Path) else None
         if self.path is not None:
@@ -159,6 +162,8 @@ class AnnotatedLog(Renderer):
         self.pending: dict[int, list[str]] = {}  # id of a landmark's record -> its names, until written
         self.sections: list[tuple[str, int]] = []
         self.marks: dict[str, int] = {}
+        self.timing = timing
+        self.at_raw: dict[int, int] = {}  # raw line -> body line, for the lines the timing keeps
 
     def add(self, rec: dict) -> None:
         if self.want and rec.get("kind") == "syscall":
@@ -181,11 +186,13 @@ class AnnotatedLog(Renderer):
             Renderer.add_copies(self, rows)
             return
         text, batch, want = self.text, self.lines.batch, self.want
+        marked = self.timing.marked if self.timing is not None else None  # a stall's line: its number is kept
         i = 0
         while i < len(rows):
             end = i
             while end < len(rows) and rows[end][6] == text.current and not (
-                    want and any(name in want for name in _landmarks(rows[end][0]))):
+                    want and any(name in want for name in _landmarks(rows[end][0]))) and not (
+                    marked and rows[end][1] in marked):
                 end += 1
             if end > i:
                 before = len(batch)
@@ -217,6 +224,13 @@ class AnnotatedLog(Renderer):
                 at = next(i for i, line in enumerate(added) if line.startswith(prefix))
                 for name in names:
                     self.marks[name] = self.n + at + 1
+        if self.timing is not None and rec["kind"] != "folded":
+            raw = rec.get("resumed_line") or rec["line"]
+            if raw in self.timing.marked:
+                prefix = f"{raw:>7} "
+                at = next((i for i, line in enumerate(added) if line.startswith(prefix)), None)
+                if at is not None:
+                    self.at_raw.setdefault(raw, self.n + at + 1)
         self.n += len(added)
         if len(batch) >= BATCH:
             self.lines.flush()
@@ -247,8 +261,10 @@ class AnnotatedLog(Renderer):
     def _with_index(self) -> list[tuple[str, int]]:
         entries = self.sections + sorted(self.marks.items(), key=lambda kv: kv[1])
         threads = _threads(self.roles() if self.roles else {})
-        # The index: a title, its entries, the threads, a blank line.
-        offset = self.heading.count("\n") + len(entries) + len(threads) + 2
+        # The index: a title, its entries, the threads, where the time went, a blank line.
+        timed = _time_lines(self.timing, self.at_raw, 0)
+        offset = self.heading.count("\n") + len(entries) + len(threads) + len(timed) + 2
+        timed = _time_lines(self.timing, self.at_raw, offset)
         entries = [(name, at + offset) for name, at in entries]
         with open(self.path, "w") as out, open(self.body_path) as body:
             out.write(self.heading)
@@ -257,6 +273,7 @@ class AnnotatedLog(Renderer):
             for name, at in entries:
                 out.write(f"#   {name:<{width}}  line {at}\n")
             out.writelines(threads)
+            out.writelines(timed)
             out.write("\n")
             shutil.copyfileobj(body, out)
         return entries
@@ -268,6 +285,32 @@ def _landmarks(call) -> tuple[str, ...]:
     if got is None:
         got = call.forms["landmarks"] = tuple(name for name, test in LANDMARKS if test(call.rec))
     return got
+
+
+def _time_lines(timing, at_raw: dict[int, int], offset: int) -> list[str]:
+    """Where the time went: each loop thread's longest stalls (their lines in this file, raw.strace's
+    in the text), and the latency table's busiest rows."""
+    if timing is None:
+        return []
+    out = []
+    stalls = timing.stalls()
+    if stalls:
+        out.append("# Where the time went: each loop thread's longest stalls (outside any wait; line numbers "
+                   "in the text are raw.strace's)\n")
+        for tid, rows in stalls.items():
+            out.append(f"#   loop {tid}:\n")
+            for row in rows:
+                raw = row["resumed_line"] or row["line"]
+                here = at_raw.get(raw)
+                where = f" (this file: line {here + offset})" if here is not None else " (folded here; --full shows it)"
+                out.append(f"#     {stall_text(row, where)}\n")
+        if any(row.get("held_by") is None for rows in stalls.values() for row in rows):
+            out.append(f"#   {unnamed_reason(stalls, len(timing.reports))}\n")
+    rows = timing.latency()
+    if rows:
+        out.append("# Latency per syscall and thread role (-T; p50 and p99 within 2%):\n")
+        out += [f"#   {line}\n" for line in latency_lines(rows, 15)]
+    return out
 
 
 def _threads(roles: dict) -> list[str]:

@@ -3,6 +3,8 @@ fields, are tracing.understand.records')."""
 
 from __future__ import annotations
 
+from tracing.render.timing import latency_lines, stall_text
+
 
 def threads_by_role(threads: dict[str, str]) -> str:
     """{"12": "loop", "13": "pool"} -> "loop 12; pool 13"."""
@@ -23,4 +25,22 @@ def summary_text(summary: dict) -> str:
         f"categories: {cats}",
         f"busiest syscalls: {top}",
     ]
+    lines += time_text(summary)
     return "\n".join(lines)
+
+
+def time_text(summary: dict) -> list[str]:
+    """Where the time went, for the end of a run: each loop thread's longest stalls, the latency
+    table's busiest rows (all of it is in summary.json and annotated.log's index)."""
+    out = []
+    for tid, rows in (summary.get("stalls") or {}).items():
+        if rows:
+            out.append(f"longest stalls of loop {tid} (outside any wait; raw.strace lines):")
+            out += [f"  {stall_text(row)}" for row in rows[:3]]
+    if summary.get("stalls_unnamed") and any(not r.get("held_by") for rows in summary["stalls"].values()
+                                             for r in rows[:3]):
+        out.append(f"  ({summary['stalls_unnamed']})")
+    if summary.get("latency"):
+        out.append("latency (ms), the busiest by total time:")
+        out += [f"  {line}" for line in latency_lines(summary["latency"], 6)]
+    return out

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-from tracing.render import trace_event
+from tracing.render import timing, trace_event
 from tracing.render.annotated_log import AnnotatedLog, first_request
 from tracing.render.jsonl import Jsonl
 from tracing.render.renderer import fan_out
@@ -139,15 +139,21 @@ def _write_run(out: Path, tracer: Tracer, full: bool) -> tuple[dict, list[tuple[
 def write_views(out: Path, records, summary, heading: str, name: str, headers: dict[str, str] | None = None,
                 full: bool = False, title: str = "", spans: list[tuple[str, float, float]] = ()) -> tuple[dict, list]:
     """One read of the records, every one to every view at once: events.jsonl, annotated.log,
-    timeline.html, trace.json, then summary.json. Returns the summary and annotated.log's index."""
+    timeline.html, trace.json, then summary.json (with where the time went). Returns the
+    summary and annotated.log's index."""
+    tally = timing.Tally()
     with open(out / "events.jsonl", "w") as jsonl, open(out / "trace.json", "w") as trace:
-        _, index, _, _ = fan_out(records, [
+        _, _, index, _, _ = fan_out(records, [
+            tally,
             Jsonl(jsonl),
             AnnotatedLog(out / "annotated.log", heading, headers, full=full,
-                         roles=lambda: summary().get("roles", {})),
+                         roles=lambda: summary().get("roles", {}), timing=tally),
             Timeline(out / "timeline.html", f"epoll-lab timeline: {name}{title}"),
             trace_event.Exporter(trace, f"epoll-lab: {name}", spans)])
     done = summary()
+    done["stalls"], done["latency"] = tally.stalls(), tally.latency()
+    if done["stalls"]:
+        done["stalls_unnamed"] = timing.unnamed_reason(done["stalls"], len(tally.reports))
     (out / "summary.json").write_text(json.dumps(done, indent=2) + "\n")
     return done, index
 

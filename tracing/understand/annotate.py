@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from itertools import chain, islice
 from typing import Callable, Iterable, Iterator
 
-from tracing.understand import records
-from tracing.understand.changes import Dict, Set, made as _made
+from tracing.understand import asyncio_reports, records
+from tracing.understand.changes import Dict, List, Set, made as _made
 from tracing.understand import roles as R
 from tracing.read.inputs import open_text
 from tracing.understand.handlers import HANDLERS
@@ -33,7 +33,7 @@ from tracing.understand.handlers.described import SLEEPS, described
 from tracing.understand.handlers.process import exit_note
 from tracing.understand.handlers.signals import signal_delivered
 from tracing.understand.model import Knowledge, Model
-from tracing.names import (CLIENT, CLONES, DEVICE, LOOP, LOST_CALLS, OTHER_CAT, PIPE, POLL_WAITS, POOL, READS,
+from tracing.names import (BLOCKING, CLIENT, CLONES, DEVICE, LOOP, LOST_CALLS, OTHER_CAT, PIPE, POLL_WAITS, POOL, READS,
                            RING_RECORDS, SOCKET, STDIO, TEACHING, WAITS, WAKEUP, WRITES)
 from tracing.read.parse import STACK, Event, Parser, Started, first_fd
 from tracing.read import scan as S
@@ -92,6 +92,7 @@ class Annotator:
         self.learning = False
         self.reused = 0  # calls that took a kept verdict rather than their handler's
         self.checked = 0  # check mode: the lines whose copied record was compared with the handler's
+        self.cycle: dict = {}  # tid -> the line of its last wait: a loop's wait-serve cycle
 
     # Kept for callers that ask the annotator: the answers come from the role stage.
     @property
@@ -187,6 +188,10 @@ class Annotator:
         """What feed would have done with the copied lines besides the verdict: count them,
         name each one's scenario request."""
         self.hits.update([row[0] for row in rows])
+        for row in rows:  # a copied wait begins a cycle as a parsed one does
+            rec = row[0].rec
+            if rec is not None and (rec["syscall"] in WAITS or rec["syscall"] in POLL_WAITS):
+                self.cycle[rec["tid"]] = row[1]
         if len(self.hits) > KEEP_CALLS:
             self.summary  # folds them in: memory follows the calls kept, not the log
         self.reused += len(rows)
@@ -237,6 +242,8 @@ class Annotator:
             m.thread(tid)
         if item.__class__ is Started:
             name = item.syscall
+            if name in WAITS or name in POLL_WAITS:
+                self.cycle[tid] = item.line
             if name in CLONES:
                 m.pending_clones[tid] = (item.args, item.line)
             elif name in WAITS:
@@ -255,6 +262,7 @@ class Annotator:
         kind = item.kind
         evidence = ()
         call = None
+        stall, idle = "", None
         if kind == "syscall":
             (category, note, ready, fds, thread, evidence), call = self.verdict(item)
             if m.writes_started and tid in m.writes_started:
@@ -268,10 +276,18 @@ class Annotator:
             if (not self.learning and at is not None and item.ts is not None and item.ts - at >= STALL
                     and item.syscall not in RING_RECORDS
                     and (thread == LOOP or m.threads[tid].first_wait is not None)):
-                stall, cited = _stall(item, m.last.get_quietly(tid), thread == LOOP)
+                stall, cited, idle = _stall(item, m.last.get_quietly(tid), thread == LOOP)
                 if stall:
                     note += stall
                     evidence = [*evidence, *cited]
+            held = self._held(item, thread, category, idle if stall else None) if not self.learning else None
+            if held is not None:
+                note += held[0]
+                evidence = [*evidence, held[1]]
+            if item.syscall in WRITES and asyncio_reports.is_report(item.args):
+                note += self._report(item)
+            if item.syscall in WAITS or item.syscall in POLL_WAITS:
+                self.cycle[tid] = item.line
         else:
             ready, fds, category = [], [], OTHER_CAT
             if kind == "signal":
@@ -315,6 +331,37 @@ class Annotator:
             self.live.clear()
             self.live_at = _made[0]
         return rec
+
+    def _report(self, item: Event) -> str:
+        """asyncio's debug report of a slow callback: kept (the first pass's, for the stall it
+        explains, which comes before it) and said in the write's own note."""
+        got = asyncio_reports.parse(item.args)
+        if got is None:
+            return (" [asyncio's debug report of a slow callback, cut short by strace's -s before it says how "
+                    "long the callback took]")
+        took, what = got
+        if self.learning and item.ts is not None:
+            reports = self.model.learned.slow_reports.setdefault(item.tid, List())
+            reports.append(asyncio_reports.Report(item.line, item.tid, item.ts, took, what, self.cycle.get(item.tid)))
+        return f" [asyncio's debug report: {what} took {took * 1000:.0f} ms]"
+
+    def _held(self, item: Event, thread: str, category: str, idle: float | None) -> tuple[str, dict] | None:
+        """A loop thread's stall (a gap from `idle`, or a sleep of its own) that a report of
+        asyncio's, later in the same cycle, covers: what held the loop, and that report's line."""
+        if thread != LOOP or item.ts is None:
+            return None
+        start = idle
+        if start is None and category == BLOCKING and item.duration is not None and item.duration >= STALL:
+            start = item.ts
+        reports = self.model.prior.slow_reports.get(item.tid) if start is not None else None
+        if not reports:
+            return None
+        got = asyncio_reports.covering(reports, item.line, self.cycle.get(item.tid), start)
+        if got is None:
+            return None
+        return (f" [asyncio's debug report at line {got.line}: {got.what} took {got.took * 1000:.0f} ms, in this "
+                "same wait-serve cycle: that callback held the loop]",
+                {"claim": "held-loop", "line": got.line, "tid": item.tid})
 
     def _writing(self, item: Started) -> None:
         """A write printed `<unfinished ...>`: if it goes to a wakeup fd, a wait may return
@@ -413,9 +460,10 @@ class _Watched:
         return getattr(self._ev, name)
 
 
-def _stall(item: Event, prev: Event, loop: bool) -> tuple[str, list]:
+def _stall(item: Event, prev: Event, loop: bool) -> tuple[str, list, float | None]:
     """A waiting thread's time between two calls, outside any wait, from what the log
-    shows, and the evidence: the previous call's line. A loop thread serves nobody then.
+    shows, the evidence (the previous call's line), and when the idle time began. A loop
+    thread serves nobody then.
 
     The previous call's end is its start plus its -T duration, or the time on
     its `resumed>` line. Without either, a wait may have slept all that time,
@@ -426,12 +474,12 @@ def _stall(item: Event, prev: Event, loop: bool) -> tuple[str, list]:
     elif prev.resumed_text is not None and (resumed := split_prefix(prev.resumed_text)[1]) is not None:
         end, known = resumed, True
     elif prev.syscall in WAITS or prev.syscall in POLL_WAITS or prev.kind != "syscall":
-        return "", []
+        return "", [], None
     else:
         end, known = prev.ts, False
     idle = item.ts - end
     if idle < STALL:
-        return "", []
+        return "", [], None
     who = "the loop thread" if loop else "this thread, which waits for readiness elsewhere,"
     # Outside epoll and making no call: the thread is busy in Python or C
     # (time.sleep, a CPU loop); a loop's other clients all wait.
@@ -439,10 +487,10 @@ def _stall(item: Event, prev: Event, loop: bool) -> tuple[str, list]:
     cited = [{"claim": "serving-nobody", "line": prev.line, "tid": prev.tid}] if loop else []
     if known:
         return (f" [before this {who} made no traced call for {idle * 1000:.0f} ms after line "
-                f"{prev.line} ended, outside any wait: it was {busy}]"), cited
+                f"{prev.line} ended, outside any wait: it was {busy}]"), cited, end
     return (f" [{idle * 1000:.0f} ms passed since {who} started {prev.syscall} (line {prev.line}), "
             "outside any wait; this log has no -T, so how much of it that call took is not shown: "
-            f"in it or after it, it was {busy}]"), cited
+            f"in it or after it, it was {busy}]"), cited, end
 
 
 # A call line's thread, name and (for a plain `name(fd` start) first fd, in one
@@ -492,9 +540,12 @@ def _learn_once(items: Iterable[tuple], start: Knowledge, snapshot: dict | None)
 
     def skip(item: tuple) -> bool:
         """A line that cannot teach: a call that changes no role or link, or the plain I/O
-        of a client, device or stdio."""
+        of a client, device or stdio. asyncio's report of a slow callback (a write, to stderr
+        say) always teaches: the stall before it is tied to it."""
         seen = _TEACH.match(item[1])
         if seen is None:
+            return False
+        if "Executing <" in item[1]:
             return False
         name = seen.group(3)
         if name in WRITES or name in READS:

@@ -158,6 +158,12 @@ CLAIMS: tuple[Claim, ...] = (
           "async=io-wq: the io_uring_queue_async_work tracepoint), completed on this io-wq worker",
           lambda r: r.get("syscall") == "io_uring_sqe" and "async=io-wq" in (r.get("args") or ""),
           ("kernel/uring-pool.strace", 85), (84,), other_thread=True),
+    Claim("held-loop", r"\bheld the loop\b",
+          "asyncio's own report of a slow callback (PYTHONASYNCIODEBUG=1: `Executing <...> took T seconds`), "
+          "written by this loop thread later in the same wait-serve cycle (no wait of the thread between), "
+          "whose callback began no later than the stall did",
+          lambda r: _is_write(r) and "Executing <" in (r.get("args") or "") and " took " in (r.get("args") or ""),
+          ("stalls/asyncio-debug.strace", 606), (607,)),
     Claim("passed", r"\bsent at line\b",
           "the sendmsg with SCM_RIGHTS that passed the same fd (the same -yy text) from another process",
           lambda r: r.get("syscall") == "sendmsg" and "SCM_RIGHTS" in (r.get("args") or ""),

@@ -81,6 +81,7 @@ class Knowledge(Tracked):
     seed_roles: dict = field(default_factory=Dict)  # (process, fd, line first seen) -> role the log showed later
     joins: dict = field(default_factory=Dict)  # tid never seen made -> the thread whose process it shares fds with
     threads: dict = field(default_factory=Dict)  # tid -> Thread
+    slow_reports: dict = field(default_factory=Dict)  # tid -> [asyncio_reports.Report] the loop thread wrote
     sigreturns: bool = False  # the log traces rt_sigreturn: a handler's end is visible
     missed: bool = False  # something the fds seen before the log may explain: data no fd names, a lone pipe end
     complete: bool = False  # learned from the whole log (False: one pass, as it streams)
