@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO
 
 from tracing.names import FILE, WAITS
+from tracing.render.load_fold import LoadFold
 from tracing.render.renderer import BATCH, Lines, Renderer
 from tracing.render.timing import latency_lines, stall_text, unnamed_reason
 from tracing.render.text import TextLines
@@ -146,7 +147,8 @@ class AnnotatedLog(Renderer):
     latency table. To a stream (standard output) it writes the text only: it cannot go back."""
 
     def __init__(self, out: Path | IO[str], heading: str = "", headers: dict[str, str] | None = None,
-                 full: bool = False, color: bool = False, roles=None, timing=None) -> None:
+                 full: bool = False, color: bool = False, roles=None, timing=None,
+                 loads: dict[str, int] | None = None) -> None:
         self.text = TextLines(headers, color)
         self.path = out if isinstance(out, Path) else None
         if self.path is not None:
@@ -163,7 +165,13 @@ class AnnotatedLog(Renderer):
         self.sections: list[tuple[str, int]] = []
         self.marks: dict[str, int] = {}
         self.timing = timing
-        self.at_raw: dict[int, int] = {}  # raw line -> body line, for the lines the timing keeps
+        self.at_raw: dict[int, int] = {}  # raw line -> body line: the lines the timing keeps, waits offered
+        # A load's repeats folded (tracing.render.load_fold): the waits it may name are remembered.
+        self.wanted: set[int] = set()
+        self.late: list[tuple[str, int]] = []  # (landmark, raw line) named after the line went by
+        self.loads = loads if loads and not full else None
+        self.load_fold = LoadFold(self.loads, mark=lambda name, rec: self.late.append((name, _raw(rec))),
+                                  want=lambda rec: self.wanted.add(_raw(rec))) if self.loads else None
 
     def add(self, rec: dict) -> None:
         if self.want and rec.get("kind") == "syscall":
@@ -172,18 +180,25 @@ class AnnotatedLog(Renderer):
                     self.pending.setdefault(id(rec), []).append(name)
                     del self.want[name]
         if self.fold is None:
-            self._put(rec)
+            self._load(rec)
             return
         for r in self.fold.add(rec):
-            self._put(r)
+            self._load(r)
         if self.fold.done:
             self.fold = None
+
+    def _load(self, rec: dict) -> None:
+        if self.load_fold is None:
+            self._put(rec)
+            return
+        for r in self.load_fold.add(rec):
+            self._put(r)
 
     def add_copies(self, rows) -> None:
         """Copies straight to the text, but where the start-up may yet be folded, a
         request begins, or a call may be a landmark not seen yet: those as records."""
-        if self.fold is not None:
-            Renderer.add_copies(self, rows)
+        if self.fold is not None or self.loads and any(row[6] in self.loads for row in rows):
+            Renderer.add_copies(self, rows)  # through the folds: each its record
             return
         text, batch, want = self.text, self.lines.batch, self.want
         marked = self.timing.marked if self.timing is not None else None  # a stall's line: its number is kept
@@ -210,6 +225,9 @@ class AnnotatedLog(Renderer):
         if rec["kind"] == "folded":
             self.text.section(rec.get("request"), batch)
             batch.append(folded_line(rec))
+        elif rec["kind"] == "load-folded":
+            self.text.section(rec.get("request"), batch)
+            batch.append(f"{'':>7} {rec.get('thread') or '':<5} {rec['text']}")
         else:
             self.text.add(rec, batch)
         added = "\n".join(batch[before:]).split("\n") if len(batch) > before else []
@@ -224,9 +242,9 @@ class AnnotatedLog(Renderer):
                 at = next(i for i, line in enumerate(added) if line.startswith(prefix))
                 for name in names:
                     self.marks[name] = self.n + at + 1
-        if self.timing is not None and rec["kind"] != "folded":
+        if (self.timing is not None or self.wanted) and rec["kind"] not in ("folded", "load-folded"):
             raw = rec.get("resumed_line") or rec["line"]
-            if raw in self.timing.marked:
+            if raw in self.wanted or self.timing is not None and raw in self.timing.marked:
                 prefix = f"{raw:>7} "
                 at = next((i for i, line in enumerate(added) if line.startswith(prefix)), None)
                 if at is not None:
@@ -247,6 +265,9 @@ class AnnotatedLog(Renderer):
         try:
             if self.fold is not None:
                 for r in self.fold.end():
+                    self._load(r)
+            if self.load_fold is not None:
+                for r in self.load_fold.end():
                     self._put(r)
             self.lines.flush()
             if self.path is None:
@@ -259,6 +280,9 @@ class AnnotatedLog(Renderer):
                 self.body_path.unlink(missing_ok=True)
 
     def _with_index(self) -> list[tuple[str, int]]:
+        for name, raw in self.late:
+            if raw in self.at_raw:
+                self.marks[name] = self.at_raw[raw]
         entries = self.sections + sorted(self.marks.items(), key=lambda kv: kv[1])
         threads = _threads(self.roles() if self.roles else {})
         # The index: a title, its entries, the threads, where the time went, a blank line.
@@ -277,6 +301,10 @@ class AnnotatedLog(Renderer):
             out.write("\n")
             shutil.copyfileobj(body, out)
         return entries
+
+
+def _raw(rec: dict) -> int:
+    return rec.get("resumed_line") or rec["line"]
 
 
 def _landmarks(call) -> tuple[str, ...]:
@@ -332,4 +360,6 @@ def _label(header: str, headers: dict[str, str]) -> str:
 
 
 def first_request(index: list[tuple[str, int]]) -> tuple[str, int] | None:
-    return next(((name, at) for name, at in index if name.startswith("request ")), None)
+    """Where to look first: the first request, else the busy cycle of a load."""
+    return next(((name, at) for name, at in index if name.startswith("request ")), None) or next(
+        ((name, at) for name, at in index if name.startswith("a wait-serve cycle under load")), None)

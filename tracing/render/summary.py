@@ -3,6 +3,7 @@ fields, are tracing.understand.records')."""
 
 from __future__ import annotations
 
+from tracing.render.per_request import figures_text
 from tracing.render.timing import latency_lines, stall_text
 
 
@@ -25,6 +26,8 @@ def summary_text(summary: dict) -> str:
         f"categories: {cats}",
         f"busiest syscalls: {top}",
     ]
+    if summary.get("load"):
+        lines += figures_text(summary["load"])
     lines += time_text(summary)
     return "\n".join(lines)
 

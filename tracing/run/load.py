@@ -96,8 +96,9 @@ def _wrk(wrk: str, load: Load, port: int) -> dict:
         raise TraceError(f"wrk failed (exit {p.returncode}): {p.stderr.strip() or p.stdout[-300:]}", EXIT_SCENARIO)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", p.stdout)
     non = re.search(r"Non-2xx or 3xx responses: (\d+)", p.stdout)
-    return {"requests": int(m.group(1)), "errors": sum(map(int, errors.groups())) if errors else 0,
-            "non_2xx": int(non.group(1)) if non else 0, "why": p.stdout.strip().splitlines()[-1:]}
+    bad = sum(map(int, errors.groups())) if errors else 0
+    return {"requests": int(m.group(1)), "errors": bad, "non_2xx": int(non.group(1)) if non else 0,
+            "why": errors.group(0) if bad else ""}
 
 
 # -- the built-in client ------------------------------------------------------

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-from tracing.render import timing, trace_event
+from tracing.render import per_request, timing, trace_event
 from tracing.render.annotated_log import AnnotatedLog, first_request
 from tracing.render.jsonl import Jsonl
 from tracing.render.renderer import fan_out
@@ -133,38 +133,47 @@ def _write_run(out: Path, tracer: Tracer, full: bool) -> tuple[dict, list[tuple[
                + tracer.heading.format(raw=tracer.raw_name) + "\n")
     if notice := tracer.notice(out):
         heading += f"# {notice}\n"
-    return write_views(out, records, summary, heading, out.name, headers, full, tracer.title, probes(out))
+    load_row = next((r for r in scenario_rows(out) if r["path"] == per_request.LABEL and "connections" in r), None)
+    return write_views(out, records, summary, heading, out.name, headers, full, tracer.title, probes(out), load_row)
 
 
 def write_views(out: Path, records, summary, heading: str, name: str, headers: dict[str, str] | None = None,
-                full: bool = False, title: str = "", spans: list[tuple[str, float, float]] = ()) -> tuple[dict, list]:
+                full: bool = False, title: str = "", spans: list[tuple[str, float, float]] = (),
+                load_row: dict | None = None) -> tuple[dict, list]:
     """One read of the records, every one to every view at once: events.jsonl, annotated.log,
     timeline.html, trace.json, then summary.json (with where the time went). Returns the
-    summary and annotated.log's index."""
-    tally = timing.Tally()
+    summary and annotated.log's index. `load_row`, a run's load step (scenario.jsonl), folds
+    its repeats in annotated.log and gives its figures per request."""
+    tally, counted = timing.Tally(), per_request.Counted()
+    loads = {per_request.LABEL: load_row["connections"]} if load_row else None
     with open(out / "events.jsonl", "w") as jsonl, open(out / "trace.json", "w") as trace:
-        _, _, index, _, _ = fan_out(records, [
-            tally,
+        _, _, _, index, _, _ = fan_out(records, [
+            tally, counted,
             Jsonl(jsonl),
             AnnotatedLog(out / "annotated.log", heading, headers, full=full,
-                         roles=lambda: summary().get("roles", {}), timing=tally),
+                         roles=lambda: summary().get("roles", {}), timing=tally, loads=loads),
             Timeline(out / "timeline.html", f"epoll-lab timeline: {name}{title}"),
             trace_event.Exporter(trace, f"epoll-lab: {name}", spans)])
     done = summary()
     done["stalls"], done["latency"] = tally.stalls(), tally.latency()
+    if load_row is not None and load_row.get("requests"):
+        done["load"] = per_request.figures(load_row, counted)
     if done["stalls"]:
         done["stalls_unnamed"] = timing.unnamed_reason(done["stalls"], len(tally.reports))
     (out / "summary.json").write_text(json.dumps(done, indent=2) + "\n")
     return done, index
 
 
-def probes(out: Path) -> list[tuple[str, float, float]]:
-    """Requests sent while another ran (the lessons' probes), as (label, start, end)."""
+def scenario_rows(out: Path) -> list[dict]:
     path = out / "scenario.jsonl"
     if not path.exists():
         return []
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [(f"probe: GET {r['path']}", r["start"], r["end"]) for r in rows if r.get("probe")]
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def probes(out: Path) -> list[tuple[str, float, float]]:
+    """Requests sent while another ran (the lessons' probes), as (label, start, end)."""
+    return [(f"probe: GET {r['path']}", r["start"], r["end"]) for r in scenario_rows(out) if r.get("probe")]
 
 
 def report(result: dict) -> None:
