@@ -4,11 +4,12 @@ C io_uring server), and the io_uring server under the kernel tracer."""
 
 from __future__ import annotations
 
+import socket
 import warnings
 
 import pytest
 
-from tests.helpers import assert_add_follows_each_accept, show
+from tests.helpers import assert_add_follows_each_accept, run_cli, show
 from tracing.modes import compare
 
 
@@ -150,3 +151,14 @@ def test_the_kernel_tracer_shows_each_requests_ring_operations(uring_kernel_trac
     assert per["/sleep"]["uring-kernel"]["ring_ops"].get("TIMEOUT") == 1, per["/sleep"]
     said = [d for d in kernel_table["differences"] if d.startswith("uring-kernel:")]
     assert said and f"{len(accepts)} ACCEPT" in said[0] and "born in an ACCEPT's completion" in said[0], said
+
+
+def test_compare_traces_on_the_port_it_is_given(tools_present, tmp_path):
+    # It traced on the servers' fixed ports (8080, 8000), whatever else ran there: now --port.
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        p = run_cli("compare", "--fresh", "--port", str(port), "--traces", str(tmp_path))
+    assert p.returncode == 3 and f"port {port} on 127.0.0.1 is in use" in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr

@@ -46,7 +46,12 @@ RUN_FILES = ("raw.strace", "raw.ltrace", "raw.kernel", "events.jsonl", "summary.
 
 
 def holds_a_run(out: Path) -> bool:
-    return any((out / name).exists() for name in RUN_FILES)
+    """A folder we cannot even look into holds nothing we know of: writing it fails later, in
+    one line, where the run makes its folder."""
+    try:
+        return any((out / name).exists() for name in RUN_FILES)
+    except OSError:
+        return False
 
 
 def new_folder(base: Path, name: str) -> tuple[Path, str]:
@@ -56,10 +61,17 @@ def new_folder(base: Path, name: str) -> tuple[Path, str]:
     n = 1
     while True:
         out = first if n == 1 else base / f"{name}-{n}"
-        if not out.exists() or not (holds_a_run(out) or in_use(out)):
+        if not _exists(out) or not (holds_a_run(out) or in_use(out)):
             why = "" if n == 1 else (f"{first} holds an earlier run" + (f" (and so do {n - 2} more)" if n > 2 else ""))
             return out, why
         n += 1
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except OSError:
+        return False
 
 
 def in_use(out: Path) -> bool:
