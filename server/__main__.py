@@ -25,8 +25,8 @@ def main(argv: list[str] | None = None) -> int:
         # Sanic reads this when it builds the loop; the config flag alone is
         # overridden by the environment default in some Sanic versions.
         os.environ["SANIC_USE_UVLOOP"] = "false"
-    from server.app import create_app
-    from server.framing import StrictProtocol
+    from .app import create_app
+    from .framing import StrictProtocol
 
     app = create_app()
     app.config.USE_UVLOOP = args.loop == "uvloop"

@@ -21,7 +21,7 @@ from sanic.handlers import ErrorHandler
 from sanic.request import Request
 from sanic.response import HTTPResponse, json
 
-from server.bodies import INDEX, json_body
+from .bodies import INDEX, json_body
 
 DATA_DIR = (Path(__file__).parent / "data").resolve()
 DEFAULT_FILE = "lab.txt"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from importlib import metadata
@@ -49,11 +50,19 @@ def test_uvloop_bundles_the_libuv_the_readme_explains():
 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
-    """`pip install .` into a fresh venv (no editable install, no repository on the path)."""
-    venv = tmp_path_factory.mktemp("venv")
+    """`pip install .` into a fresh venv (no editable install, no repository on the path), from a
+    copy of the checkout's files as git sees them: setuptools' build/ folder, left by an earlier
+    build, would put files that are no longer in the tree into the wheel."""
+    venv, src = tmp_path_factory.mktemp("venv"), tmp_path_factory.mktemp("src")
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                           capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, files):
+        if (ROOT / name).is_file():
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, src / name)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     p = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q",
-                        "--disable-pip-version-check", "-c", str(ROOT / "constraints.txt"), str(ROOT)],
+                        "--disable-pip-version-check", "-c", str(ROOT / "constraints.txt"), str(src)],
                        capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     return venv / "bin" / "epoll-lab"
@@ -113,3 +122,40 @@ def test_no_compiler_is_one_line_with_the_fix(installed, tmp_path):
                        capture_output=True, text=True, env=env, timeout=120)
     assert p.returncode == 3 and "no C compiler" in p.stderr and "apt-get install -y gcc" in p.stderr, p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_help_names_the_command_as_installed(installed, tmp_path):
+    top, sub = run(installed, "--help", cwd=tmp_path), run(installed, "trace", "--help", cwd=tmp_path)
+    assert top.returncode == 0 and top.stdout.startswith("usage: epoll-lab "), top.stdout[:200]
+    assert sub.stdout.startswith("usage: epoll-lab trace "), sub.stdout[:200]
+    assert "python -m tracing" not in top.stdout + sub.stdout
+    bad = run(installed, "trace", "--no-such-option", cwd=tmp_path)
+    assert bad.returncode == 2 and "(see epoll-lab --help)" in bad.stderr, bad.stderr
+
+
+def test_the_installed_import_names_cannot_clash_with_a_users_own_packages(installed, tmp_path):
+    site = Path(subprocess.run([str(installed.with_name("python")), "-c", "import sysconfig; "
+                                "print(sysconfig.get_paths()['purelib'])"], capture_output=True, text=True)
+                .stdout.strip())
+    platlib = Path(subprocess.run([str(installed.with_name("python")), "-c", "import sysconfig; "
+                                   "print(sysconfig.get_paths()['platlib'])"], capture_output=True, text=True)
+                   .stdout.strip())
+    for lib in {site, platlib}:
+        assert not (lib / "tracing").exists() and not (lib / "server").exists(), sorted(os.listdir(lib))
+    assert (site / "epoll_lab" / "tracing" / "cli.py").exists() and (site / "epoll_lab" / "server").is_dir()
+    # A project of the user's own with packages named `tracing` and `server`, first on the path.
+    for name in ("tracing", "server"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "__init__.py").write_text(f"raise RuntimeError('the user\\'s own {name}')\n")
+    env = {"PYTHONPATH": str(tmp_path)}
+    log = ROOT / "tests" / "fixtures" / "others" / "asyncio.strace"
+    a = run(installed, "annotate", str(log), "--format", "jsonl", "-o", "a.jsonl", cwd=tmp_path, env=env)
+    assert a.returncode == 0 and "the user's own" not in a.stderr, a.stderr
+    s = run(installed, "trace", "sanic", "--port", str(free_port()), "--out", "s", cwd=tmp_path, env=env)
+    assert s.returncode == 0, s.stderr
+    assert "-m epoll_lab.server" in s.stderr, "the demo server runs under the lab's own name"
+    own = run(installed, "trace", "--out", "own", "--", str(installed.with_name("python")), "-c",
+              "import tracing", cwd=tmp_path, env=env)
+    assert own.returncode == 1 and "the user's own tracing" in (tmp_path / "own" / "server.log").read_text(), \
+        "the user's program still imports its own package"
+

@@ -10,10 +10,10 @@ def run() -> None:
     try:
         # procs is small; from here on a stop signal is noted, not raised, until the
         # command line has loaded and installs its own handlers (procs.catch_stop_signals).
-        from tracing.run import procs
+        from .run import procs
 
         procs.hold_stop_signals()
-        from tracing.cli import main
+        from .cli import main
 
         code = main()
     except KeyboardInterrupt as e:  # only before hold_stop_signals: nothing was started

@@ -1,4 +1,4 @@
-"""python -m tracing {trace,annotate}: the lab's command line."""
+"""epoll-lab (or python -m tracing in a checkout): the lab's command line."""
 
 from __future__ import annotations
 
@@ -11,25 +11,25 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-from tracing.run import load as loads
-from tracing.run import recipes, tracers
-from tracing.render import browser, timeline, trace_event
-from tracing.render.annotated_log import AnnotatedLog
-from tracing.render.jsonl import Jsonl
-from tracing.render.renderer import fan_out
-from tracing.render.summary import summary_text
-from tracing.render.text import use_color
-from tracing.run import assets
-from tracing.modes import compare, live
-from tracing.read import inputs
-from tracing.understand import snapshot
-from tracing.understand.annotate import Annotator, annotate_items, with_stacks_known
-from tracing.errors import EXIT_CODES_HELP, EXIT_NOT_STRACE, EXIT_OUTPUT, EXIT_SETUP, TraceError
-from tracing.run.outputs import holds_a_run, new_folder, output_error, ready_folder, report, write_views
-from tracing.run.procs import catch_stop_signals
-from tracing.log import Progress, eprint
-from tracing.run.orchestrate import exit_code, trace
-from tracing.run.scenario import LOAD_SECONDS
+from .run import load as loads
+from .run import recipes, tracers
+from .render import browser, timeline, trace_event
+from .render.annotated_log import AnnotatedLog
+from .render.jsonl import Jsonl
+from .render.renderer import fan_out
+from .render.summary import summary_text
+from .render.text import use_color
+from .run import assets
+from .modes import compare, live
+from .read import inputs
+from .understand import snapshot
+from .understand.annotate import Annotator, annotate_items, with_stacks_known
+from .errors import EXIT_CODES_HELP, EXIT_NOT_STRACE, EXIT_OUTPUT, EXIT_SETUP, TraceError, command_name
+from .run.outputs import holds_a_run, new_folder, output_error, ready_folder, report, write_views
+from .run.procs import catch_stop_signals
+from .log import Progress, eprint
+from .run.orchestrate import exit_code, trace
+from .run.scenario import LOAD_SECONDS
 
 EPILOG = """\
 recommended strace flags for logs you bring to `annotate`:
@@ -133,7 +133,7 @@ def version() -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(
-        prog="python -m tracing",
+        prog=command_name(),
         description="epoll-lab: trace an event-loop server with strace and annotate what it does.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"epoll-lab {version()}")
@@ -443,15 +443,13 @@ def cmd_trace(args) -> int:
 # The runs `compare` puts side by side, as trace-target options.
 COMPARED = [("c", {"pool": False}), ("c", {"pool": True}), ("uring", {}), ("sanic", {"loop": "uvloop"}),
             ("sanic", {"loop": "uvloop", "io_uring": False}), ("sanic", {"loop": "asyncio"})]
-SOURCES = ("server", "cdemo", "tracing")
-
-
 def _fresh(out: Path) -> bool:
     """A kept run is reused while it is newer than every source file it came from."""
     done = out / "events.jsonl"
     if not (done.exists() and (out / "scenario.jsonl").exists()):
         return False
-    newest = max(p.stat().st_mtime for d in SOURCES for p in Path(d).rglob("*") if p.is_file())
+    newest = max((p.stat().st_mtime for d in assets.source_dirs() for p in d.rglob("*") if p.is_file()),
+                 default=0.0)
     return done.stat().st_mtime > newest
 
 
@@ -500,7 +498,7 @@ def cmd_live(args) -> int:
 
 def kernel_unavailable() -> str:
     """Why the kernel tracer cannot run here ('' when it can)."""
-    from tracing.run.tracers.kernel import tracer as kernel
+    from .run.tracers.kernel import tracer as kernel
     try:
         kernel.preflight()
     except kernel.KernelError as e:
@@ -539,7 +537,7 @@ WEB_PORT = 8765
 
 
 def cmd_web(parser: argparse.ArgumentParser, args) -> int:
-    from tracing.modes import web
+    from .modes import web
     if not 0 < args.port < 65536:
         parser.error(f"--port {args.port}: a port is 1 to 65535")
     if args.cmd and not args.command_port:

@@ -1,8 +1,12 @@
-"""The one error a run raises, and the exit codes the command line documents."""
+"""The one error a run raises, the exit codes the command line documents, and the
+command's own name as the user ran it."""
 
 from __future__ import annotations
 
-# Exit codes (also in `python -m tracing --help`).
+import sys
+from pathlib import Path
+
+# Exit codes (also in `epoll-lab --help`).
 EXIT_SETUP = 3  # strace/curl missing, ptrace refused, port in use
 EXIT_START = 4  # the program did not start, or its port never answered
 EXIT_SCENARIO = 5  # a scenario request failed
@@ -41,3 +45,11 @@ class Stopped(KeyboardInterrupt):
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum
+
+
+def command_name() -> str:
+    """`epoll-lab` when run as the installed script, else `python -m PACKAGE` (`tracing` in a
+    checkout): what --help and the hints tell the user to type."""
+    if sys.argv and Path(sys.argv[0]).name == "epoll-lab":
+        return "epoll-lab"
+    return f"python -m {__package__ or 'tracing'}"

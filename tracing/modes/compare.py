@@ -15,9 +15,9 @@ import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from tracing.names import CLIENT, READS, RESOLVER_CALLS, RING_RECORDS, WAITS, WRITES
-from tracing.read.sqe import sqe_fields
-from tracing.read.parse import split_args
+from ..names import CLIENT, READS, RESOLVER_CALLS, RING_RECORDS, WAITS, WRITES
+from ..read.sqe import sqe_fields
+from ..read.parse import split_args
 
 RESPONDS = WRITES | {"sendfile"}  # nginx answers files with sendfile
 

@@ -21,21 +21,21 @@ import time
 from pathlib import Path
 from typing import IO, Callable, Iterator
 
-from tracing.understand.annotate import Annotator
-from tracing.names import LOST_CALLS, WAITS
-from tracing.run.recipes import Target
-from tracing.run.scenario import LOAD_SECONDS
-from tracing.errors import EXIT_SETUP, EXIT_START, TraceError
-from tracing.run.orchestrate import preflight
-from tracing.run.orchestrate import start as run_start
-from tracing.run.procs import Traced
-from tracing.run.scenario import load, wait_ready
-from tracing.log import eprint
-from tracing.read.scan import BREAK
-from tracing.render.jsonl import Jsonl
-from tracing.render.renderer import Renderer, fan_out
-from tracing.render.summary import summary_text
-from tracing.render.text import COLORS, Text, use_color
+from ..understand.annotate import Annotator
+from ..names import LOST_CALLS, WAITS
+from ..run.recipes import Target
+from ..run.scenario import LOAD_SECONDS
+from ..errors import EXIT_SETUP, EXIT_START, TraceError
+from ..run.orchestrate import preflight
+from ..run.orchestrate import start as run_start
+from ..run.procs import Traced
+from ..run.scenario import load, wait_ready
+from ..log import eprint
+from ..read.scan import BREAK
+from ..render.jsonl import Jsonl
+from ..render.renderer import Renderer, fan_out
+from ..render.summary import summary_text
+from ..render.text import COLORS, Text, use_color
 
 ROLES = ("loop", "pool", "other")
 BURST_SHOW = 0.5  # seconds a burst's count may wait before it is shown
@@ -166,8 +166,8 @@ def start(target: Target, out: Path) -> tuple[Traced, int]:
 
 
 def kernel_live(loader: str, target: Target, out: Path) -> tuple:
-    from tracing.run.tracers.kernel import tracer as kernel
-    from tracing.run.recipes import kernel_syscalls
+    from ..run.tracers.kernel import tracer as kernel
+    from ..run.recipes import kernel_syscalls
     out.mkdir(parents=True, exist_ok=True)
     try:
         return kernel.start_live(loader, target.command(), out, kernel_syscalls(target), env=target.env)
@@ -306,7 +306,7 @@ def run(target: Target, out: Path, screen: Screen, load_seconds: int = LOAD_SECO
     summary = ann.summary.as_dict()
     screen.say(summary_text(summary))
     if target.tracer == "kernel":
-        from tracing.run.tracers.kernel import tracer as kernel
+        from ..run.tracers.kernel import tracer as kernel
         screen.say(kernel.lost_note(out))
     screen.say(f"files: {out / raw_name(target)}\n       {out / 'annotated.log'}\n       {out / 'events.jsonl'}")
     return summary

@@ -36,13 +36,13 @@ from http.client import HTTPConnection
 from pathlib import Path
 from typing import Callable
 
-from tracing.run import procs, recipes, scenario
-from tracing.understand.annotate import Annotator
-from tracing.errors import EXIT_SETUP, TraceError
-from tracing.log import eprint
-from tracing.render.jsonl import Jsonl
-from tracing.render.renderer import Renderer, fan_out
-from tracing.render.text import Text
+from ..run import procs, recipes, scenario
+from ..understand.annotate import Annotator
+from ..errors import EXIT_SETUP, TraceError
+from ..log import eprint
+from ..render.jsonl import Jsonl
+from ..render.renderer import Renderer, fan_out
+from ..render.text import Text
 
 PAGE = Path(__file__).with_name("web.html")
 RING = 20_000  # messages kept for tabs that read slowly or reconnect
@@ -206,12 +206,12 @@ class Session:
     stopped: list[str] = field(default_factory=list)
 
     def start(self, command_port: int | None) -> None:
-        from tracing.modes import live
+        from . import live
         self.port = command_port if self.choice.key == "command" and command_port else _free_port()
         self.target = self.choice.make(self.port)
         self.target.name += "-web"
         if self.target.argv and self.target.argv[0].endswith("epoll_server"):
-            from tracing.run import assets
+            from ..run import assets
             assets.ensure_c_binary()
         self.out.mkdir(parents=True, exist_ok=True)
         self.traced, self.pipe = live.start(self.target, self.out)
@@ -221,7 +221,7 @@ class Session:
 
     def _read(self) -> None:
         """strace's pipe to annotated records, the run's files and the hub; never waits for a tab."""
-        from tracing.modes import live
+        from . import live
         ann = Annotator()
         raw_name = live.raw_name(self.target)
         try:
@@ -534,7 +534,7 @@ def make_app(lab: Lab):
 
 
 def _write_trace_json(out: Path, path: Path) -> None:
-    from tracing.render import timeline, trace_event
+    from ..render import timeline, trace_event
     tmp = path.with_suffix(".json.part")
     with open(tmp, "w") as f:
         trace_event.write(timeline.from_jsonl(out / "events.jsonl"), f, f"epoll-lab web: {out.name}")

@@ -18,7 +18,8 @@ import stat
 from pathlib import Path
 from typing import IO, BinaryIO, Callable, Iterator
 
-from tracing.read.parse import split_prefix
+from ..errors import command_name
+from .parse import split_prefix
 
 Items = Iterator[tuple]
 
@@ -48,7 +49,7 @@ def as_text(binary: BinaryIO, name: str = "standard input") -> IO[str]:
         if head.startswith(ZSTD):
             raise InputError(f"{name} is zstd-compressed, which this tool does not read: "
                              f"decompress it first (zstd -d), or pipe it in: zstd -dc FILE | "
-                             "python -m tracing annotate -")
+                             f"{command_name()} annotate -")
     return io.TextIOWrapper(binary, encoding="utf-8", errors="replace", newline="\n")
 
 

@@ -16,8 +16,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
-from tracing.names import WRITES
-from tracing.read.scan import NUMBER_IP, PID, SECONDS, split_prefix
+from ..names import WRITES
+from .scan import NUMBER_IP, PID, SECONDS, split_prefix
 
 _CALL = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*|\?{3,4})\(")  # ??? or ????: strace could not tell
 _RESUMED = re.compile(r"^<\.\.\.\s+([A-Za-z_][A-Za-z0-9_]*|\?{3,4})\s+resumed>\s?")

@@ -128,7 +128,7 @@ def _copy_lines(items, live: dict, last: dict, at: dict, window: float | None, r
 try:
     if os.environ.get("EPOLL_LAB_PURE_PYTHON"):  # the Python twin only: the bench's row that shows what C pays
         raise ImportError
-    from tracing._core import copy_lines
+    from .._core import copy_lines
 except ImportError:  # built by `make setup`; a plain pip install may have had no compiler
     copy_lines = _copy_lines
 

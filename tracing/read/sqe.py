@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from tracing.read.parse import split_args
+from .parse import split_args
 
 
 def decode_user_data(user_data: int, opcode: str) -> dict:

@@ -18,12 +18,12 @@ from collections import Counter
 from pathlib import Path
 from typing import IO
 
-from tracing.names import FILE, WAITS
-from tracing.render.load_fold import LoadFold
-from tracing.render.renderer import BATCH, Lines, Renderer
-from tracing.render.timing import latency_lines, stall_text, unnamed_reason
-from tracing.render.text import TextLines
-from tracing.understand.records import Copies
+from ..names import FILE, WAITS
+from .load_fold import LoadFold
+from .renderer import BATCH, Lines, Renderer
+from .timing import latency_lines, stall_text, unnamed_reason
+from .text import TextLines
+from ..understand.records import Copies
 
 FOLD_LEAST = 20  # fewer start-up file calls are left as they are
 STARTED = frozenset({"listen"}) | WAITS  # the start-up's end: no folding after these

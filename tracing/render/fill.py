@@ -56,6 +56,6 @@ def _fill(rows: list, start: int, key, quote: Callable[[str], str]) -> tuple[str
 try:
     if os.environ.get("EPOLL_LAB_PURE_PYTHON"):  # the Python twin only: the bench's row that shows what C pays
         raise ImportError
-    from tracing._core import fill
+    from .._core import fill
 except ImportError:  # built by `make setup`; without a compiler the Python twin runs
     fill = _fill

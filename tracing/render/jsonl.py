@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 from typing import IO
 
-from tracing.render import fill as F
-from tracing.render.fill import DURATION, LINE, NUMBER, QUOTED, REQUEST, TS, slot
-from tracing.render.renderer import BATCH, Lines, Renderer
+from . import fill as F
+from .fill import DURATION, LINE, NUMBER, QUOTED, REQUEST, TS, slot
+from .renderer import BATCH, Lines, Renderer
 
 JSONL_FIELDS = ("line", "resumed_line", "tid", "kind", "syscall", "args", "ret", "errno",
                 "duration", "ts", "thread", "fds", "ready", "category", "note", "evidence", "request")

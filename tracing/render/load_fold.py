@@ -19,7 +19,7 @@ events.jsonl keep every line; `--full` prints them all here.
 from __future__ import annotations
 
 from collections import Counter
-from tracing.names import CLIENT, LOOP, POLL_WAITS, WAITS, WRITES
+from ..names import CLIENT, LOOP, POLL_WAITS, WAITS, WRITES
 
 SHOW_MOST = 3000  # records shown in full at most, if no cycle answers many connections
 FOLD_LEAST = 20  # fewer calls than this are printed, not counted

@@ -4,7 +4,7 @@ requests (tracing.run.load records it in scenario.jsonl)."""
 
 from __future__ import annotations
 
-from tracing.render.renderer import Renderer
+from .renderer import Renderer
 
 LABEL = "load"  # the load step's section (scenario.jsonl's path)
 

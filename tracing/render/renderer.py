@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import IO, Iterable
 
-from tracing.understand.records import Copies
+from ..understand.records import Copies
 
 BATCH = 512  # lines written per write call: one call per line cost as much as annotating it
 

@@ -3,8 +3,8 @@ fields, are tracing.understand.records')."""
 
 from __future__ import annotations
 
-from tracing.render.per_request import figures_text
-from tracing.render.timing import latency_lines, stall_text
+from .per_request import figures_text
+from .timing import latency_lines, stall_text
 
 
 def threads_by_role(threads: dict[str, str]) -> str:

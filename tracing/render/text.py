@@ -9,9 +9,9 @@ from __future__ import annotations
 import os
 from typing import IO, Iterable, Iterator
 
-from tracing.render import fill as F
-from tracing.render.fill import AS_IS, LINE, TEXT, WIDE, slot
-from tracing.render.renderer import BATCH, Lines, Renderer
+from . import fill as F
+from .fill import AS_IS, LINE, TEXT, WIDE, slot
+from .renderer import BATCH, Lines, Renderer
 
 COLORS = {"pollable": "32", "thread-pooled": "36", "blocking": "31;1", "wakeup": "35;1"}
 

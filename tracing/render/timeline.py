@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from tracing.names import NO_PID, WAITS
-from tracing.render.renderer import Renderer, fan_out
+from ..names import NO_PID, WAITS
+from .renderer import Renderer, fan_out
 
 COLORS = {"pollable": "#2e8b57", "thread-pooled": "#1f77b4", "blocking": "#d62728",
           "wakeup": "#9467bd", "other": "#9a9a9a"}

@@ -18,8 +18,8 @@ from __future__ import annotations
 import heapq
 import math
 from collections import defaultdict
-from tracing.names import LOOP, POLL_WAITS, WAITS
-from tracing.render.renderer import Renderer
+from ..names import LOOP, POLL_WAITS, WAITS
+from .renderer import Renderer
 
 BUCKET = math.log(1.02)
 TOP = 5  # stalls kept per loop thread

@@ -40,8 +40,8 @@ import re
 from pathlib import Path
 from typing import IO, Iterable
 
-from tracing.names import CLONES, LOOP, LOST_CALLS, NO_PID, POOL, RING_RECORDS, WAITS, WAKEUP_CAT
-from tracing.render.renderer import BATCH, Renderer, fan_out
+from ..names import CLONES, LOOP, LOST_CALLS, NO_PID, POOL, RING_RECORDS, WAITS, WAKEUP_CAT
+from .renderer import BATCH, Renderer, fan_out
 
 US = 1e6  # the format's times are microseconds
 EPOCH_US = float(2 ** 50)  # from here on doubles are 0.25 apart (or more): already rounded to 3 places

@@ -20,8 +20,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tracing.run import procs
-from tracing.render.browser import BrowserError, chromium
+from ..run import procs
+from .browser import BrowserError, chromium
 
 # The flags that work on a closed network as root (see tracing/render/browser.py).
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

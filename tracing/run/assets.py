@@ -20,9 +20,13 @@ import sys
 from importlib import resources
 from pathlib import Path
 
-from tracing.errors import EXIT_SETUP, TraceError
+from ..errors import EXIT_SETUP, TraceError
 
 CHECKOUT = Path(__file__).resolve().parents[2]
+# The lab's own import names: `tracing` and `server` in a checkout; installed, `epoll_lab.tracing`
+# and `epoll_lab.server`, so a user's own `tracing` or `server` package never meets them.
+PACKAGE = __name__.rsplit(".run.assets", 1)[0]
+SERVER_PACKAGE = PACKAGE[: -len("tracing")] + "server"
 CFLAGS = ["-O2", "-Wall", "-Wextra", "-Werror", "-pthread"]  # as the Makefile's
 
 
@@ -34,7 +38,7 @@ def c_source_dir() -> Path:
     if in_checkout():
         return CHECKOUT / "cdemo"
     # Through a file: the package may be a namespace (a MultiplexedPath).
-    return Path(str(resources.files("tracing.cdemo") / "epoll_server.c")).parent
+    return Path(str(resources.files(f"{PACKAGE}.cdemo") / "epoll_server.c")).parent
 
 
 # Each C server: the libraries it links beside libc.
@@ -53,7 +57,7 @@ def lab_data() -> Path:
     """The file the servers' /file route reads."""
     if in_checkout():
         return CHECKOUT / "server" / "data" / "lab.txt"
-    return Path(str(resources.files("server") / "data" / "lab.txt"))
+    return Path(str(resources.files(SERVER_PACKAGE) / "data" / "lab.txt"))
 
 
 def cache_dir() -> Path:
@@ -104,3 +108,9 @@ def ensure_c_binary(server: str = "epoll") -> Path:
         raise TraceError(f"{cc} could not build the C server: {detail}{hint}", EXIT_SETUP)
     partial.replace(binary)  # atomic: two first runs at once both end with a whole binary
     return binary
+
+
+def source_dirs() -> list[Path]:
+    """The folders whose files a trace of the demo servers comes from: the lab's code, the Sanic
+    server and the C sources (`compare` reuses a run newer than all of them)."""
+    return [Path(__file__).resolve().parents[1], Path(str(resources.files(SERVER_PACKAGE))), c_source_dir()]

@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tracing.errors import EXIT_SCENARIO, TraceError
-from tracing.log import eprint
+from ..errors import EXIT_SCENARIO, TraceError
+from ..log import eprint
 
 MAX_CONNS = 1024  # a load, not a flood: the traced program's fds and the trace stay bounded
 MAX_SECONDS = 60

@@ -18,15 +18,15 @@ import signal
 import time
 from pathlib import Path
 
-from tracing.run import load as loads
-from tracing.run import outputs, procs, tracers
-from tracing.understand import snapshot
-from tracing.errors import EXIT_NOT_FOUND, EXIT_PID, EXIT_SCENARIO, EXIT_SETUP, EXIT_START, TraceError
-from tracing.run.procs import Traced, alive, launch, port_free, tail
-from tracing.run.recipes import Target
-from tracing.run.scenario import START_TIMEOUT, load, run_requests, wait_ready
-from tracing.run.scenario import write_scenario
-from tracing.log import eprint
+from . import load as loads
+from . import outputs, procs, tracers
+from ..understand import snapshot
+from ..errors import EXIT_NOT_FOUND, EXIT_PID, EXIT_SCENARIO, EXIT_SETUP, EXIT_START, TraceError
+from .procs import Traced, alive, launch, port_free, tail
+from .recipes import Target
+from .scenario import START_TIMEOUT, load, run_requests, wait_ready
+from .scenario import write_scenario
+from ..log import eprint
 
 ATTACH_TIMEOUT = 10.0
 

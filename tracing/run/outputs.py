@@ -11,16 +11,16 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-from tracing.render import per_request, timing, trace_event
-from tracing.render.annotated_log import AnnotatedLog, first_request
-from tracing.render.jsonl import Jsonl
-from tracing.render.renderer import fan_out
-from tracing.render.summary import summary_text, threads_by_role
-from tracing.render.timeline import Timeline
-from tracing.errors import EXIT_OUTPUT, TraceError
-from tracing.run.scenario import load_steps
-from tracing.run.tracers.kernel.tracer import lost_note as kernel_note
-from tracing.run.tracers import Tracer
+from ..render import per_request, timing, trace_event
+from ..render.annotated_log import AnnotatedLog, first_request
+from ..render.jsonl import Jsonl
+from ..render.renderer import fan_out
+from ..render.summary import summary_text, threads_by_role
+from ..render.timeline import Timeline
+from ..errors import EXIT_OUTPUT, TraceError
+from .scenario import load_steps
+from .tracers.kernel.tracer import lost_note as kernel_note
+from .tracers import Tracer
 
 
 def output_error(path: Path, err: OSError, running: bool = True) -> TraceError:

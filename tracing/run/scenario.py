@@ -15,11 +15,11 @@ import subprocess
 import time
 from pathlib import Path
 
-from tracing.understand.annotate import Step
-from tracing.errors import EXIT_SCENARIO, EXIT_SETUP, EXIT_START, TraceError
-from tracing.run.procs import Traced, session_members, stop_all, tail
-from tracing.run.recipes import Request
-from tracing.log import eprint
+from ..understand.annotate import Step
+from ..errors import EXIT_SCENARIO, EXIT_SETUP, EXIT_START, TraceError
+from .procs import Traced, session_members, stop_all, tail
+from .recipes import Request
+from ..log import eprint
 
 START_TIMEOUT = 60.0  # a traced Python server imports slowly
 

@@ -23,23 +23,23 @@ from dataclasses import dataclass
 from itertools import chain, islice
 from typing import Callable, Iterable, Iterator
 
-from tracing.understand import asyncio_reports, records
-from tracing.understand.changes import Dict, List, Set, made as _made
-from tracing.understand import roles as R
-from tracing.read.inputs import open_text
-from tracing.understand.handlers import HANDLERS
-from tracing.understand.handlers.context import Ctx
-from tracing.understand.handlers.described import SLEEPS, described
-from tracing.understand.handlers.process import exit_note
-from tracing.understand.handlers.signals import signal_delivered
-from tracing.understand.model import Knowledge, Model
-from tracing.names import (BLOCKING, CLIENT, CLONES, DEVICE, LOOP, LOST_CALLS, OTHER_CAT, PIPE, POLL_WAITS, POOL, READS,
+from . import asyncio_reports, records
+from .changes import Dict, List, Set, made as _made
+from . import roles as R
+from ..read.inputs import open_text
+from .handlers import HANDLERS
+from .handlers.context import Ctx
+from .handlers.described import SLEEPS, described
+from .handlers.process import exit_note
+from .handlers.signals import signal_delivered
+from .model import Knowledge, Model
+from ..names import (BLOCKING, CLIENT, CLONES, DEVICE, LOOP, LOST_CALLS, OTHER_CAT, PIPE, POLL_WAITS, POOL, READS,
                            RING_RECORDS, SOCKET, STDIO, TEACHING, WAITS, WAKEUP, WRITES)
-from tracing.read.parse import STACK, Event, Parser, Started, first_fd
-from tracing.read import scan as S
-from tracing.read.scan import BREAK, FULL, NUMBER_IP, PID, scan, split_prefix
-from tracing.log import Progress
-from tracing.understand.snapshot import apply as apply_snapshot
+from ..read.parse import STACK, Event, Parser, Started, first_fd
+from ..read import scan as S
+from ..read.scan import BREAK, FULL, NUMBER_IP, PID, scan, split_prefix
+from ..log import Progress
+from .snapshot import apply as apply_snapshot
 
 STALL = 0.05  # seconds a waiting thread may spend outside its waits and syscalls before we say so
 # How many calls are kept, and of what size (a server's requests and answers; not a 64 KB buffer).

@@ -25,7 +25,7 @@ import sys
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from tracing.names import POLL_WAITS, READS, RESOLVER_CALLS, WAITS, WRITES
+from ..names import POLL_WAITS, READS, RESOLVER_CALLS, WAITS, WRITES
 
 
 def _is_write(rec: dict) -> bool:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from tracing.understand.changes import Dict, Tracked
-from tracing.names import (CLIENT, DEVICE, EPOLL, FILE, IO_URING, LISTENING, PIDFD, PIPE, SIGNAL,
+from .changes import Dict, Tracked
+from ..names import (CLIENT, DEVICE, EPOLL, FILE, IO_URING, LISTENING, PIDFD, PIPE, SIGNAL,
                            SOCKET, STDIO, TIMER, UNKNOWN, WAKEUP)
 
 

@@ -17,10 +17,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from tracing.understand.changes import Dict, List, Set, Tracked
-from tracing.understand.fds import Fd, Processes
-from tracing.names import RING_RECORDS
-from tracing.read.parse import Event, parse_line
+from .changes import Dict, List, Set, Tracked
+from .fds import Fd, Processes
+from ..names import RING_RECORDS
+from ..read.parse import Event, parse_line
 
 
 @dataclass

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Iterator
 
-from tracing.names import OTHER, OTHER_CAT
+from ..names import OTHER, OTHER_CAT
 
 
 def started(item, thread: str, request: str | None) -> dict:

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tracing.understand.model import Model, Role, Thread
-from tracing.names import BLOCKING, LOOP, OTHER, OTHER_CAT, POOL, POOLED, WAKEUP, PIPE, SOCKET
+from .model import Model, Role, Thread
+from ..names import BLOCKING, LOOP, OTHER, OTHER_CAT, POOL, POOLED, WAKEUP, PIPE, SOCKET
 
 
 def thread_role(m: Model, tid) -> str:

@@ -18,7 +18,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tracing.understand.fds import Interest, from_decoration
+from .fds import Interest, from_decoration
 
 NAME = "snapshot.json"
 

@@ -12,8 +12,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tracing.run import assets
-from tracing.errors import TraceError
+from .. import assets
+from ...errors import TraceError
 
 
 # The syscalls that tell the story: the loop's epoll calls, sockets, the
@@ -237,7 +237,7 @@ def sanic(loop: str = "uvloop", port: int = 8000, io_uring: bool = True, tool: s
         name += "-no-io_uring"
     # sys.executable is the venv's python, a symlink to the real interpreter
     # (not a pyenv shim script), so strace follows the server, not bash.
-    target = Target(name, [sys.executable, "-m", "server", "--loop", loop], port,
+    target = Target(name, [sys.executable, "-m", assets.SERVER_PACKAGE, "--loop", loop], port,
                     list(LESSONS if scenario == "lessons" else SANIC_REQUESTS),
                     extra_strace=[] if io_uring else list(NO_IO_URING))
     target = with_recipe(target, recipe)

@@ -16,14 +16,14 @@ import sys
 from pathlib import Path
 from typing import Callable, Iterator
 
-from tracing.run.tracers.kernel import tracer as kernel
-from tracing.run.tracers import ltrace
-from tracing.understand import snapshot
-from tracing.understand.annotate import Step, annotate_file
-from tracing.errors import EXIT_SCENARIO, EXIT_SETUP, TraceError
-from tracing.log import Progress
-from tracing.run.recipes import Target, kernel_syscalls, load_flags, strace_flags
-from tracing.log import eprint
+from .kernel import tracer as kernel
+from . import ltrace
+from ...understand import snapshot
+from ...understand.annotate import Step, annotate_file
+from ...errors import EXIT_SCENARIO, EXIT_SETUP, TraceError
+from ...log import Progress
+from ..recipes import Target, kernel_syscalls, load_flags, strace_flags
+from ...log import eprint
 
 
 class Tracer:

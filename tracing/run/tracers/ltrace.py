@@ -18,11 +18,11 @@ from __future__ import annotations
 import re
 from typing import Iterable, Iterator
 
-from tracing.understand import records
-from tracing.understand.annotate import Step
-from tracing.read.inputs import open_text
-from tracing.names import LOOP, OTHER, POOL, RESOLVER_CALLS, WAITS
-from tracing.read.parse import Event, Started, numbered_events, to_int
+from ...understand import records
+from ...understand.annotate import Step
+from ...read.inputs import open_text
+from ...names import LOOP, OTHER, POOL, RESOLVER_CALLS, WAITS
+from ...read.parse import Event, Started, numbered_events, to_int
 
 _TS = r"((?:\d+\.\d+|\d\d:\d\d:\d\d(?:\.\d+)?) +)?"  # -ttt, -tt or -t
 _CALL = re.compile(r"^(\d+) +" + _TS + r"([^\s(]+)->(\w+\(.*)$")

@@ -13,15 +13,15 @@ from __future__ import annotations
 
 from typing import Callable
 
-from tracing.names import CLONES, POLL_WAITS, READS, SIGRETURNS, WAITS, WRITES
-from tracing.understand.handlers.context import Ctx, Verdict
-from tracing.understand.handlers.epoll import epoll_create, epoll_ctl, epoll_wait, poll_wait
-from tracing.understand.handlers.io import openat, read_write
-from tracing.understand.handlers.io_uring import io_uring_enter, io_uring_setup
-from tracing.understand.handlers.kernel import RECORDS
-from tracing.understand.handlers.process import clone, close, dup, execve, exit_group, fcntl, shutdown
-from tracing.understand.handlers.signals import sigreturn
-from tracing.understand.handlers.sockets import (accept, bind, connect, eventfd, listen, pipe, signalfd, socket,
+from ...names import CLONES, POLL_WAITS, READS, SIGRETURNS, WAITS, WRITES
+from .context import Ctx, Verdict
+from .epoll import epoll_create, epoll_ctl, epoll_wait, poll_wait
+from .io import openat, read_write
+from .io_uring import io_uring_enter, io_uring_setup
+from .kernel import RECORDS
+from .process import clone, close, dup, execve, exit_group, fcntl, shutdown
+from .signals import sigreturn
+from .sockets import (accept, bind, connect, eventfd, listen, pipe, signalfd, socket,
                                                  socketpair, timerfd, timerfd_settime)
 
 # One handler per call name; a call without one gets `described.described`. The families:

@@ -7,12 +7,12 @@ from __future__ import annotations
 import re
 from functools import cached_property
 
-from tracing.understand import fds as F
-from tracing.understand import roles as R
-from tracing.understand.changes import List
-from tracing.understand.model import Model
-from tracing.names import BLOCKING, OTHER_CAT, POOLED
-from tracing.read.parse import Event, fd_arg, first_fd, split_args, to_int
+from .. import fds as F
+from .. import roles as R
+from ..changes import List
+from ..model import Model
+from ...names import BLOCKING, OTHER_CAT, POOLED
+from ...read.parse import Event, fd_arg, first_fd, split_args, to_int
 
 
 # What a handler returns: (category, note, ready fds, evidence). A plain tuple:

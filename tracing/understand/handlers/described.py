@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import re
 
-from tracing.understand import fds as F
-from tracing.understand import roles as R
-from tracing.understand.handlers.context import Ctx, Verdict, where, work
-from tracing.names import BLOCKING, LOOP, OTHER_CAT, POOLED
+from .. import fds as F
+from .. import roles as R
+from .context import Ctx, Verdict, where, work
+from ...names import BLOCKING, LOOP, OTHER_CAT, POOLED
 
 SLEEPS = frozenset({"clock_nanosleep", "nanosleep"})
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import re
 
-from tracing.understand import fds as F
-from tracing.names import OTHER_CAT, POLLABLE
-from tracing.read.parse import close_paren, epoll_items, split_args, to_int
-from tracing.understand.handlers.context import Ctx, Verdict, slept_text
+from .. import fds as F
+from ...names import OTHER_CAT, POLLABLE
+from ...read.parse import close_paren, epoll_items, split_args, to_int
+from .context import Ctx, Verdict, slept_text
 
 
 def epoll_create(c: Ctx) -> Verdict:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import re
 
-from tracing.understand import fds as F
-from tracing.understand import roles as R
-from tracing.names import LOOP, OTHER_CAT, POLLABLE, POLLABLE_ROLES, RESOLVER_FILES, WAKEUP_CAT, WRITES
-from tracing.read.parse import close_paren, fd_arg, quoted, split_args
-from tracing.understand.handlers.context import Ctx, Verdict, loopless, resolver_step, tids, where, whom, work
-from tracing.understand.handlers.signals import in_handler, signal_number
+from .. import fds as F
+from .. import roles as R
+from ...names import LOOP, OTHER_CAT, POLLABLE, POLLABLE_ROLES, RESOLVER_FILES, WAKEUP_CAT, WRITES
+from ...read.parse import close_paren, fd_arg, quoted, split_args
+from .context import Ctx, Verdict, loopless, resolver_step, tids, where, whom, work
+from .signals import in_handler, signal_number
 
 
 _LIBUV = re.compile(r"/uvloop/loop\.[^/\"]*\.so|libuv\.so")

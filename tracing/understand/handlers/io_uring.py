@@ -3,10 +3,10 @@ io_uring records: kernel.py)."""
 
 from __future__ import annotations
 
-from tracing.understand import fds as F
-from tracing.names import POLLABLE
-from tracing.read.parse import to_int
-from tracing.understand.handlers.context import Ctx, Verdict, slept_text
+from .. import fds as F
+from ...names import POLLABLE
+from ...read.parse import to_int
+from .context import Ctx, Verdict, slept_text
 
 
 def _libuv(c: Ctx) -> str:

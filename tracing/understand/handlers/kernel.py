@@ -17,14 +17,14 @@ from __future__ import annotations
 import re
 from typing import Callable
 
-from tracing.understand import fds as F
-from tracing.understand.changes import List
-from tracing.understand.handlers.context import Ctx, Verdict, where, work
-from tracing.understand.handlers.epoll import what_wakes
-from tracing.understand.handlers.io import protocol_line
-from tracing.read.sqe import sqe_fields
-from tracing.names import OTHER_CAT, POLLABLE, POOLED
-from tracing.read.parse import epoll_items, fd_arg, quoted, to_int
+from .. import fds as F
+from ..changes import List
+from .context import Ctx, Verdict, where, work
+from .epoll import what_wakes
+from .io import protocol_line
+from ...read.sqe import sqe_fields
+from ...names import OTHER_CAT, POLLABLE, POOLED
+from ...read.parse import epoll_items, fd_arg, quoted, to_int
 
 # Operations on files: not pollable, whatever runs them (the kernel, inline or on io-wq).
 FILE_OPS = frozenset({"OPENAT", "OPENAT2", "STATX", "FSYNC", "FADVISE", "FALLOCATE", "SYNC_FILE_RANGE",

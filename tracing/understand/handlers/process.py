@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import re
 
-from tracing.understand import fds as F
-from tracing.names import OTHER_CAT, POLLABLE
-from tracing.read.parse import Event, quoted
-from tracing.understand.handlers.context import Ctx, Verdict, work
+from .. import fds as F
+from ...names import OTHER_CAT, POLLABLE
+from ...read.parse import Event, quoted
+from .context import Ctx, Verdict, work
 
 
 def close(c: Ctx) -> Verdict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal as _signal_module
 
-from tracing.understand.handlers.context import Ctx, Verdict
+from .context import Ctx, Verdict
 
 
 def signal_number(sig: str) -> int | None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import re
 
-from tracing.understand import fds as F
-from tracing.names import LOOP, OTHER_CAT, POLLABLE
-from tracing.read.parse import fd_arg, first_fd, split_args
-from tracing.understand.handlers.context import Ctx, Verdict, loopless, resolver_step, work
+from .. import fds as F
+from ...names import LOOP, OTHER_CAT, POLLABLE
+from ...read.parse import fd_arg, first_fd, split_args
+from .context import Ctx, Verdict, loopless, resolver_step, work
 
 
 def accept(c: Ctx) -> Verdict:

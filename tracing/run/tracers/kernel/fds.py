@@ -20,8 +20,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from tracing.understand import snapshot as proc_snapshot
-from tracing.run.tracers.kernel.records import Sock
+from ....understand import snapshot as proc_snapshot
+from .records import Sock
 
 AF_UNIX, AF_INET, AF_INET6, AF_NETLINK = 1, 2, 10, 16
 UNIX_TYPES = {1: "UNIX-STREAM", 2: "UNIX-DGRAM", 5: "UNIX-SEQPACKET"}

@@ -26,10 +26,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
-from tracing.read.sqe import decode_user_data
-from tracing.run.tracers.kernel import records as K
-from tracing.run.tracers.kernel.fds import ANON, Tables, sock_text
-from tracing.run.tracers.kernel.syscalls import NAME
+from ....read.sqe import decode_user_data
+from . import records as K
+from .fds import ANON, Tables, sock_text
+from .syscalls import NAME
 
 
 @dataclass

@@ -41,12 +41,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from tracing.run import assets
-from tracing.run.tracers.kernel import records as kernel_records
-from tracing.run.tracers.kernel.fds import Tables, read_snapshot, write_snapshot
-from tracing.run.tracers.kernel.lines import Counts, convert, counted, stream
-from tracing.names import LOST_CALLS
-from tracing.run.tracers.kernel.syscalls import NR
+from ... import assets
+from . import records as kernel_records
+from .fds import Tables, read_snapshot, write_snapshot
+from .lines import Counts, convert, counted, stream
+from ....names import LOST_CALLS
+from .syscalls import NR
 
 BPF_DIR = Path(__file__).with_name("bpf")
 SOURCES = ("epoll_lab.bpf.c", "epoll_lab.h", "loader.c", "Makefile")
@@ -219,7 +219,7 @@ class Tracee:
     def poll(self) -> int | None:
         if self.server is not None:
             return self.server.poll()
-        from tracing.run.procs import alive
+        from ...procs import alive
         return None if alive(self.attached) else 0
 
     @property
@@ -258,7 +258,7 @@ class KernelTraced:
         return self.strace.poll() is not None
 
     def stop(self, port: int | None = None) -> list[str]:
-        from tracing.run.procs import descendants, port_free, session_members, shielded, stop, stop_all
+        from ...procs import descendants, port_free, session_members, shielded, stop, stop_all
         with shielded():
             done = []
             if self.server is not None:
