@@ -159,3 +159,11 @@ def test_the_installed_import_names_cannot_clash_with_a_users_own_packages(insta
     assert own.returncode == 1 and "the user's own tracing" in (tmp_path / "own" / "server.log").read_text(), \
         "the user's program still imports its own package"
 
+
+def test_no_doc_or_help_sends_a_user_to_a_page_chromium_no_longer_has():
+    # Chromium 156 has no chrome://tracing: a doc may say so, never point there.
+    said = [(doc.name, line) for doc in DOCS for line in doc.read_text().splitlines() if "chrome://tracing" in line]
+    assert all("has no" in line for _, line in said), said
+    annotate = subprocess.run([sys.executable, "-m", "tracing", "annotate", "--help"], cwd=ROOT,
+                              capture_output=True, text=True)
+    assert annotate.returncode == 0 and "chrome://tracing" not in annotate.stdout, annotate.stdout

@@ -84,6 +84,14 @@ def test_a_program_that_waits_in_poll_has_its_waits_traced_and_decoded(tools_pre
     polls = [r for r in Trace.load(out).records if r["syscall"] == "poll"]
     ready = [r for r in polls if r["ready"] and r["ready"][0]["role"] == "listening-socket"]
     assert ready and all(r["category"] == "pollable" for r in ready), show(polls)
+    # Its thread polls only its listening socket and starts a thread per connection: no loop,
+    # and the index says why; the start-up section says what the run saw, not "epoll set-up".
+    roles = json.loads((out / "summary.json").read_text())["roles"]
+    (tid,) = {str(r["tid"]) for r in polls}
+    assert roles[tid]["role"] == "other" and "on one fd at a time: it multiplexes nothing" in roles[tid]["why"], roles
+    text = (out / "annotated.log").read_text()
+    assert "epoll set-up" not in text and f"==== start-up: from the program's start until 127.0.0.1:{port} " \
+        "answered GET /" in text
 
 
 def test_pid_attaches_to_a_running_server_while_curl_hits_it_and_detaches(tools_present, tmp_path):

@@ -301,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "given to strace -ff -o NAME) are merged by timestamp")
     a.add_argument("--format", choices=("text", "jsonl", "trace-event", "all"), default="text",
                    help="text (the annotated log), jsonl (one record per line), trace-event "
-                        "(JSON for ui.perfetto.dev, chrome://tracing, speedscope), or all: a trace "
+                        "(JSON for ui.perfetto.dev and speedscope), or all: a trace "
                         "run's files (annotated.log with its index, events.jsonl, trace.json, "
                         "timeline.html, summary.json) into the folder -o names, from one read")
     a.add_argument("--fold", action="store_true",

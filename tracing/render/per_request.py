@@ -53,7 +53,7 @@ def figures(row: dict, counted: Counted) -> dict:
 
 def figures_text(f: dict) -> list[str]:
     """The load's figures as the end of a run prints them."""
-    top = ", ".join(f"{k} {v:g}" for k, v in list(f["per_request"].items())[:6])
+    top = ", ".join(f"{k} {v:.3g}" for k, v in list(f["per_request"].items())[:6] if v >= 0.001)
     lines = [f"load: {f['requests']:,} requests in {f['took_s']:.1f} s on {f['connections']} connections "
              f"({f['tool']}), {f['req_per_s']:,.0f} req/s under strace"
              + (f"; {f['errors'] + f['non_2xx']:,} failed or not 2xx/3xx" if f["errors"] + f["non_2xx"] else ""),

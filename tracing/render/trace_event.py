@@ -1,5 +1,5 @@
-"""Annotated records to the Trace Event Format (JSON) that ui.perfetto.dev,
-chrome://tracing and speedscope open.
+"""Annotated records to the Trace Event Format (JSON) that ui.perfetto.dev and
+speedscope open (Chromium 156 has no chrome://tracing page).
 
 What goes in (format: the "Trace Event Format" document, JSON Object Format):
   - one complete event ("ph": "X") per syscall: name the call, "cat" its
