@@ -110,5 +110,9 @@ def test_the_pid_said_is_the_programs_even_with_a_long_argv_and_a_child_it_leave
     first = (tmp_path / "o" / "raw.strace").read_text().splitlines()[0]
     assert len(first) > 300 and " execve(" in first, first[:120]
     assert said == int(first.split()[0]), (said, first[:80])
-    assert "the program exited with status 0" in p.stderr and "(sleep 30): left running" in p.stderr, p.stderr
+    # What it left (the shell's child: `sleep 30`, or still the shell's fork if it had not run exec
+    # yet) is stopped and named, and is not the program.
+    left = re.search(r"sent SIGTERM to (\d+) \((.*?)\): left running by the program", p.stderr)
+    assert "the program exited with status 0" in p.stderr and left and int(left.group(1)) != said, p.stderr
+    assert left.group(2).startswith(("sleep 30", "sh -c sleep 30")), p.stderr
     assert took < 20, f"the run ends when the program exits, not when its child does ({took:.0f} s)"
