@@ -51,8 +51,10 @@ def test_the_loop_serves_many_connections_in_one_wait_serve_cycle(loaded):
     wait_line = lines[index[name] - 1]
     raw = int(wait_line.split()[0])
     wait = next(r for r in trace.records if (r["resumed_line"] or r["line"]) == raw)
+    # The fds it reported: the clients with a request in, and the listening socket if a connection
+    # was pending too.
     clients = [x for x in wait["ready"] if x["role"] == "client-connection"]
-    assert wait["thread"] == "loop" and len(clients) == ready, show([wait])
+    assert wait["thread"] == "loop" and len(wait["ready"]) == ready and len(clients) >= 16, show([wait])
     # Between that wait and the loop's next one that reports fds: the answers, each to a client.
     after = [r for r in trace.records if r["line"] > wait["line"] and r["tid"] == wait["tid"]]
     nxt = next(r["line"] for r in after if r["syscall"] == wait["syscall"] and r["ready"])
