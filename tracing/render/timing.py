@@ -160,8 +160,8 @@ def stall_text(row: dict, where: str = "") -> str:
 def unnamed_reason(stalls: dict, reports: int) -> str:
     """Why the listed stalls without a cause have none."""
     if reports:
-        return ("a stall with no cause named had no asyncio report in its wait-serve cycle (asyncio reports "
-                "callbacks of 100 ms or more)")
+        return ("a stall with no cause named is covered by no asyncio report (asyncio reports callbacks of "
+                "100 ms or more)")
     return ("no cause is named: strace sees calls, not the code between them (a Python asyncio program run "
             "with --asyncio-debug has asyncio name the callback that ran through each stall)")
 

@@ -92,7 +92,6 @@ class Annotator:
         self.learning = False
         self.reused = 0  # calls that took a kept verdict rather than their handler's
         self.checked = 0  # check mode: the lines whose copied record was compared with the handler's
-        self.cycle: dict = {}  # tid -> the line of its last wait: a loop's wait-serve cycle
 
     # Kept for callers that ask the annotator: the answers come from the role stage.
     @property
@@ -188,10 +187,6 @@ class Annotator:
         """What feed would have done with the copied lines besides the verdict: count them,
         name each one's scenario request."""
         self.hits.update([row[0] for row in rows])
-        for row in rows:  # a copied wait begins a cycle as a parsed one does
-            rec = row[0].rec
-            if rec is not None and (rec["syscall"] in WAITS or rec["syscall"] in POLL_WAITS):
-                self.cycle[rec["tid"]] = row[1]
         if len(self.hits) > KEEP_CALLS:
             self.summary  # folds them in: memory follows the calls kept, not the log
         self.reused += len(rows)
@@ -242,8 +237,6 @@ class Annotator:
             m.thread(tid)
         if item.__class__ is Started:
             name = item.syscall
-            if name in WAITS or name in POLL_WAITS:
-                self.cycle[tid] = item.line
             if name in CLONES:
                 m.pending_clones[tid] = (item.args, item.line)
             elif name in WAITS:
@@ -286,8 +279,6 @@ class Annotator:
                 evidence = [*evidence, held[1]]
             if item.syscall in WRITES and asyncio_reports.is_report(item.args):
                 note += self._report(item)
-            if item.syscall in WAITS or item.syscall in POLL_WAITS:
-                self.cycle[tid] = item.line
         else:
             ready, fds, category = [], [], OTHER_CAT
             if kind == "signal":
@@ -342,12 +333,13 @@ class Annotator:
         took, what = got
         if self.learning and item.ts is not None:
             reports = self.model.learned.slow_reports.setdefault(item.tid, List())
-            reports.append(asyncio_reports.Report(item.line, item.tid, item.ts, took, what, self.cycle.get(item.tid)))
+            reports.append(asyncio_reports.Report(item.line, item.tid, item.ts, took, what))
         return f" [asyncio's debug report: {what} took {took * 1000:.0f} ms]"
 
     def _held(self, item: Event, thread: str, category: str, idle: float | None) -> tuple[str, dict] | None:
         """A loop thread's stall (a gap from `idle`, or a sleep of its own) that a report of
-        asyncio's, later in the same cycle, covers: what held the loop, and that report's line."""
+        asyncio's, written after it, covers (its callback ran through the stall): what held the loop,
+        and that report's line."""
         if thread != LOOP or item.ts is None:
             return None
         start = idle
@@ -356,11 +348,13 @@ class Annotator:
         reports = self.model.prior.slow_reports.get(item.tid) if start is not None else None
         if not reports:
             return None
-        got = asyncio_reports.covering(reports, item.line, self.cycle.get(item.tid), start)
+        got = asyncio_reports.covering(reports, item.line, start)
         if got is None:
             return None
-        return (f" [asyncio's debug report at line {got.line}: {got.what} took {got.took * 1000:.0f} ms, in this "
-                "same wait-serve cycle: that callback held the loop]",
+        ahead = (start - got.began) * 1000
+        when = "as this stall began" if ahead < 1 else f"{ahead:.0f} ms before this stall began"
+        return (f" [asyncio's debug report at line {got.line}: {got.what} took {got.took * 1000:.0f} ms; it "
+                f"started {when} and ran until the report: that callback held the loop]",
                 {"claim": "held-loop", "line": got.line, "tid": item.tid})
 
     def _writing(self, item: Started) -> None:

@@ -7,11 +7,11 @@ from the loop thread, right after the callback returns:
     Executing <Task pending name='Task-4' coro=<serve() running at /app.py:32> ...> took 0.201 seconds
 
 That write is in the trace. A stall of the loop thread (a gap outside any wait,
-or a sleep of its own) is tied to a report when the report is written by the
-same thread, in the same wait-serve cycle (no wait of that thread between the
-stall and the report: a callback never spans a wait), and the callback's time
-as asyncio measured it covers the stall: it began no later than the stall did.
-The report then names the coroutine or callback (and where it stood); where no
+or a sleep of its own) is tied to the first report the same thread writes after
+it when that report's callback, as asyncio timed it (the report's time less the
+seconds it gives), began no later than the stall did: the stall lies inside the
+callback's run (a callback runs between two waits, never across one). The
+report then names the coroutine or callback (and where it stood); where no
 report covers a stall, nothing is named.
 
 A leaf module: text in, facts out.
@@ -35,7 +35,6 @@ class Report(NamedTuple):  # a tuple: immutable, so the model's change counting 
     ts: float  # when the write began: just after the callback returned
     took: float  # the callback's time, as asyncio measured it
     what: str  # the callback as the report names it, in a few words
-    cycle: int | None  # the thread's last wait before the report (line)
 
     @property
     def began(self) -> float:
@@ -70,10 +69,11 @@ def named(handle: str) -> str:
     return f"the callback {handle[:120]}"
 
 
-def covering(reports: list[Report], line: int, cycle: int | None, start: float) -> Report | None:
-    """The report of the callback that ran a stall starting at `start` (strace's clock) before
-    `line`: written later in the same cycle, and begun no later than the stall."""
+def covering(reports: list[Report], line: int, start: float) -> Report | None:
+    """The report of the callback that ran through a stall starting at `start` (strace's clock),
+    seen at `line`: the thread's first report from that line on, if its callback began no
+    later than the stall did."""
     for r in reports:
-        if r.line > line and r.cycle == cycle:
+        if r.line >= line:
             return r if r.began <= start + SLACK else None
     return None

@@ -160,8 +160,8 @@ CLAIMS: tuple[Claim, ...] = (
           ("kernel/uring-pool.strace", 85), (84,), other_thread=True),
     Claim("held-loop", r"\bheld the loop\b",
           "asyncio's own report of a slow callback (PYTHONASYNCIODEBUG=1: `Executing <...> took T seconds`), "
-          "written by this loop thread later in the same wait-serve cycle (no wait of the thread between), "
-          "whose callback began no later than the stall did",
+          "the first this loop thread writes after the stall, whose callback (the report's time less T) "
+          "began no later than the stall did: the stall lies inside the callback's run",
           lambda r: _is_write(r) and "Executing <" in (r.get("args") or "") and " took " in (r.get("args") or ""),
           ("stalls/asyncio-debug.strace", 606), (607,)),
     Claim("passed", r"\bsent at line\b",
