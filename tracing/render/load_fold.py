@@ -181,7 +181,8 @@ def _sequence(counts: Counter, per: int) -> str:
         return ", ".join(f"{v:,} {k}" for k, v in counts.most_common())
     common = [(k, v / per) for k, v in counts.most_common() if v / per >= 0.01]
     rare = [(k, v) for k, v in counts.most_common() if v / per < 0.01]
-    words = [k if 0.995 <= r < 1.005 else f"{r:.2g} {k}" for k, r in common]
+    # Two significant figures: "1" (one call per request, give or take) is said by the name alone.
+    words = [k if f"{r:.2g}" == "1" else f"{r:.2g} {k}" for k, r in common]
     if rare:
         words.append("and " + ", ".join(f"{v:,} {k}" for k, v in rare) + " in all")
     return ", ".join(words)
