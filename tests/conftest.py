@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import random
 import re
 import shutil
 import sys
@@ -15,6 +13,8 @@ from tracing.run import recipes
 from tracing.run.orchestrate import trace
 
 from tests.helpers import Trace, free_port, serving, stop_leftovers
+
+pytest_plugins = ["tests.seed"]
 
 
 # A skip that says a tool is missing is a missing install step (scripts/setup.sh), not a
@@ -32,35 +32,6 @@ def pytest_runtest_makereport(item, call):
             report.outcome = "failed"
             report.longrepr = (f"{reason}\n-> a test skipped for a missing tool is a missing install "
                                "step: scripts/setup.sh must install it (make test runs it)")
-
-
-def pytest_configure(config):
-    """Hypothesis draws from one seed per run, named in the header and at the end, so a
-    failure can be replayed (--hypothesis-seed=N); the example counts stay the tests' own."""
-    from hypothesis import core
-
-    seed = config.getoption("--hypothesis-seed", None)
-    if seed is None:
-        seed = int(os.environ.get("HYPOTHESIS_SEED") or random.SystemRandom().randrange(2 ** 32))
-        core.global_force_seed = seed
-    config.stash[HYPOTHESIS_SEED] = seed
-
-
-HYPOTHESIS_SEED = pytest.StashKey[object]()
-
-
-def _replay(config) -> str:
-    seed = config.stash[HYPOTHESIS_SEED]
-    return (f"hypothesis seed: {seed} (replay: make test PYTEST_ARGS='--hypothesis-seed={seed}', "
-            f"or HYPOTHESIS_SEED={seed})")
-
-
-def pytest_report_header(config):
-    return _replay(config)
-
-
-def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    terminalreporter.write_line(_replay(config))
 
 
 @pytest.fixture(autouse=True)

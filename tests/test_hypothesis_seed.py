@@ -23,7 +23,7 @@ def test_draws(n):
 def run(tmp_path, out, *extra: str) -> str:
     test = tmp_path / "test_draws.py"
     test.write_text(DRAWS.format(out=str(out)))
-    p = subprocess.run([sys.executable, "-m", "pytest", "-p", "tests.conftest", "-p", "no:cacheprovider",
+    p = subprocess.run([sys.executable, "-m", "pytest", "-p", "tests.seed", "-p", "no:cacheprovider",
                         *extra, str(test)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     return p.stdout
