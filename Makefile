@@ -95,10 +95,10 @@ trace-uring: setup $(URING_BIN)
 	$(PY) -m tracing trace uring --tracer $(TRACER) $(if $(POOL),--pool) $(if $(PORT),--port $(PORT))
 
 ltrace-sanic: setup
-	$(PY) -m tracing trace sanic --tool ltrace --loop $(LOOP) $(if $(PORT),--port $(PORT))
+	$(PY) -m tracing trace sanic --tracer ltrace --loop $(LOOP) $(if $(PORT),--port $(PORT))
 
 ltrace-c: setup $(C_BIN)
-	$(PY) -m tracing trace c --tool ltrace $(if $(POOL),--pool) $(if $(PORT),--port $(PORT))
+	$(PY) -m tracing trace c --tracer ltrace $(if $(POOL),--pool) $(if $(PORT),--port $(PORT))
 
 live-sanic: setup
 	$(PY) -m tracing live sanic --tracer $(TRACER) --loop $(LOOP) $(if $(RECIPE),--recipe $(RECIPE)) $(if $(PORT),--port $(PORT)) $(if $(FILTER),--filter $(FILTER))

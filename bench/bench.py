@@ -41,7 +41,8 @@ from tracing.run.procs import descendants
 
 sys.path.insert(0, str(ROOT))
 from tracing.run.tracers.kernel import tracer as kernel, records as kernel_records  # noqa: E402
-from tracing.run.recipes import STORY_SYSCALLS, load_flags, strace_flags  # noqa: E402
+from tracing.run.recipes import STORY_SYSCALLS  # noqa: E402
+from tracing.run.tracers import load_flags, strace_flags  # noqa: E402
 
 SERVERS = ["c", "c-uring", "nginx", "sanic-uvloop", "sanic-asyncio", "aiohttp", "tornado"]
 # Each server beside the one it is best compared with: the frameworks beside the Sanic run on the

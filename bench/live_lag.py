@@ -45,7 +45,7 @@ from tests.helpers import count_lines, free_port, stop_server
 
 sys.path.insert(0, str(ROOT))
 from tracing.modes.live import clock  # noqa: E402
-from tracing.run.recipes import load_flags  # noqa: E402
+from tracing.run.tracers import load_flags  # noqa: E402
 
 OUT = ROOT / "traces" / "bench-live"
 PY = ROOT / ".venv" / "bin" / "python"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tracing.run import recipes
+from tracing.run import recipes, tracers
 from tracing.run.orchestrate import trace
 
 from tests.helpers import Trace, free_port, serving, stop_leftovers
@@ -122,17 +122,20 @@ def ltrace_present():
 
 @pytest.fixture(scope="session")
 def sanic_ltrace(tools_present, ltrace_present, tmp_path_factory) -> Trace:
-    return run_recipe(tmp_path_factory, recipes.sanic(loop="uvloop", tool="ltrace", port=free_port()))
+    target = recipes.sanic(loop="uvloop", port=free_port())
+    return run_recipe(tmp_path_factory, tracers.get("ltrace").prepare(target))
 
 
 @pytest.fixture(scope="session")
 def c_pool_ltrace(tools_present, ltrace_present, tmp_path_factory) -> Trace:
-    return run_recipe(tmp_path_factory, recipes.c(pool=True, tool="ltrace", port=free_port()))
+    target = recipes.c(pool=True, port=free_port())
+    return run_recipe(tmp_path_factory, tracers.get("ltrace").prepare(target))
 
 
 @pytest.fixture(scope="session")
 def c_ltrace(tools_present, ltrace_present, tmp_path_factory) -> Trace:
-    return run_recipe(tmp_path_factory, recipes.c(pool=False, tool="ltrace", port=free_port()))
+    target = recipes.c(pool=False, port=free_port())
+    return run_recipe(tmp_path_factory, tracers.get("ltrace").prepare(target))
 
 
 @pytest.fixture(scope="session")
@@ -145,34 +148,36 @@ def sanic_server(tools_present):
 @pytest.fixture(scope="session")
 def kernel_ready():
     """The kernel tracer's checks (root, BTF, tracefs, tracepoints, its build); skip only where they fail."""
-    from tracing.run.tracers.kernel import tracer as kernel
-    try:
-        kernel.preflight()
-    except kernel.KernelError as e:
-        print(f"kernel tracer unavailable: {e}")
-        pytest.skip(f"kernel tracer unavailable: {e}")
+    if why := tracers.get("kernel").unavailable():
+        print(f"kernel tracer unavailable: {why}")
+        pytest.skip(f"kernel tracer unavailable: {why}")
 
 
 @pytest.fixture(scope="session")
 def uvloop_kernel_trace(tools_present, kernel_ready, tmp_path_factory) -> Trace:
-    return run_recipe(tmp_path_factory, recipes.sanic(loop="uvloop", tool="kernel", port=free_port()))
+    target = recipes.sanic(loop="uvloop", port=free_port())
+    return run_recipe(tmp_path_factory, tracers.get("kernel").prepare(target))
 
 
 @pytest.fixture(scope="session")
 def c_kernel_trace(tools_present, kernel_ready, tmp_path_factory) -> Trace:
-    return run_recipe(tmp_path_factory, recipes.c(pool=False, tool="kernel", port=free_port()))
+    target = recipes.c(pool=False, port=free_port())
+    return run_recipe(tmp_path_factory, tracers.get("kernel").prepare(target))
 
 
 @pytest.fixture(scope="session")
 def c_pool_kernel_trace(tools_present, kernel_ready, tmp_path_factory) -> Trace:
-    return run_recipe(tmp_path_factory, recipes.c(pool=True, tool="kernel", port=free_port()))
+    target = recipes.c(pool=True, port=free_port())
+    return run_recipe(tmp_path_factory, tracers.get("kernel").prepare(target))
 
 
 @pytest.fixture(scope="session")
 def uring_kernel_trace(tools_present, kernel_ready, tmp_path_factory) -> Trace:
-    return run_recipe(tmp_path_factory, recipes.uring(tool="kernel", port=free_port()))
+    target = recipes.uring(port=free_port())
+    return run_recipe(tmp_path_factory, tracers.get("kernel").prepare(target))
 
 
 @pytest.fixture(scope="session")
 def uring_pool_kernel_trace(tools_present, kernel_ready, tmp_path_factory) -> Trace:
-    return run_recipe(tmp_path_factory, recipes.uring(pool=True, tool="kernel", port=free_port()))
+    target = recipes.uring(pool=True, port=free_port())
+    return run_recipe(tmp_path_factory, tracers.get("kernel").prepare(target))

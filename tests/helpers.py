@@ -218,7 +218,7 @@ def trace_c_under_wrk(path: Path, lines: int, seconds: float = 600, poll: float 
     """The C server traced with the lab's story flags (strace -f -ttt -T -yy) while wrk sends
     keep-alive requests, until the log has `lines` lines or `seconds` pass: a big real log.
     Returns its lines. The prefixes put the tracer and wrk on CPUs of their own (the bench)."""
-    from tracing.run.recipes import strace_flags
+    from tracing.run.tracers import strace_flags
     port = free_port()
     tracer = subprocess.Popen([*server_prefix, "strace", *strace_flags(), "-o", str(path),
                                str(ROOT / "cdemo/bin/epoll_server"), "--port", str(port)],

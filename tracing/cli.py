@@ -44,11 +44,20 @@ recommended strace flags for logs you bring to `annotate`:
 """ + EXIT_CODES_HELP
 
 
-def _tracer_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--tracer", choices=("strace", "kernel"), default="strace",
-                   help="strace (ptrace, the default) or kernel (a BPF program on tracepoints: barely "
-                        "slows the server and decodes io_uring operations, uvloop's epoll_ctl among them; "
-                        "needs root, BTF and tracefs), written to traces/<run>-kernel/")
+TRACER_HELP = {
+    "strace": "strace (ptrace, the default)",
+    "ltrace": "ltrace (library calls, not syscalls: getaddrinfo, the epoll wrappers)",
+    "kernel": "kernel (a BPF program on tracepoints: barely slows the server and decodes io_uring "
+              "operations, uvloop's epoll_ctl among them; needs root, BTF and tracefs)",
+}
+
+
+def _tracer_option(p: argparse.ArgumentParser, **can: bool) -> None:
+    """--tracer, offering the tracers that can what this command needs (live=True)."""
+    offered = tracers.names(**can)
+    p.add_argument("--tracer", choices=offered, default=tracers.DEFAULT,
+                   help=", ".join(TRACER_HELP[n] for n in offered)
+                        + f"; a run traced by another than {tracers.DEFAULT} is written to traces/<run>-<tracer>/")
 
 
 class Parser(argparse.ArgumentParser):
@@ -194,9 +203,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="C epoll server: run getaddrinfo and the file read on a thread pool; io_uring "
                         "server: hand the file's operations to the kernel's io-wq threads (IOSQE_ASYNC)")
     _tracer_option(t)
-    t.add_argument("--tool", choices=("strace", "ltrace"), default="strace",
-                   help="strace (syscalls, the default) or ltrace (library calls: getaddrinfo, "
-                        "the epoll wrappers)")
     t.add_argument("--scenario", choices=("requests", "lessons"), default="requests",
                    help="Sanic: the route tour (default), or the asyncio lessons (blocking vs "
                         "awaiting, gather, CPU with and without yielding, timeouts, TaskGroup, "
@@ -231,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--port", type=port_number, default=None,
                    help="the port each run's server listens on, one run after another (default: each "
                         "target's own, 8080)")
-    _tracer_option(c)
+    _tracer_option(c, traces_syscalls=True)
     c.add_argument("--traces", type=Path, default=Path("traces"), help="folder of the runs")
 
     lv = sub.add_parser("live", help="trace a server and stream annotated lines as they happen",
@@ -246,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     lv.add_argument("--load-seconds", type=whole_seconds, default=LOAD_SECONDS,
                     help=f"with --recipe load: how long wrk runs (default {LOAD_SECONDS})")
     lv.add_argument("--port", type=port_number, default=None)
-    _tracer_option(lv)
+    _tracer_option(lv, live=True)
     lv.add_argument("--filter", default="",
                     help="comma-separated: a thread role (loop, pool, other), a category (pollable, "
                          "thread-pooled, blocking, wakeup) or the start of a call's name (epoll, "
@@ -355,9 +361,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
-def _target(kind: str, port: int | None = None, **options) -> recipes.Target:
+def _target(kind: str, port: int | None = None, tracer: str = tracers.DEFAULT, **options) -> recipes.Target:
     # Each target's function holds its own default port.
-    return recipes.TARGETS[kind](**options, **({"port": port} if port else {}))
+    return tracers.get(tracer).prepare(recipes.TARGETS[kind](**options, **({"port": port} if port else {})))
 
 
 def _check_built(target: recipes.Target) -> None:
@@ -387,8 +393,8 @@ def _check_trace_args(parser: argparse.ArgumentParser, args) -> None:
             args.load = loads.parse(args.load, first)
         except ValueError as e:
             parser.error(f"--load {e}")
-    if args.syscalls is not None and (args.tracer != "strace" or args.tool != "strace"):
-        parser.error("--syscalls sets what strace traces: it does not combine with --tracer kernel or --tool ltrace")
+    if args.syscalls is not None and not tracers.get(args.tracer).takes_syscalls:
+        parser.error(f"--syscalls sets what strace traces: it does not combine with --tracer {args.tracer}")
     if args.syscalls is not None and args.recipe == "load":
         parser.error("--syscalls does not combine with --recipe load (its set is fixed: epoll and accept)")
     if args.syscalls is not None:
@@ -399,22 +405,20 @@ def _check_trace_args(parser: argparse.ArgumentParser, args) -> None:
 
 
 def cmd_trace(args) -> int:
-    if args.tracer == "kernel" and args.tool != "strace":
-        raise TraceError("--tracer kernel replaces strace; it does not combine with --tool ltrace", 2)
-    tool = "kernel" if args.tracer == "kernel" else args.tool
+    tracer = tracers.get(args.tracer)
     if args.target:
         target = _target(args.target, args.port, loop=args.loop, pool=args.pool, io_uring=args.io_uring,
-                         tool=tool, recipe=args.recipe, scenario=args.scenario)
+                         tracer=tracer.name, recipe=args.recipe, scenario=args.scenario)
         _check_built(target)
         if args.steps or args.load is not None:
             target.requests = list(args.steps or [])
         target.ready, target.load = args.ready, args.load
     else:
-        target = recipes.program(args.cmd, args.port, args.steps, pid=args.pid, tool=tool, ready=args.ready,
-                                 load=args.load)
+        target = tracer.prepare(recipes.program(args.cmd, args.port, args.steps, pid=args.pid, ready=args.ready,
+                                                load=args.load))
     if args.syscalls is not None:
         target.syscalls = recipes.syscall_set(args.syscalls, target.syscalls)
-        tracers.get("strace").check_syscalls(tracers.get("strace").check(), target.syscalls)
+        tracer.check_syscalls(tracer.check(), target.syscalls)
     if args.asyncio_debug:
         recipes.with_asyncio_debug(target)
     out = args.out
@@ -453,13 +457,16 @@ def _fresh(out: Path) -> bool:
     return done.stat().st_mtime > newest
 
 
-def _compared(tracer: str) -> list[tuple[str, dict]]:
-    """COMPARED with every run on `tracer` (IO_URING=0 needs strace's fault injection), plus
-    Sanic/uvloop and the io_uring server under the kernel tracer: the io_uring operations
-    strace cannot see."""
-    runs = [(k, {**o, "tool": tracer if o.get("io_uring", True) else "strace"}) for k, o in COMPARED]
-    if tracer != "kernel":
-        runs += [("sanic", {"loop": "uvloop", "tool": "kernel"}), ("uring", {"tool": "kernel"})]
+def _compared(name: str) -> list[tuple[str, dict]]:
+    """COMPARED with every run on tracer `name` (a run without io_uring needs a tracer that injects
+    faults), plus Sanic/uvloop and the io_uring server under a tracer that sees inside io_uring
+    when `name` does not: the operations strace cannot see."""
+    tracer = tracers.get(name)
+    faults = name if tracer.injects_faults else tracers.names(injects_faults=True)[0]
+    runs = [(k, {**o, "tracer": name if o.get("io_uring", True) else faults}) for k, o in COMPARED]
+    if not tracer.sees_io_uring:
+        seer = tracers.names(sees_io_uring=True)[0]
+        runs += [("sanic", {"loop": "uvloop", "tracer": seer}), ("uring", {"tracer": seer})]
     return runs
 
 
@@ -469,7 +476,7 @@ def cmd_compare(args) -> int:
     for i, (kind, opts) in enumerate(compared, 1):
         target = _target(kind, args.port, **opts)
         out = args.traces / target.name
-        if target.tracer == "kernel" and (why := kernel_unavailable()):
+        if why := tracers.get(target.tracer).unavailable():
             eprint(f"[epoll-lab] {i}/{len(compared)} {target.name}: skipped: {why}")
             continue
         if not args.fresh and _fresh(out):
@@ -488,22 +495,12 @@ def cmd_compare(args) -> int:
 
 def cmd_live(args) -> int:
     target = _target(args.target, args.port, loop=args.loop, pool=args.pool, recipe=args.recipe,
-                     tool=args.tracer)
+                     tracer=args.tracer)
     target.name += "-live"
     _check_built(target)
     wanted = [w.strip() for w in args.filter.split(",") if w.strip()]
     return live.main_live(target, args.out or Path("traces") / target.name, wanted, args.load_seconds,
                           color=args.color)
-
-
-def kernel_unavailable() -> str:
-    """Why the kernel tracer cannot run here ('' when it can)."""
-    from .run.tracers.kernel import tracer as kernel
-    try:
-        kernel.preflight()
-    except kernel.KernelError as e:
-        return str(e)
-    return ""
 
 
 def cmd_timeline(args) -> int:

@@ -25,9 +25,9 @@ from ..understand.annotate import Annotator
 from ..names import LOST_CALLS, WAITS
 from ..run.recipes import Target
 from ..run.scenario import LOAD_SECONDS
-from ..errors import EXIT_SETUP, EXIT_START, TraceError
+from ..errors import EXIT_START, TraceError
 from ..run.orchestrate import preflight
-from ..run.orchestrate import start as run_start
+from ..run import tracers
 from ..run.procs import Traced
 from ..run.scenario import load, wait_ready
 from ..log import eprint
@@ -154,25 +154,9 @@ def _short_args(rec: dict) -> str:
 
 
 def start(target: Target, out: Path) -> tuple[Traced, int]:
-    """strace running the server, writing into a pipe; returns its read end.
-    The kernel tracer gives a pipe of the same lines (tracing/run/tracers/kernel/tracer.py)."""
-    tracer = preflight(target.port, target.tracer)
-    if target.tracer == "kernel":
-        return kernel_live(tracer, target, out)
-    read_end, write_end = os.pipe()
-    traced = run_start(target, tracer, out, output=f"/dev/fd/{write_end}", pass_fds=(write_end,))
-    os.close(write_end)  # strace holds it now; EOF comes when strace exits
-    return traced, read_end
-
-
-def kernel_live(loader: str, target: Target, out: Path) -> tuple:
-    from ..run.tracers.kernel import tracer as kernel
-    from ..run.recipes import kernel_syscalls
+    """The target's tracer running on it, writing its lines into a pipe; returns the read end."""
     out.mkdir(parents=True, exist_ok=True)
-    try:
-        return kernel.start_live(loader, target.command(), out, kernel_syscalls(target), env=target.env)
-    except kernel.KernelError as e:
-        raise TraceError(str(e), EXIT_SETUP) from None
+    return tracers.get(target.tracer).start_live(preflight(target.port, target.tracer), target, out)
 
 
 def chunked_lines(fd: int, raw: IO[bytes], flush: Callable[[], None],
@@ -305,15 +289,14 @@ def run(target: Target, out: Path, screen: Screen, load_seconds: int = LOAD_SECO
         screen.say("[epoll-lab] the server exited on its own")
     summary = ann.summary.as_dict()
     screen.say(summary_text(summary))
-    if target.tracer == "kernel":
-        from ..run.tracers.kernel import tracer as kernel
-        screen.say(kernel.lost_note(out))
+    if notice := tracers.get(target.tracer).notice(out):
+        screen.say(notice)
     screen.say(f"files: {out / raw_name(target)}\n       {out / 'annotated.log'}\n       {out / 'events.jsonl'}")
     return summary
 
 
 def raw_name(target: Target) -> str:
-    return "raw.kernel" if target.tracer == "kernel" else "raw.strace"
+    return tracers.get(target.tracer).raw_name
 
 
 def main_live(target: Target, out: Path, wanted: list[str], load_seconds: int = LOAD_SECONDS,

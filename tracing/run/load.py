@@ -89,7 +89,7 @@ def run(load: Load, port: int, pid: int | None) -> dict:
 
 
 def _wrk(wrk: str, load: Load, port: int) -> dict:
-    p = subprocess.run([wrk, "-t1", f"-c{load.conns}", f"-d{load.seconds}s", f"--timeout", f"{TIMEOUT_S}s",
+    p = subprocess.run([wrk, "-t1", f"-c{load.conns}", f"-d{load.seconds}s", "--timeout", f"{TIMEOUT_S}s",
                         f"http://127.0.0.1:{port}{load.path}"], capture_output=True, text=True)
     m = re.search(r"(\d+) requests in", p.stdout)
     if p.returncode != 0 or m is None:

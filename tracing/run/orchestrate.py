@@ -22,7 +22,7 @@ from . import load as loads
 from . import outputs, procs, tracers
 from ..understand import snapshot
 from ..errors import EXIT_NOT_FOUND, EXIT_PID, EXIT_SCENARIO, EXIT_SETUP, EXIT_START, TraceError
-from .procs import Traced, alive, launch, port_free, tail
+from .procs import Traced, alive, port_free, tail
 from .recipes import Target
 from .scenario import START_TIMEOUT, load, run_requests, wait_ready
 from .scenario import write_scenario
@@ -31,9 +31,9 @@ from ..log import eprint
 ATTACH_TIMEOUT = 10.0
 
 
-def preflight(port: int | None, tool: str = "strace") -> str:
+def preflight(port: int | None, tracer: str = tracers.DEFAULT) -> str:
     """The tracer's path, once it is known to work and the port is free."""
-    path = tracers.get(tool).check()
+    path = tracers.get(tracer).check()
     if port and not port_free(port):
         raise TraceError(f"port {port} on 127.0.0.1 is in use: stop whatever listens there "
                          f"(ss -ltnp 'sport = :{port}') or pick another with PORT=...", EXIT_SETUP)
@@ -58,21 +58,10 @@ def check_target(target: Target) -> None:
         raise TraceError(f"command not found: {exe or '(empty)'}{hint}", EXIT_NOT_FOUND)
 
 
-def start(target: Target, tracer_path: str, out: Path, output: str | None = None,
-          pass_fds: tuple[int, ...] = ()) -> Traced:
-    """The tracer running (or attached to) the target; its log goes to `output` (default the raw file)."""
+def start(target: Target, tracer_path: str, out: Path) -> Traced:
+    """The target's tracer running on (or attached to) it, writing the run's raw file."""
     out.mkdir(parents=True, exist_ok=True)
-    tracer = tracers.get(target.tracer)
-    if tracer.own_start:
-        return tracer.start(tracer_path, target, out)
-    cmd = tracer.argv(tracer_path, target, output or str(out / tracer.raw_name))
-    if output is None:  # a kept run's log would name its program until the tracer truncates it
-        (out / tracer.raw_name).unlink(missing_ok=True)
-    eprint(f"[epoll-lab] starting: {' '.join(cmd)}")
-    t0 = time.time()
-    log = out / "server.log"
-    return Traced(launch(cmd, log, target.env, pass_fds), log, t0, attached=target.pid,
-                  raw=None if output else out / tracer.raw_name)
+    return tracers.get(target.tracer).start(tracer_path, target, out)
 
 
 def wait_attached(traced: Traced) -> None:
@@ -208,7 +197,7 @@ def _trace(target: Target, out: Path, tracer, path: str, annotate: bool, seconds
     eprint(f"[epoll-lab] stopped: {'; '.join(said) or 'the program had exited'}")
     summary, index = outputs.write_run(out, tracer, full) if annotate else ({}, [])
     return {"out": str(out), "requests": results, "summary": summary, "pids": pids, "ended": ended,
-            "index": index, "raw": tracer.raw_name, "interrupted": interrupted,
+            "index": index, "raw": tracer.raw_name, "tracer": tracer.name, "interrupted": interrupted,
             # The program's own status, when it ended by itself: strace exits with it (with the
             # program's signal, if one killed it), once what the program left has gone too.
             "exit_status": status}

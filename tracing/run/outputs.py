@@ -15,11 +15,10 @@ from ..render import per_request, timing, trace_event
 from ..render.annotated_log import AnnotatedLog, first_request
 from ..render.jsonl import Jsonl
 from ..render.renderer import fan_out
-from ..render.summary import summary_text, threads_by_role
 from ..render.timeline import Timeline
 from ..errors import EXIT_OUTPUT, TraceError
 from .scenario import load_steps
-from .tracers.kernel.tracer import lost_note as kernel_note
+from . import tracers
 from .tracers import Tracer
 
 
@@ -190,15 +189,9 @@ def probes(out: Path) -> list[tuple[str, float, float]]:
 
 def report(result: dict) -> None:
     out = Path(result["out"])
-    summary = result["summary"]
-    if summary.get("tool") == "ltrace":
-        print("library calls: " + ", ".join(f"{k} {v}" for k, v in summary["calls"].items()))
-        print("threads: " + threads_by_role(summary["threads"]))
-    else:
-        print(summary_text(summary))
-    if summary.get("tool") == "kernel":
-        print(kernel_note(out))
-    raw = result.get("raw", "raw.strace")
+    tracer = tracers.get(result["tracer"])
+    print("\n".join(tracer.said(result["summary"], out)))
+    raw = result.get("raw", tracer.raw_name)
     print(f"files: {out / raw}\n       {out / 'annotated.log'}\n       {out / 'events.jsonl'}\n"
           f"       {out / 'timeline.html'}\n       {out / 'trace.json'}")
     print(where_to_look(out, result.get("index") or []))

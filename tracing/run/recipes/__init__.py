@@ -1,7 +1,8 @@
-"""Recipes: which server to trace, with which strace flags, and which requests to send.
+"""Recipes: which server to trace, which calls to follow, and which requests to send.
 
-A recipe is data; `tracing.run.orchestrate` carries it out. Adding a server (the C one,
-an ltrace variant) means adding a Target here, not another runner.
+A recipe is data; `tracing.run.orchestrate` carries it out, and the tracer a run
+uses makes the target its own (`tracing.run.tracers`: `prepare`). Adding a server
+means adding a Target here, not another runner.
 """
 
 from __future__ import annotations
@@ -32,13 +33,6 @@ STORY_SYSCALLS = (
 # Any program (`trace -- CMD`, `--pid`) may wait in poll or select instead of
 # epoll (http.server, older C servers): without these its waits would not show.
 PROGRAM_SYSCALLS = STORY_SYSCALLS + ",poll,ppoll,select,pselect6"
-
-
-def strace_flags(syscalls: str = STORY_SYSCALLS, strings: int = 128) -> list[str]:
-    # -f threads and children; -ttt timestamps on the clock time.time() uses,
-    # so the recipe can mark requests; -T durations (how long a wait slept);
-    # -yy fd decorations (addresses, paths); -s 128 to see request lines.
-    return ["-f", "-ttt", "-T", "-yy", "-s", str(strings), "-e", f"trace={syscalls}"]
 
 
 def syscall_set(spec: str, base: str) -> str:
@@ -80,21 +74,9 @@ LTRACE_PY = ("epoll_create1@*+epoll_ctl@*+epoll_wait@*+epoll_pwait@*+accept4@*+g
              "+write@loop.cpython*")
 
 
-def ltrace_flags(calls: str) -> list[str]:
-    # -f threads; -ttt epoch times (the request windows); -T time in each call.
-    return ["-f", "-ttt", "-T", "-s", "48", "-e", calls]
-
-
-# The load recipe: only the loop's own calls, filtered in the kernel by a
-# seccomp-bpf program, so untraced syscalls never stop the server. Cheap
-# enough to trace a server under wrk (see `make bench`).
+# The load recipe: only the loop's own calls (strace filters them in the kernel, so
+# untraced syscalls never stop the server). Cheap enough to trace a server under wrk.
 LOAD_SYSCALLS = "epoll_wait,epoll_pwait,epoll_pwait2,epoll_ctl,accept,accept4"
-
-
-def load_flags() -> list[str]:
-    # -T: how long each wait slept; with -ttt also when strace wrote the line
-    # (the call's end), which is how `make bench-live` measures live's lag.
-    return ["-f", "-ttt", "-T", "--seccomp-bpf", "-e", f"trace={LOAD_SYSCALLS}"]
 
 
 @dataclass(frozen=True)
@@ -165,19 +147,15 @@ class Target:
     requests: list[Request] = field(default_factory=list)
     extra_strace: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
-    tracer: str = "strace"  # or "ltrace", or "kernel" (a BPF program: tracing/run/tracers/kernel/tracer.py)
+    tracer: str = "strace"  # the tracer's name (tracing.run.tracers: its `prepare` sets it)
     recipe: str = "story"  # or "load": the cheap filter, under wrk instead of curl
-    tracer_flags: list[str] = field(default_factory=list)  # ltrace's, when tracer is ltrace
+    ltrace_calls: str = ""  # the library calls ltrace follows in this server
     pid: int | None = None  # attach to this running process instead of starting argv
     port_flag: bool = True  # the demo servers take `--port N`; a user's command is run as given
     syscalls: str = STORY_SYSCALLS  # strace's story set; the kernel tracer's too (kernel_syscalls)
     ready: str = "http"  # the port is ready when it answers HTTP, or ("tcp") when it accepts a connection
     load: object = None  # tracing.run.load.Load: connections and seconds of load after the steps
     strings: int = 128  # strace -s: how much of each string argument the log shows
-
-    @property
-    def raw_name(self) -> str:
-        return f"raw.{self.tracer}"
 
     def command(self) -> list[str]:
         return [*self.argv, "--port", str(self.port)] if self.port_flag and self.port else list(self.argv)
@@ -228,8 +206,8 @@ LESSONS = [
 ]
 
 
-def sanic(loop: str = "uvloop", port: int = 8000, io_uring: bool = True, tool: str = "strace",
-          recipe: str = "story", scenario: str = "requests", **_ignored) -> Target:
+def sanic(loop: str = "uvloop", port: int = 8000, io_uring: bool = True, recipe: str = "story",
+          scenario: str = "requests", **_ignored) -> Target:
     name = "sanic" if loop == "uvloop" else f"sanic-{loop}"
     if scenario == "lessons":
         name += "-lessons"
@@ -239,37 +217,14 @@ def sanic(loop: str = "uvloop", port: int = 8000, io_uring: bool = True, tool: s
     # (not a pyenv shim script), so strace follows the server, not bash.
     target = Target(name, [sys.executable, "-m", assets.SERVER_PACKAGE, "--loop", loop], port,
                     list(LESSONS if scenario == "lessons" else SANIC_REQUESTS),
-                    extra_strace=[] if io_uring else list(NO_IO_URING))
-    target = with_recipe(target, recipe)
-    return with_tool(target, tool, LTRACE_PY)
+                    extra_strace=[] if io_uring else list(NO_IO_URING), ltrace_calls=LTRACE_PY)
+    return with_recipe(target, recipe)
 
 
 def with_recipe(target: Target, recipe: str) -> Target:
     if recipe == "load":
         target.name += "-load"
         target.recipe, target.requests = "load", []
-    return target
-
-
-def with_tool(target: Target, tool: str, ltrace_calls: str) -> Target:
-    if tool == "ltrace":
-        return with_ltrace(target, ltrace_calls)
-    if tool == "kernel":
-        # Same syscall set and scenario, seen from the kernel (BPF), in traces/<name>-kernel/.
-        target.name += "-kernel"
-        target.tracer = "kernel"
-    return target
-
-
-def kernel_syscalls(target: Target) -> list[str]:
-    """The syscalls the kernel tracer records: the recipe's set, as strace's (it adds the
-    poll and select family itself: tracing.run.tracers.kernel.tracer.POLLS)."""
-    return (LOAD_SYSCALLS if target.recipe == "load" else target.syscalls).split(",")
-
-
-def with_ltrace(target: Target, calls: str) -> Target:
-    target.name += "-ltrace"
-    target.tracer, target.tracer_flags = "ltrace", ltrace_flags(calls)
     return target
 
 
@@ -281,13 +236,12 @@ C_REQUESTS = [
 ]
 
 
-def c(pool: bool = False, port: int = 8080, tool: str = "strace", recipe: str = "story",
-      **_ignored) -> Target:
+def c(pool: bool = False, port: int = 8080, recipe: str = "story", **_ignored) -> Target:
     argv = [str(assets.c_binary()), "--data", str(assets.lab_data())]
     if pool:
         argv.append("--pool")
-    target = with_recipe(Target("c-pool" if pool else "c", argv, port, list(C_REQUESTS)), recipe)
-    return with_tool(target, tool, LTRACE_C)
+    return with_recipe(Target("c-pool" if pool else "c", argv, port, list(C_REQUESTS), ltrace_calls=LTRACE_C),
+                       recipe)
 
 
 # The same routes on completions: every operation goes through the ring, so
@@ -305,8 +259,7 @@ URING_REQUESTS = [
 LTRACE_URING = "io_uring_queue_init_params+io_uring_submit_and_wait_timeout+io_uring_submit+accept4"
 
 
-def uring(pool: bool = False, port: int = 8080, tool: str = "strace", recipe: str = "story",
-          **_ignored) -> Target:
+def uring(pool: bool = False, port: int = 8080, recipe: str = "story", **_ignored) -> Target:
     """pool: the file's operations go to the kernel's io-wq threads (IOSQE_ASYNC)."""
     if recipe == "load":
         raise TraceError("the load recipe traces epoll_wait and accept calls, which the io_uring server "
@@ -318,11 +271,11 @@ def uring(pool: bool = False, port: int = 8080, tool: str = "strace", recipe: st
         requests[1] = Request("/file", "IORING_OP_OPENAT, READ and CLOSE with IOSQE_ASYNC: the kernel "
                               "runs them on its own io-wq threads (iou-wrk), its thread pool; no read() on "
                               "the loop, no user-space pool")
-    return with_tool(Target("uring-pool" if pool else "uring", argv, port, requests), tool, LTRACE_URING)
+    return Target("uring-pool" if pool else "uring", argv, port, requests, ltrace_calls=LTRACE_URING)
 
 
 def program(argv: list[str], port: int | None = None, steps: list | None = None,
-            pid: int | None = None, tool: str = "strace", ready: str = "http", load=None,
+            pid: int | None = None, ready: str = "http", load=None,
             syscalls: str = PROGRAM_SYSCALLS) -> Target:
     """Any command (or, with `pid`, a running process). With a port: once it is ready, the
     steps (requests given as Request or as a path, client commands), then the load; with no
@@ -331,9 +284,8 @@ def program(argv: list[str], port: int | None = None, steps: list | None = None,
         steps = [Request("/", "")] if port and ready == "http" and load is None else []
     steps = [Request(s, "") if isinstance(s, str) else s for s in steps]
     name = f"pid-{pid}" if pid else Path(argv[0]).name or "program"
-    target = Target(name, list(argv), port, steps, pid=pid, port_flag=False, syscalls=syscalls,
-                    ready=ready, load=load)
-    return with_tool(target, tool, LTRACE_PY)
+    return Target(name, list(argv), port, steps, pid=pid, port_flag=False, syscalls=syscalls,
+                  ready=ready, load=load, ltrace_calls=LTRACE_PY)
 
 
 TARGETS = {"sanic": sanic, "c": c, "uring": uring}

@@ -20,13 +20,11 @@ from __future__ import annotations
 import errno as E
 import ipaddress
 import os
-import re
 import signal
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
-from ....read.sqe import decode_user_data
 from . import records as K
 from .fds import ANON, Tables, sock_text
 from .syscalls import NAME
