@@ -79,3 +79,18 @@ def test_a_server_that_exits_on_its_own_leaves_nothing_under_the_tracer(tools_pr
     assert time.monotonic() - t0 < BOUND_S
     assert result["ended"] == "the program exited" and not alive(result["pids"]["strace"])
     assert result["exit_status"] == 3, result
+
+
+def test_under_the_kernel_tracer_a_daemon_that_double_forks_and_calls_setsid_is_stopped(
+        tools_present, kernel_ready, tmp_path):
+    # The kernel tracer starts the program itself (no strace to be its subreaper): the run's
+    # own process takes in what the program leaves until the stop.
+    out = tmp_path / "o"
+    p, took = timed("trace", "--tracer", "kernel", "--out", str(out), "--",
+                    sys.executable, str(PROGRAMS / "double_fork.py"))
+    said = re.search(r"daemon PID (\d+)", (out / "server.log").read_text())
+    assert said, (out / "server.log").read_text()
+    daemon = int(said.group(1))
+    assert p.returncode == 0, p.stderr
+    assert not still_alive_after_a_while([daemon]), f"the daemon {daemon} runs on"
+    assert f"sent SIGTERM to {daemon} (" in p.stderr, p.stderr

@@ -43,6 +43,33 @@ def become_subreaper() -> None:
     _prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
+class Orphans:
+    """A run whose program has no subreaper above it (the kernel tracer starts the program
+    itself): this process takes in what the program leaves while the run lasts, so the stop
+    finds it. Its own children from before the run are not the run's."""
+
+    active = 0  # runs at once (the web page's sessions): the flag goes when the last ends
+
+    def __init__(self) -> None:
+        self.before = set(all_children(os.getpid()))
+        Orphans.active += 1
+        _prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+    def taken(self, *known: int) -> list[int]:
+        """What came to this process since the run began, and what is below it."""
+        kids = [k for k in all_children(os.getpid()) if k not in self.before and k not in known]
+        return kids + [d for k in kids for d in descendants(k)]
+
+    def close(self, pids: list[int]) -> None:
+        """Reap the ones that came to us (they are our children now), and let go of the flag."""
+        for pid in pids:
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(pid, os.WNOHANG)
+        Orphans.active -= 1
+        if Orphans.active == 0:
+            _prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+
+
 def port_free(port: int) -> bool:
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -99,16 +126,19 @@ def child_pids(pid: int) -> list[int]:
     return [int(p) for p in text.split()]
 
 
+def all_children(pid: int) -> list[int]:
+    """The children of every thread of `pid` (an orphan comes to a subreaper's thread)."""
+    try:
+        return [int(k) for t in Path(f"/proc/{pid}/task").iterdir() for k in (t / "children").read_text().split()]
+    except OSError:
+        return []
+
+
 def descendants(pid: int) -> list[int]:
     """Every process below `pid` (children of all its threads), parents first."""
     out, todo = [], [pid]
     while todo:
-        p = todo.pop(0)
-        try:
-            kids = [int(k) for t in Path(f"/proc/{p}/task").iterdir()
-                    for k in (t / "children").read_text().split()]
-        except OSError:
-            kids = []
+        kids = all_children(todo.pop(0))
         out += kids
         todo += kids
     return out

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from ... import assets
+from ... import assets, procs
 from . import records as kernel_records
 from .fds import Tables, read_snapshot, write_snapshot
 from .lines import Counts, convert, counted, stream
@@ -241,6 +241,7 @@ class KernelTraced:
     started: float
     records: Path
     attached: int | None = None
+    orphans: object = None  # procs.Orphans: what the program leaves comes to this process
 
     @property
     def tracer(self) -> subprocess.Popen:
@@ -268,7 +269,11 @@ class KernelTraced:
                     done += [f"{d} (the program)" for d in stop(self.server.pid)]
                 self.server.wait()
                 kids += session_members(self.server.pid)
-                done += [f"{d}: left running by the program" for d in stop_all(kids)]
+                taken = self.orphans.taken(self.loader.pid, self.server.pid) if self.orphans else []
+                done += [f"{d}: left running by the program" for d in stop_all(list(dict.fromkeys(kids + taken)))]
+                if self.orphans:
+                    self.orphans.close(taken)
+                    self.orphans = None
             elif self.loader.poll() is None:
                 done.append(f"detached from {self.attached} (SIGINT to the kernel tracer {self.loader.pid})")
             done += stop_loader(self.loader)
@@ -306,6 +311,7 @@ def launch(loader: str, command: list[str], out: Path, syscalls: Iterable[str],
     libc = libc_of(command[0] if command else "", pid)
     server, gate_w = None, None
     t0 = time.time()
+    orphans = None
     if pid is None:
         gate_r, gate_w = os.pipe()
         with open(log, "wb") as logf:
@@ -342,15 +348,19 @@ def launch(loader: str, command: list[str], out: Path, syscalls: Iterable[str],
         with open(log, "a") as logf:
             logf.write(f"[kernel tracer] {LOADER} {proc.pid} attached to PID {pid}\n")
     else:
+        # A double fork and setsid leave the session and the program's tree; as strace's
+        # subreaper does for it, this process takes such orphans in until the stop.
+        orphans = procs.Orphans()
         try:
             os.write(gate_w, b"go\n")
         except BrokenPipeError:
             stop_loader(proc)
+            orphans.close([])
             raise KernelError(f"the program's start gate closed early (exit {server.wait()}); "
                               f"see {log}") from None
         finally:
             os.close(gate_w)
-    return KernelTraced(Tracee(proc, server, pid), proc, server, log, t0, records, pid)
+    return KernelTraced(Tracee(proc, server, pid), proc, server, log, t0, records, pid, orphans)
 
 
 def _wait_attached(proc: subprocess.Popen, tlog: Path, ready: int) -> None:
