@@ -1,4 +1,4 @@
-/* The compiled twins of two small loops: a scanner and a template filler.
+/* The compiled twins of three small loops: a scanner and two template fillers.
  *
  * copy_lines (twin: tracing/read/scan.py). A server under load prints the
  * same call line after line, differing only in its time and duration. The
@@ -12,12 +12,17 @@
  * template with slots for a row's own fields. This fills the forms of a run
  * of rows into one text.
  *
+ * slices (twin: tracing/render/fill.py). Trace Event slices of a run of rows,
+ * each placed on its thread's track (moved past the slice before it, edges kept
+ * apart), from the form of its call: a slice's JSON around its times and line.
+ *
  * Neither knows what a call means or reads an object's attributes: dicts,
  * tuples, strings and numbers only. The tests hold each to its twin on every
  * recorded log.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <math.h>
 #include <string.h>
 
 #define NUMBER 64  /* a time or duration this long is read by Python's float() */
@@ -449,10 +454,185 @@ fail:
     return NULL;
 }
 
+/* -- slices ------------------------------------------------------------ */
+
+#define EPOCH_US 1125899906842624.0  /* 2**50: from here on doubles are 0.25 apart, already rounded */
+#define STEP_US 0.25
+
+/* round(x, 3) as Python rounds a float: the multiple of 0.001 nearest x's exact value. */
+static int round3(double x, double *out) {
+    double t = x * 1000.0;
+    /* Below 2**40, t is within 2**-13 of x's exact value times 1000: unless its fraction is
+     * that close to a half, the nearest integer is the exact one's, and n / 1000.0 (one
+     * correctly rounded division) is the double Python's digits read back give. */
+    if (fabs(t) < 1099511627776.0) {
+        double whole = floor(t), frac = t - whole;
+        if (fabs(frac - 0.5) > 0.001) {
+            double n = frac < 0.5 ? whole : whole + 1.0;
+            *out = n == 0.0 ? copysign(0.0, x) : n / 1000.0;
+            return 0;
+        }
+    }
+    char *s = PyOS_double_to_string(x, 'f', 3, 0, NULL);
+    if (s == NULL)
+        return -1;
+    *out = PyOS_string_to_double(s, NULL, NULL);
+    PyMem_Free(s);
+    return *out == -1.0 && PyErr_Occurred() ? -1 : 0;
+}
+
+static int put_double(Buf *b, double x) {
+    char *r = PyOS_double_to_string(x, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+    if (r == NULL)
+        return -1;
+    int got = put(b, r, (Py_ssize_t)strlen(r));
+    PyMem_Free(r);
+    return got;
+}
+
+static double at_least_zero(double x) { return x > 0.0 ? x : 0.0; }  /* max(0.0, x), NaN too */
+
+typedef struct {
+    PyObject *wanted, *roles, *loop, *track_end, *track_zero, *counts;
+} Tracks;
+
+/* fill.place: the slice moved past the one before it on its track, edges kept apart. */
+static int place(const Tracks *t, PyObject *tid, double *start, double *dur, Py_ssize_t *moved) {
+    PyObject *last = PyDict_GetItemWithError(t->track_end, tid), *zero, *v;
+    if (last == NULL && PyErr_Occurred())
+        return -1;
+    if (last != NULL) {
+        double end = PyFloat_AsDouble(last);
+        if (end == -1.0 && PyErr_Occurred())
+            return -1;
+        if (*start < end) {
+            (*moved)++;
+            *dur = at_least_zero(*start + *dur - end);
+            *start = end;
+        }
+        if (*start == end) {
+            int was_zero = 0;
+            if (*dur != 0) {
+                if ((zero = PyDict_GetItemWithError(t->track_zero, tid)) == NULL && PyErr_Occurred())
+                    return -1;
+                if (zero != NULL && (was_zero = PyObject_IsTrue(zero)) < 0)
+                    return -1;
+            }
+            if (*dur == 0 || was_zero) {
+                *start += STEP_US;
+                *dur = at_least_zero(*dur - STEP_US);
+            }
+        }
+    }
+    *dur = (*start + *dur) - *start;
+    if ((v = PyFloat_FromDouble(*start + *dur)) == NULL)
+        return -1;
+    int got = PyDict_SetItem(t->track_end, tid, v);
+    Py_DECREF(v);
+    if (got < 0 || PyDict_SetItem(t->track_zero, tid, *dur == 0 ? Py_True : Py_False) < 0)
+        return -1;
+    return 0;
+}
+
+/* A row's slice, or 1: a row `slices` leaves to Python; -1: an error. */
+static int put_slice(Buf *b, const Tracks *t, PyObject *row, PyObject *key, int first, Py_ssize_t *moved) {
+    PyObject *line = PyTuple_GET_ITEM(row, 1), *ts = PyTuple_GET_ITEM(row, 2), *duration = PyTuple_GET_ITEM(row, 3);
+    PyObject *request = PyTuple_GET_ITEM(row, 6), *forms = PyTuple_GET_ITEM(row, 7), *form, *role_now, *n;
+    if (ts == Py_None)
+        return 0;
+    if ((form = PyDict_GetItemWithError(forms, key)) == NULL)
+        return PyErr_Occurred() ? -1 : 1;
+    if (!PyTuple_CheckExact(form) || (request != Py_None && PyObject_IsTrue(request)))
+        return 1;
+    int in = PyDict_Contains(t->wanted, line);
+    if (in != 0)
+        return in < 0 ? -1 : 1;
+    if (PyTuple_GET_SIZE(form) != 7 || !PyFloat_CheckExact(ts) || !(duration == Py_None || PyFloat_CheckExact(duration))) {
+        PyErr_SetString(PyExc_TypeError, "a slice's form is (head, args head, args tail, count, role, tid, pid), "
+                                         "its row's time a float and its duration a float or None");
+        return -1;
+    }
+    PyObject *count = PyTuple_GET_ITEM(form, 3), *role = PyTuple_GET_ITEM(form, 4), *tid = PyTuple_GET_ITEM(form, 5);
+    if ((role_now = PyDict_GetItemWithError(t->roles, tid)) == NULL && PyErr_Occurred())
+        return -1;
+    int same = role_now == NULL ? 0 : PyObject_RichCompareBool(role_now, t->loop, Py_EQ);
+    if (same < 0 || (!same && PyDict_SetItem(t->roles, tid, role) < 0))
+        return -1;
+    double s = PyFloat_AS_DOUBLE(ts), d = duration == Py_None ? 0.0 : PyFloat_AS_DOUBLE(duration), start, dur;
+    if (d == 0.0)  /* `duration or 0.0` */
+        d = 0.0;
+    start = s * 1e6;
+    if (!(start >= EPOCH_US) && round3(start, &start) < 0)
+        return -1;
+    if (round3((s + d - s) * 1e6, &dur) < 0 || place(t, tid, &start, &dur, moved) < 0)
+        return -1;
+    if ((!first && put(b, ",\n", 2) < 0) || put_str(b, PyTuple_GET_ITEM(form, 0)) < 0 || put_double(b, start) < 0
+        || put(b, ", \"dur\": ", 9) < 0 || put_double(b, dur) < 0 || put(b, ", \"pid\": ", 9) < 0
+        || put_number(b, PyTuple_GET_ITEM(form, 6)) < 0 || put(b, ", \"tid\": ", 9) < 0 || put_number(b, tid) < 0
+        || put(b, ", ", 2) < 0 || put_str(b, PyTuple_GET_ITEM(form, 1)) < 0 || put_number(b, line) < 0
+        || put_str(b, PyTuple_GET_ITEM(form, 2)) < 0)
+        return -1;
+    PyObject *was = PyDict_GetItemWithError(t->counts, count);
+    if (was == NULL && PyErr_Occurred())
+        return -1;
+    long long before = was == NULL ? 0 : PyLong_AsLongLong(was);
+    if ((before == -1 && PyErr_Occurred()) || (n = PyLong_FromLongLong(before + 1)) == NULL)
+        return -1;
+    int got = PyDict_SetItem(t->counts, count, n);
+    Py_DECREF(n);
+    return got < 0 ? -1 : 2;
+}
+
+static PyObject *slices(PyObject *Py_UNUSED(module), PyObject *args) {
+    PyObject *rows, *key, *text;
+    Tracks t;
+    Py_ssize_t start, i, moved = 0;
+    int first = 1;
+    Buf b = {NULL, 0, 0};
+    if (!PyArg_ParseTuple(args, "OnOO!O!UO!O!O!", &rows, &start, &key, &PyDict_Type, &t.wanted, &PyDict_Type,
+                          &t.roles, &t.loop, &PyDict_Type, &t.track_end, &PyDict_Type, &t.track_zero,
+                          &PyDict_Type, &t.counts))
+        return NULL;
+    if (!PyList_Check(rows)) {
+        PyErr_SetString(PyExc_TypeError, "rows is a list");
+        return NULL;
+    }
+    if (start < 0) {
+        PyErr_SetString(PyExc_ValueError, "start is an index into rows");
+        return NULL;
+    }
+    if (start > PyList_GET_SIZE(rows))
+        start = PyList_GET_SIZE(rows);
+    for (i = start; i < PyList_GET_SIZE(rows); i++) {
+        PyObject *row = PyList_GET_ITEM(rows, i);
+        if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) < 8 || !PyDict_Check(PyTuple_GET_ITEM(row, 7))) {
+            PyErr_SetString(PyExc_TypeError, "a row is a tuple whose 8th field is its call's forms");
+            goto fail;
+        }
+        int got = put_slice(&b, &t, row, key, first, &moved);
+        if (got < 0)
+            goto fail;
+        if (got == 1)
+            break;
+        if (got == 2)
+            first = 0;
+    }
+    text = PyUnicode_DecodeUTF8(b.bytes ? b.bytes : "", b.len, "strict");
+    PyMem_Free(b.bytes);
+    if (text == NULL)
+        return NULL;
+    return Py_BuildValue("Nnn", text, i, moved);
+fail:
+    PyMem_Free(b.bytes);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"copy_lines", copy_lines, METH_VARARGS,
      "copy_lines(items, live, last, at, window, rows, most): see tracing.read.scan.copy_lines"},
     {"fill", fill, METH_VARARGS, "fill(rows, start, key, quote): see tracing.render.fill"},
+    {"slices", slices, METH_VARARGS,
+     "slices(rows, start, key, wanted, roles, loop, track_end, track_zero, counts): see tracing.render.fill"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -41,12 +41,13 @@ from pathlib import Path
 from typing import IO, Iterable
 
 from ..names import CLONES, LOOP, LOST_CALLS, NO_PID, POOL, RING_RECORDS, WAITS, WAKEUP_CAT
+from . import fill
+from .fill import STEP_US
 from .renderer import BATCH, Renderer, fan_out
 
 US = 1e6  # the format's times are microseconds
-EPOCH_US = float(2 ** 50)  # from here on doubles are 0.25 apart (or more): already rounded to 3 places
 WOKEN_US = 1.0  # the "woken" slice at the end of a wait
-STEP_US = 0.25  # the smallest gap kept between nested ends: doubles near 1.8e15 µs are 0.25 apart
+PLAIN = "trace-event plain"  # a call's form for fill.slices
 SIDES_KEPT = 4096  # writes and waits kept for the other side of their pair; memory stays bounded
 WOKEN_KEPT = 4096  # waits whose woken slice is remembered (later writes bind to the same one)
 WAIT_CAT = "epoll-wait"
@@ -145,49 +146,41 @@ class Exporter(Renderer):
             self._lost(rec, int(m.group(1)), pid, tid, ts)
 
     def add_copies(self, rows) -> None:
-        """Most copies are a plain call's slice: its form is its JSON around the slot, and only
-        its place on the track is worked out here. A wait, a clone or an exec, an io_uring
+        """Most copies are a plain call's slice, written by `fill.slices` from its form (its
+        JSON around the slot, its thread, its process). A wait, a clone or an exec, an io_uring
         record, a call with evidence, a line a flow wants, or one in a request: as `_call`."""
-        one, place, wanted, roles, counts, pending = self._call, self._place, self.wanted, self.roles, self.counts, self.pending
-        process_of = self.process_of
-        for call, line, ts, duration, _, _, request, forms in rows:
-            if ts is None:
-                continue
+        i, n = 0, len(rows)
+        while i < n:
+            text, i, moved = fill.slices(rows, i, PLAIN, self.wanted, self.roles, LOOP, self.track_end,
+                                         self.track_zero, self.counts)
+            if text:
+                self.pending.append(text)
+            self.moved += moved
+            if i == n:
+                break
+            call, line, ts, duration, _, _, request, forms = rows[i]
             rec = call.rec
+            if PLAIN not in forms:
+                forms[PLAIN] = self._plain(rec)
+                if forms[PLAIN] is not False and not request and line not in self.wanted:
+                    continue  # slices writes it
             tid = rec["tid"]
-            if tid is None:
-                tid = NO_PID
-            form = forms.get("trace-event plain")
-            if form is None:
-                form = forms["trace-event plain"] = self._plain(rec)
-            if form is False or request or line in wanted:
-                one(rec, tid, ts, duration, line, request, call)
-                continue
-            head, args_head, args_tail, key, role = form
-            pid = process_of.get(tid)
-            if pid is None:
-                pid = self.process(tid)
-            if roles.get(tid) != LOOP:
-                roles[tid] = role
-            end = ts + (duration or 0.0)
-            at = ts * US
-            # _us, inline; an epoch time in µs (past 2**50) is a multiple of 0.25: round() keeps it
-            start, dur = place(tid, at if at >= EPOCH_US else round(at, 3), round((end - ts) * US, 3))
-            pending.append(f'{head}{start!r}, "dur": {dur!r}, "pid": {pid!r}, "tid": {tid!r}, '
-                           f'{args_head}{line!r}{args_tail}')
-            counts[key] = counts.get(key, 0) + 1
-        if len(pending) >= BATCH:
+            self._call(rec, NO_PID if tid is None else tid, ts, duration, line, request, call)
+            i += 1
+        if len(self.pending) >= BATCH:
             self.flush()
 
-    @staticmethod
-    def _plain(rec: dict) -> tuple | bool:
-        """A call's slice JSON around its place and line, or False for a call with more to it."""
+    def _plain(self, rec: dict) -> tuple | bool:
+        """A call's slice JSON around its place and line, with what `fill.slices` needs to write
+        it (count key, role, tid, process), or False for a call with more to it."""
         name = rec.get("syscall") or "?"
         if (name in WAITS or name in CLONES or name == "execve" or name in RING_RECORDS
                 or rec.get("evidence")):
             return False
         category = rec.get("category") or "other"
-        return (*_pieces(rec, name, category, None), "X:" + category, rec.get("thread") or "other")
+        tid = NO_PID if rec["tid"] is None else rec["tid"]
+        return (*_pieces(rec, name, category, None), "X:" + category, rec.get("thread") or "other", tid,
+                self.process(tid))
 
     def _thread(self, rec: dict, tid: int, ts: float, end: float, label: str | None) -> int:
         """The record's process; its thread's role and its request's window, kept."""
@@ -236,28 +229,8 @@ class Exporter(Renderer):
             self._evidence(rec, line, pid, tid, start, start + dur, is_wait)
 
     def _place(self, tid: int, start: float, dur: float) -> tuple[float, float]:
-        """A call's slice on its thread's track, never overlapping the call before it.
-
-        One thread is in one call at a time, but strace's clocks (-ttt, -T) can
-        put a call's start a microsecond before the previous call's end, and a
-        cut log can do worse. A viewer would draw such a call inside the other
-        (speedscope nests every later slice under it): the later call starts
-        where the earlier ended instead, and the trace counts how many moved."""
-        last = self.track_end.get(tid)
-        if last is not None and start < last:
-            self.moved += 1
-            dur = max(0.0, start + dur - last)
-            start = last
-        # A zero-length slice (no -T, or a call under a microsecond) is a begin and an end at
-        # one time; sharing that time with another slice's edge, the order is a viewer's guess.
-        if last is not None and start == last and (dur == 0 or self.track_zero.get(tid)):
-            start += STEP_US
-            dur = max(0.0, dur - STEP_US)
-        # The end as a viewer computes it (ts + dur, in doubles near 1.8e15 µs, 0.25 apart): a
-        # duration off that grid would end a call past the next one's start.
-        dur = (start + dur) - start
-        self.track_end[tid] = start + dur
-        self.track_zero[tid] = dur == 0
+        start, dur, moved = fill.place(self.track_end, self.track_zero, tid, start, dur)
+        self.moved += moved
         return start, dur
 
     def _lost(self, rec: dict, calls: int, pid: int, tid: int, ts: float) -> None:
