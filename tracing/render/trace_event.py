@@ -149,12 +149,13 @@ class Exporter(Renderer):
         """Most copies are a plain call's slice, written by `fill.slices` from its form (its
         JSON around the slot, its thread, its process). A wait, a clone or an exec, an io_uring
         record, a call with evidence, a line a flow wants, or one in a request: as `_call`."""
-        i, n = 0, len(rows)
+        i, n, chunks = 0, len(rows), False
         while i < n:
             text, i, moved = fill.slices(rows, i, PLAIN, self.wanted, self.roles, LOOP, self.track_end,
                                          self.track_zero, self.counts)
             if text:
                 self.pending.append(text)
+                chunks = True
             self.moved += moved
             if i == n:
                 break
@@ -167,7 +168,7 @@ class Exporter(Renderer):
             tid = rec["tid"]
             self._call(rec, NO_PID if tid is None else tid, ts, duration, line, request, call)
             i += 1
-        if len(self.pending) >= BATCH:
+        if chunks or len(self.pending) >= BATCH:  # a chunk holds up to a batch of slices itself
             self.flush()
 
     def _plain(self, rec: dict) -> tuple | bool:
