@@ -41,15 +41,26 @@ def _call_part(rec: dict) -> str:
 _READY = ("fd", "role", "detail", "events")  # a ready fd the fd table knows: most of a wait's
 
 
+_READY_TEXT: dict[tuple, str] = {}  # a ready fd's JSON: a server's waits return the same few again and again
+_READY_MOST = 4096
+
+
 def _flat(d: dict) -> str:
     """json's text of a dict of strings, ints and None (a ready fd, an fd, a cited line),
     written directly: a wait returning 16 fds is 16 of these."""
     if tuple(d) == _READY:
-        fd, role, detail, events = d.values()
+        key = tuple(d.values())
+        fd, role, detail, events = key
         if (fd.__class__ is int and role.__class__ is str and events.__class__ is str
                 and (detail is None or detail.__class__ is str)):
-            return (f'{{"fd": {fd!r}, "role": {_str(role)}, "detail": {"null" if detail is None else _str(detail)}, '
+            text = _READY_TEXT.get(key)
+            if text is None:
+                if len(_READY_TEXT) >= _READY_MOST:
+                    _READY_TEXT.clear()
+                text = _READY_TEXT[key] = (
+                    f'{{"fd": {fd!r}, "role": {_str(role)}, "detail": {"null" if detail is None else _str(detail)}, '
                     f'"events": {_str(events)}}}')
+            return text
     parts = []
     for k, v in d.items():
         if v is None:

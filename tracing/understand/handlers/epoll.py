@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+from .. import changes
 from .. import fds as F
 from ...names import OTHER_CAT, POLLABLE
 from ...read.parse import close_paren, epoll_items, split_args, to_int
@@ -137,10 +138,22 @@ def epoll_wait(c: Ctx) -> Verdict:
         return c.say(f"{c.ev.syscall} on {epname}: nothing ready ({when})")
     ready, texts = [], []
     epnum = ep.num if ep else -1
-    by_data = c.table.by_data(epnum)  # one pass over the interest list per wait
+    table, made = c.table, changes.made
+    by_data = None
     # Only the ready array holds {events, data} items; no need to split it out.
     for events, data in epoll_items(c.ev.args):
-        fd, how = c.table.resolve(epnum, data, events, by_data)
+        key = (id(table), epnum, data, events)
+        got = _KNOWN.get(key)
+        now = made[0]  # an item before this one may have changed the model
+        if got is not None and got[0] is table and got[1] == now:
+            # Nothing in the model has changed since this item was worked out: the same fd, the same words.
+            _, _, num, role, detail, text = got
+            ready.append({"fd": num, "role": role, "detail": detail, "events": events})
+            texts.append(text)
+            continue
+        if by_data is None:
+            by_data = _by_data(table, epnum, now)
+        fd, how = table.resolve(epnum, data, events, by_data)
         if fd is None:
             ready.append({"fd": None, "role": F.UNKNOWN, "events": events, "data": data})
             texts.append(_unresolved(c, epnum, data, events, how, by_data))
@@ -153,7 +166,12 @@ def epoll_wait(c: Ctx) -> Verdict:
             by_data = None
             c.m.registered_unseen(c.ev.tid, fd, c.ev.line)
         ready.append(item)
-        texts.append(_ready_text(c, fd, item, how))
+        text = _ready_text(c, fd, item, how)
+        texts.append(text)
+        if how in ("registered", "events") and made[0] == now and _plain_ready(c, fd, events):
+            if len(_KNOWN) >= KNOWN_MOST:
+                _KNOWN.clear()
+            _KNOWN[key] = (table, now, fd.num, fd.role, fd.detail, text)
     t = c.m.thread(c.ev.tid)
     new = [f for f in (c.table.fds.get(r["fd"]) for r in ready
                        if r["fd"] not in t.ready or r["role"] == F.WAKEUP and r["fd"] not in t.notified)
@@ -162,6 +180,39 @@ def epoll_wait(c: Ctx) -> Verdict:
         c.m.saw_ready(c.ev.tid, new)
     c.ready = ready
     return c.say(f"{c.ev.syscall} on {epname} ({when}){slept} -> ready: {'; '.join(texts) or '?'}")
+
+
+# Ready items worked out while the model stood still, and interest lists by data: a server
+# under load returns the same clients wait after wait, with nothing changed in between.
+# Each entry holds its fd table (the key's id is only valid while it lives) and the model's count.
+KNOWN_MOST = 4096
+_KNOWN: dict[tuple, tuple] = {}  # (table id, epoll fd, data, events) -> (table, count, fd, role, detail, text)
+_BY_DATA: dict[tuple, tuple] = {}  # (table id, epoll fd) -> (table, count, data -> fds)
+
+
+def _by_data(table: F.Table, epnum: int, now: int) -> dict[int, list[int]]:
+    key = (id(table), epnum)
+    got = _BY_DATA.get(key)
+    if got is not None and got[0] is table and got[1] == now:
+        return got[2]
+    if len(_BY_DATA) >= 64:
+        _BY_DATA.clear()
+    made = table.by_data(epnum)
+    _BY_DATA[key] = (table, now, made)
+    return made
+
+
+def _plain_ready(c: Ctx, fd: F.Fd, ev: str) -> bool:
+    """Whether _ready_text's words for this fd and events came from the model alone (kept while
+    it stands still), not from this line (a write that filled it, a connect that completed, a
+    close it cites)."""
+    if "HUP" in ev and c.m.closed.get(fd.other_end()) is not None:
+        return False
+    if "HUP" in ev and fd.role != F.LISTENING:
+        return True
+    if "IN" not in ev and "OUT" in ev:
+        return fd.connecting is None
+    return not (fd.role in (F.WAKEUP, F.PIPE, F.SOCKET) and "IN" in ev)
 
 
 def _unresolved(c: Ctx, epnum: int, data: int, events: str, how: str, by_data) -> str:
