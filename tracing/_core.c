@@ -410,28 +410,42 @@ static int put_row(Buf *b, PyObject *row, PyObject *form, PyObject *quote) {
     return 0;
 }
 
+/* fill's and slices' arguments: a list of rows, and an index into it (past the end: none left). */
+static int check_rows(PyObject *rows, Py_ssize_t *start) {
+    if (!PyList_Check(rows)) {
+        PyErr_SetString(PyExc_TypeError, "rows is a list");
+        return -1;
+    }
+    if (*start < 0) {
+        PyErr_SetString(PyExc_ValueError, "start is an index into rows");
+        return -1;
+    }
+    if (*start > PyList_GET_SIZE(rows))
+        *start = PyList_GET_SIZE(rows);
+    return 0;
+}
+
+/* A row's forms (borrowed), or NULL with TypeError for what is not a row. */
+static PyObject *forms_of(PyObject *row) {
+    if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) < 8 || !PyDict_Check(PyTuple_GET_ITEM(row, 7))) {
+        PyErr_SetString(PyExc_TypeError, "a row is a tuple whose 8th field is its call's forms");
+        return NULL;
+    }
+    return PyTuple_GET_ITEM(row, 7);
+}
+
 static PyObject *fill(PyObject *Py_UNUSED(module), PyObject *args) {
     PyObject *rows, *key, *quote, *text = NULL;
     Py_ssize_t start, i;
     Buf b = {NULL, 0, 0};
     if (!PyArg_ParseTuple(args, "OnOO", &rows, &start, &key, &quote))
         return NULL;
-    if (!PyList_Check(rows)) {
-        PyErr_SetString(PyExc_TypeError, "rows is a list");
+    if (check_rows(rows, &start) < 0)
         return NULL;
-    }
-    if (start < 0) {
-        PyErr_SetString(PyExc_ValueError, "start is an index into rows");
-        return NULL;
-    }
-    if (start > PyList_GET_SIZE(rows))
-        start = PyList_GET_SIZE(rows);
     for (i = start; i < PyList_GET_SIZE(rows); i++) {
         PyObject *row = PyList_GET_ITEM(rows, i), *forms, *form;
-        if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) < 8 || !PyDict_Check(forms = PyTuple_GET_ITEM(row, 7))) {
-            PyErr_SetString(PyExc_TypeError, "a row is a tuple whose 8th field is its call's forms");
+        if ((forms = forms_of(row)) == NULL)
             goto fail;
-        }
         if ((form = PyDict_GetItemWithError(forms, key)) == NULL) {
             if (PyErr_Occurred())
                 goto fail;
@@ -593,22 +607,12 @@ static PyObject *slices(PyObject *Py_UNUSED(module), PyObject *args) {
                           &t.roles, &t.loop, &PyDict_Type, &t.track_end, &PyDict_Type, &t.track_zero,
                           &PyDict_Type, &t.counts))
         return NULL;
-    if (!PyList_Check(rows)) {
-        PyErr_SetString(PyExc_TypeError, "rows is a list");
+    if (check_rows(rows, &start) < 0)
         return NULL;
-    }
-    if (start < 0) {
-        PyErr_SetString(PyExc_ValueError, "start is an index into rows");
-        return NULL;
-    }
-    if (start > PyList_GET_SIZE(rows))
-        start = PyList_GET_SIZE(rows);
     for (i = start; i < PyList_GET_SIZE(rows); i++) {
         PyObject *row = PyList_GET_ITEM(rows, i);
-        if (!PyTuple_Check(row) || PyTuple_GET_SIZE(row) < 8 || !PyDict_Check(PyTuple_GET_ITEM(row, 7))) {
-            PyErr_SetString(PyExc_TypeError, "a row is a tuple whose 8th field is its call's forms");
+        if (forms_of(row) == NULL)
             goto fail;
-        }
         int got = put_slice(&b, &t, row, key, first, &moved);
         if (got < 0)
             goto fail;
