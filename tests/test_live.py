@@ -162,7 +162,7 @@ def test_live_keeps_every_line_of_a_big_real_log_through_its_pipe(tools_present,
     import io
 
     from tracing.understand.annotate import Annotator
-    from tracing.modes.live import Screen, stream
+    from tracing.modes.live import Screen, Shown, stream
 
     log = tmp_path / "c-under-wrk.strace"
     lines = trace_c_under_wrk(log, 30_000, seconds=120)
@@ -180,7 +180,8 @@ def test_live_keeps_every_line_of_a_big_real_log_through_its_pipe(tools_present,
     raw, text, jsonl = tmp_path / "raw", tmp_path / "text", tmp_path / "events.jsonl"
     try:
         with open(raw, "wb") as r, open(text, "w") as t, open(jsonl, "w") as j:
-            stream(read_end, r, t, j, Screen(io.StringIO(), False, []), Annotator())
+            screen = Screen(io.StringIO(), False, [])
+            stream(read_end, r, t, j, Annotator(), Shown(screen), screen.quiet)
     finally:
         os.close(read_end)
     assert raw.read_bytes() == data, "the raw copy is the pipe's bytes"

@@ -192,29 +192,32 @@ def chunked_lines(fd: int, raw: IO[bytes], flush: Callable[[], None],
         yield n + 1, rest
 
 
-class _Shown(Renderer):
+class Shown(Renderer):
     """The screen, as one of the stream's outputs."""
 
     def __init__(self, screen: Screen) -> None:
         self.screen = screen
         self.add = screen.record
+        self.flush = screen.flush
 
 
-def stream(fd: int, raw: IO[bytes], text: IO[str], jsonl: IO[str], screen: Screen, ann: Annotator) -> None:
+def stream(fd: int, raw: IO[bytes], text: IO[str], jsonl: IO[str], ann: Annotator, shown: Renderer,
+           quiet: Callable[[], None] = lambda: None) -> None:
     """strace's lines from the pipe `fd` until it closes: the raw bytes to `raw`, each
-    annotated record to the screen, `text` and `jsonl` (every line in one record, as a file's):
-    the one pipeline, a pipe-full at a time."""
-    outputs = [_Shown(screen), Text(text), Jsonl(jsonl)]
+    annotated record to `text` and `jsonl` (every line in one record, as a file's) and to
+    `shown` (the screen, or the web page's tabs): the one pipeline, a pipe-full at a time.
+    The files are flushed before `shown`, so what a reader sees is in them."""
+    files = [Text(text), Jsonl(jsonl)]
 
     def flush() -> None:
-        for r in outputs:
+        for r in files:
             r.flush()
         raw.flush()
         text.flush()
         jsonl.flush()
-        screen.flush()
+        shown.flush()
 
-    fan_out(ann.stream(chunked_lines(fd, raw, flush, screen.quiet)), outputs)
+    fan_out(ann.stream(chunked_lines(fd, raw, flush, quiet)), [*files, shown])
 
 
 def hints(target: Target) -> list[str]:
@@ -273,7 +276,7 @@ def run(target: Target, out: Path, screen: Screen, load_seconds: int = LOAD_SECO
         with open(out / raw_name(target), "wb") as raw, open(out / "annotated.log", "w") as text, \
                 open(out / "events.jsonl", "w") as jsonl:
             text.write(f"# epoll-lab live trace of {target.name}; raw lines, each followed by its note.\n")
-            stream(pipe, raw, text, jsonl, screen, ann)
+            stream(pipe, raw, text, jsonl, ann, Shown(screen), screen.quiet)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

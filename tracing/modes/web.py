@@ -40,9 +40,7 @@ from ..run import procs, recipes, scenario
 from ..understand.annotate import Annotator
 from ..errors import EXIT_SETUP, TraceError
 from ..log import eprint
-from ..render.jsonl import Jsonl
-from ..render.renderer import Renderer, fan_out
-from ..render.text import Text
+from ..render.renderer import Renderer
 
 PAGE = Path(__file__).with_name("web.html")
 RING = 20_000  # messages kept for tabs that read slowly or reconnect
@@ -229,16 +227,7 @@ class Session:
                     open(self.out / "events.jsonl", "w") as jsonl:
                 text.write(f"# epoll-lab web trace of {self.target.name}; raw lines, each followed by its note.\n")
 
-                outputs = [Text(text), Jsonl(jsonl), _Published(self.hub)]
-
-                def flush() -> None:
-                    for r in outputs:
-                        r.flush()
-                    raw.flush()
-                    text.flush()
-                    jsonl.flush()
-
-                fan_out(ann.stream(live.chunked_lines(self.pipe, raw, flush, lambda: None)), outputs)
+                live.stream(self.pipe, raw, text, jsonl, ann, _Published(self.hub))
         except (OSError, ValueError) as e:
             self.hub.publish("say", text=f"the trace stopped being read: {e}")
         finally:
