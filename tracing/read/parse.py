@@ -194,14 +194,8 @@ def parse_line_carefully(lineno: int, text: str) -> Event | Started | tuple[str,
         if _UNFINISHED.search(rest):
             ev.args = _UNFINISHED.sub("", rest)
             return ("resumed-unfinished", ev)
-        parts = _call_parts(rest)
-        if parts is None:
-            ev.kind = "unparsed"
-            ev.problem = "resumed call without a closing parenthesis"
+        if not _arguments_and_result(ev, rest, "resumed call without a closing parenthesis"):
             return ev
-        ev.args = parts[0]
-        if not _fill_result(ev, parts[1]):
-            ev.kind = "unparsed"
         return ("resumed", ev)
     m = _CALL.match(body)
     if not m:
@@ -218,15 +212,21 @@ def parse_line_carefully(lineno: int, text: str) -> Event | Started | tuple[str,
         ev.kind, ev.syscall, ev.args, ev.problem = "syscall", name, _DETACHED.sub("", rest), DETACHED_WHY
         return ev
     ev.kind, ev.syscall = "syscall", name
+    _arguments_and_result(ev, rest, "no closing parenthesis")
+    return ev
+
+
+def _arguments_and_result(ev: Event, rest: str, unclosed: str) -> bool:
+    """A call's arguments and result from the text after its name; an unclosed call is
+    `unparsed` with the problem `unclosed` (False), an unreadable result `unparsed` too."""
     parts = _call_parts(rest)
     if parts is None:
-        ev.kind = "unparsed"
-        ev.problem = "no closing parenthesis"
-        return ev
+        ev.kind, ev.problem = "unparsed", unclosed
+        return False
     ev.args = parts[0]
     if not _fill_result(ev, parts[1]):
         ev.kind = "unparsed"
-    return ev
+    return True
 
 
 def _fill_result(ev: Event, tail: str) -> bool:
