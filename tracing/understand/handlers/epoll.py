@@ -139,10 +139,11 @@ def epoll_wait(c: Ctx) -> Verdict:
     ready, texts = [], []
     epnum = ep.num if ep else -1
     table, made = c.table, changes.made
+    table_id = id(table)
     by_data = None
     # Only the ready array holds {events, data} items; no need to split it out.
     for events, data in epoll_items(c.ev.args):
-        key = (id(table), epnum, data, events)
+        key = (table_id, epnum, data, events)
         got = _KNOWN.get(key)
         now = made[0]  # an item before this one may have changed the model
         if got is not None and got[0] is table and got[1] == now:
