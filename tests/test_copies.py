@@ -175,18 +175,19 @@ _real = [line + "\n" for line in MIXED[:400]]
        st.data())
 def test_the_compiled_scanner_takes_what_its_twin_takes(lines, data):
     keys = [scan.scan(line)[0] for line in lines]
-    live = {k: (object(), i % 3, i % 4, {}) if i % 5 else False
+    live = {k: (object(), i % 3, i % 8, {}) if i % 5 else False
             for i, k in enumerate(keys) if data.draw(st.booleans())}
     at = {0: 1.0, 1: None, 2: float("-inf")}
     window = data.draw(st.sampled_from([None, 0.05]))
     most = data.draw(st.integers(1, 50))
+    brief = data.draw(st.sampled_from([0.001, 0.5]))  # flag 4: only lines that slept less
     learning = data.draw(st.booleans())  # rows None: the learning pass makes none
     results = []
     for copy in (scan.copy_lines, scan._copy_lines):
         items = iter(enumerate(lines, 1))
         rows: list | None = None if learning else []
         last, seen = {}, dict(at)
-        got = copy(items, live, last, seen, window, rows, most)
+        got = copy(items, live, last, seen, window, rows, most, brief)
         results.append((got, rows, last, seen, list(items)))
     assert results[0] == results[1]
 

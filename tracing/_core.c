@@ -163,7 +163,7 @@ static PyObject *number(PyObject *raw, const Text *t, Py_ssize_t a, Py_ssize_t b
 /* The row of a line whose key is in `live`, or NULL with no error (not taken). */
 typedef struct {
     PyObject *live, *last, *at;
-    double window;
+    double window, brief;
     int has_window;
 } Tables;
 
@@ -208,9 +208,17 @@ static int take(const Tables *tb, PyObject *item, PyObject *rows) {  /* 2: a row
     if (flags == -1 && PyErr_Occurred())
         return -1;
     int waits = flags & 1;
+    if (p.dur_end > p.dur_at && (flags & 4 || rows != Py_None)) {
+        if ((dur = number(raw, &t, p.dur_at, p.dur_end)) == NULL)
+            return -1;
+        if (flags & 4 && PyFloat_AS_DOUBLE(dur) >= tb->brief)
+            goto done;  /* it slept long enough to be said: Python reads it */
+    } else {
+        dur = Py_NewRef(Py_None);
+    }
     if (p.ts_end > p.ts_at) {
         if ((ts = number(raw, &t, p.ts_at, p.ts_end)) == NULL)
-            return -1;
+            goto fail;
         if (waits && tb->has_window) {
             PyObject *then = PyDict_GetItemWithError(tb->at, tid);
             if (then == NULL && PyErr_Occurred())
@@ -233,12 +241,6 @@ static int take(const Tables *tb, PyObject *item, PyObject *rows) {  /* 2: a row
     taken = 2;
     if (rows == Py_None)  /* the learning pass: no rows */
         goto done;
-    if (p.dur_end > p.dur_at) {
-        if ((dur = number(raw, &t, p.dur_at, p.dur_end)) == NULL)
-            goto fail;
-    } else {
-        dur = Py_NewRef(Py_None);
-    }
     PyObject *source = PyTuple_GET_SIZE(item) > 2 ? PyTuple_GET_ITEM(item, 2) : Py_None;
     if ((row = PyTuple_Pack(8, call, PyTuple_GET_ITEM(item, 0), ts, dur, raw, source, Py_None, forms)) == NULL
         || PyList_Append(rows, row) < 0)
@@ -259,8 +261,8 @@ static PyObject *copy_lines(PyObject *Py_UNUSED(module), PyObject *args) {
     PyObject *items, *rows, *window;
     Tables tb;
     Py_ssize_t most;
-    if (!PyArg_ParseTuple(args, "OO!O!O!OOn", &items, &PyDict_Type, &tb.live, &PyDict_Type, &tb.last,
-                          &PyDict_Type, &tb.at, &window, &rows, &most))
+    if (!PyArg_ParseTuple(args, "OO!O!O!OOnd", &items, &PyDict_Type, &tb.live, &PyDict_Type, &tb.last,
+                          &PyDict_Type, &tb.at, &window, &rows, &most, &tb.brief))
         return NULL;
     if (rows != Py_None && !PyList_Check(rows)) {
         PyErr_SetString(PyExc_TypeError, "rows is a list, or None");
@@ -633,7 +635,7 @@ fail:
 
 static PyMethodDef methods[] = {
     {"copy_lines", copy_lines, METH_VARARGS,
-     "copy_lines(items, live, last, at, window, rows, most): see tracing.read.scan.copy_lines"},
+     "copy_lines(items, live, last, at, window, rows, most, brief): see tracing.read.scan.copy_lines"},
     {"fill", fill, METH_VARARGS, "fill(rows, start, key, quote): see tracing.render.fill"},
     {"slices", slices, METH_VARARGS,
      "slices(rows, start, key, wanted, roles, loop, track_end, track_zero, counts): see tracing.render.fill"},

@@ -81,13 +81,15 @@ FULL = True  # copy_lines' answer when `rows` holds `most`: more may follow
 BREAK = "break"  # an item that is no line: copy_lines stops there (live mode: show what came)
 
 
-def _copy_lines(items, live: dict, last: dict, at: dict, window: float | None, rows: list, most: int):
+def _copy_lines(items, live: dict, last: dict, at: dict, window: float | None, rows: list, most: int,
+                brief: float):
     """Take lines from `items` while each repeats a call in `live`; one row per line.
 
     `live` maps a call key to `(call, tid, flags, forms)`, or to False: a line to
     pass over (no row; its thread's last call stays). A line whose flags have 1
     (its thread waits for readiness) is taken only within `window` seconds of
-    that thread's last call (`at[tid]`; no window: always). Each line taken
+    that thread's last call (`at[tid]`; no window: always); one whose flags have 4
+    only if its duration is under `brief` seconds, or not shown. Each line taken
     becomes its thread's last (`last[tid]` its item, `at[tid]` its time, or None
     if its flags have 2: a time that starts no gap) and a row `(call, line, time,
     duration, text, source, None, forms)` in `rows` (text as read, its newline
@@ -108,6 +110,8 @@ def _copy_lines(items, live: dict, last: dict, at: dict, window: float | None, r
         if got is False:
             continue
         call, tid, flags, forms = got
+        if flags & 4 and duration is not None and float(duration) >= brief:
+            return item
         if ts is not None:
             ts = float(ts)
             if flags & 1 and window is not None:

@@ -28,7 +28,7 @@ from .changes import Dict, List, Set, made as _made
 from . import roles as R
 from ..read.inputs import open_text
 from .handlers import HANDLERS
-from .handlers.context import Ctx
+from .handlers.context import SAID_SLEEP, Ctx, Watched
 from .handlers.described import SLEEPS, described
 from .handlers.process import exit_note
 from .handlers.signals import signal_delivered
@@ -66,10 +66,11 @@ class Call:
     text, file, request), which a line with the same key copies. `forms` is
     where each renderer keeps its own template of the record."""
 
-    __slots__ = ("count", "verdict", "rec", "tid", "waits", "forms")
+    __slots__ = ("count", "verdict", "rec", "tid", "waits", "brief", "forms")
 
-    def __init__(self, count: int, verdict: tuple, rec: dict | None, tid, waits: bool) -> None:
+    def __init__(self, count: int, verdict: tuple, rec: dict | None, tid, waits: bool, brief: bool = False) -> None:
         self.count, self.verdict, self.rec, self.tid, self.waits = count, verdict, rec, tid, waits
+        self.brief = brief  # it holds only for lines that slept under SAID_SLEEP
         self.forms: dict = {}
 
 
@@ -145,7 +146,7 @@ class Annotator:
         while True:
             if parser.held is None and not stacks and not check:
                 rows = None if self.learning else records.Copies()
-                item = S.copy_lines(items, self.live, last, last.at, window, rows, COPIES_MOST)
+                item = S.copy_lines(items, self.live, last, last.at, window, rows, COPIES_MOST, SAID_SLEEP)
                 if rows:
                     self._took(rows)
                     yield rows
@@ -197,7 +198,8 @@ class Annotator:
         """Check mode: the row a copy would make of this line, changing nothing."""
         rows: list = []
         last = self.model.last
-        S.copy_lines(iter([item]), self.live, {}, dict(last.at), None if self.learning else STALL, rows, 1)
+        S.copy_lines(iter([item]), self.live, {}, dict(last.at), None if self.learning else STALL, rows, 1,
+                     SAID_SLEEP)
         if not rows:
             return None
         if self.steps:
@@ -379,12 +381,14 @@ class Annotator:
         key = (scan(item.text)[0] if plain else
                (item.tid, item.syscall, item.args, item.ret, item.errno, item.ret_detail, item.problem))
         call = self.calls.get(key)
+        if call is not None and call.brief and item.duration is not None and item.duration >= SAID_SLEEP:
+            call = None  # kept for the call's short sleeps; this one says how long it slept
         if call is not None and call.count == _made[0] and not self.check_reuse:
             self.reused += 1
             return call.verdict, call
         before = _made[0]
         m = self.model
-        seen_by_handler = _Watched(item)
+        seen_by_handler = Watched(item)
         m.last.read = False
         ctx = Ctx(m, seen_by_handler)
         handler = HANDLERS.get(item.syscall or "", described)
@@ -402,15 +406,17 @@ class Annotator:
         if (_made[0] != before or not self.learning and (seen_by_handler.per_line or m.last.read)
                 or len(item.args) > KEEP_ARGS):
             return got, None
-        # What copy_lines must know of it: 1, the stall check applies to it; 2, its time starts no gap.
+        # What copy_lines must know of it: 1, the stall check applies to it; 2, its time starts no
+        # gap; 4, it holds only for lines that slept under SAID_SLEEP (the learning pass says nothing).
         ring = item.syscall in RING_RECORDS
         waits = (thread == LOOP or m.threads[item.tid].first_wait is not None) and not ring
-        flags = (1 if waits else 0) | (2 if ring else 0)
+        brief = seen_by_handler.brief and not self.learning
+        flags = (1 if waits else 0) | (2 if ring else 0) | (4 if brief else 0)
         rec = None
         if plain and not self.learning:  # the learning pass copies lines, but makes no records
             rec = records.record(item, None, thread, got[3], ready, category, note, evidence)
             rec["line"] = rec["ts"] = rec["duration"] = rec["text"] = None
-        call = Call(before, got, rec, item.tid, waits)
+        call = Call(before, got, rec, item.tid, waits, brief)
         self._keep(key, call, len(item.args) + len(note) + 200 * len(ready))
         # A line copies it only where feed would do nothing but take the verdict: the thread
         # placed, not to be said unplaced, no write printed unfinished to end.
@@ -428,30 +434,6 @@ class Annotator:
             self.live.clear()
             self.kept_bytes = size
         self.calls[key] = call
-
-
-# An event's fields that are its line's own, not part of the call a kept verdict is keyed on.
-PER_LINE = frozenset({"line", "text", "ts", "duration", "resumed_line", "resumed_text", "source"})
-
-
-class _Watched:
-    """The event as a handler sees it while its verdict may yet be kept: notes whether the
-    handler read anything that is this line's own (a wait's "slept", a handler's time).
-    The call's own fields are plain attributes; the line's own come through __getattr__."""
-
-    __slots__ = ("_ev", "per_line", "kind", "tid", "syscall", "args", "ret", "ret_detail", "errno", "problem",
-                 "stack")
-
-    def __init__(self, ev: Event) -> None:
-        self._ev = ev
-        self.per_line = False
-        self.kind, self.tid, self.syscall, self.args, self.ret = ev.kind, ev.tid, ev.syscall, ev.args, ev.ret
-        self.ret_detail, self.errno, self.problem, self.stack = ev.ret_detail, ev.errno, ev.problem, ev.stack
-
-    def __getattr__(self, name: str):
-        if name in PER_LINE:
-            self.per_line = True
-        return getattr(self._ev, name)
 
 
 def _stall(item: Event, prev: Event, loop: bool) -> tuple[str, list, float | None]:

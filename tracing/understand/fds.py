@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Callable
 
 from .changes import Dict, Tracked
 from ..names import (CLIENT, DEVICE, EPOLL, FILE, IO_URING, LISTENING, PIDFD, PIPE, SIGNAL,
@@ -101,12 +102,14 @@ class Table(Tracked):
         """An epoll instance's interest list (made empty on first use)."""
         return self.interest.setdefault(epfd, Dict())
 
-    def get(self, num: int, deco: str | None = None, line: int | None = None) -> Fd:
-        """The fd `num`; one never seen born is known from its -yy decoration, if any."""
+    def get(self, num: int, deco: str | None = None, line: int | Callable[[], int] | None = None) -> Fd:
+        """The fd `num`; one never seen born is known from its -yy decoration, if any. `line` may
+        be a function that gives it: read only for an fd made here (see Model.saw_wait)."""
         fd = self.fds.get(num)
         if fd is None or (fd.role == UNKNOWN and deco):
             fd = self.fds[num] = from_decoration(num, deco, self.listening_ports())
             if deco:
+                line = line() if callable(line) else line
                 fd.how, fd.seen = "-yy", line
                 if num not in self.firsts and num > 2:
                     self.firsts[num] = (deco, line)

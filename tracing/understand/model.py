@@ -15,6 +15,7 @@ note names (see `claims`).
 from __future__ import annotations
 
 import math
+from typing import Callable
 from dataclasses import dataclass, field
 
 from .changes import Dict, List, Set, Tracked
@@ -211,15 +212,16 @@ class Model(Tracked):
         return got
 
     # -- facts handlers report ------------------------------------------
-    def saw_wait(self, tid, epfd: int | None, line: int | None = None) -> None:
-        """`tid` waits (or starts waiting) on epoll fd `epfd`."""
+    def saw_wait(self, tid, epfd: int | None, line: int | Callable[[], int] | None = None) -> None:
+        """`tid` waits (or starts waiting) on epoll fd `epfd`. `line` may be a function that
+        gives it: read only where it is kept, so a wait that changes nothing reads no line."""
         self.waited.add(tid)
         self.learned.loops.add(tid)
         self.in_signal.pop(tid, None)
         self.resolver_steps.pop(tid, None)
         t = self.thread(tid)
         if t.first_wait is None and line is not None:
-            t.first_wait = line
+            t.first_wait = line = line() if callable(line) else line
         if epfd is not None:
             if not t.epoll:
                 t.epoll = True
@@ -241,7 +243,7 @@ class Model(Tracked):
                 key = (self.proc(tid), fd.born)
                 self.learned.waited_epolls.add(key)
                 if line is not None and key not in self.learned.first_waits:
-                    self.learned.first_waits[key] = (line, tid)
+                    self.learned.first_waits[key] = (line() if callable(line) else line, tid)
 
     def saw_poll(self, tid, watched: int, line: int) -> None:
         """`tid` waits in poll or select on `watched` fds: a loop's wait if it watches several."""

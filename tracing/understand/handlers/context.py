@@ -64,7 +64,7 @@ class Ctx:
             got = fd_arg(self.args[i])
         if got is None or got[0] < 0:
             return None
-        fd = self.table.get(*got, line=self.ev.line)
+        fd = self.table.get(*got, line=lambda: self.ev.line)
         self.fds.append(fd)
         return fd
 
@@ -114,8 +114,49 @@ def whom(c: Ctx, tids) -> str:
     return f"loop thread {tid}" if c.m.is_loop(tid) else f"thread {tid}"
 
 
+SAID_SLEEP = 0.001  # seconds: a wait's sleep is said from a millisecond up
+
+
 def slept_text(c: Ctx) -> str:
-    return f", slept {c.ev.duration * 1000:.1f} ms" if c.ev.duration and c.ev.duration >= 0.001 else ""
+    d = c.ev.slept() if c.ev.__class__ is Watched else c.ev.duration
+    return f", slept {d * 1000:.1f} ms" if d and d >= SAID_SLEEP else ""
+
+
+# An event's fields that are its line's own, not part of the call a kept verdict is keyed on.
+PER_LINE = frozenset({"line", "text", "ts", "duration", "resumed_line", "resumed_text", "source"})
+
+
+class Watched:
+    """The event as a handler sees it while its verdict may yet be kept: notes whether the
+    handler read anything that is this line's own (a handler's time, a wait's "slept").
+    The call's own fields are plain attributes; the line's own come through __getattr__.
+
+    A wait's sleep is the exception: under SAID_SLEEP nothing is said of it, so a verdict
+    that read only that it was short (`brief`) holds for every line of the call that slept
+    as little (or has no -T), and is kept for those."""
+
+    __slots__ = ("_ev", "per_line", "brief", "kind", "tid", "syscall", "args", "ret", "ret_detail", "errno",
+                 "problem", "stack")
+
+    def __init__(self, ev: Event) -> None:
+        self._ev = ev
+        self.per_line = self.brief = False
+        self.kind, self.tid, self.syscall, self.args, self.ret = ev.kind, ev.tid, ev.syscall, ev.args, ev.ret
+        self.ret_detail, self.errno, self.problem, self.stack = ev.ret_detail, ev.errno, ev.problem, ev.stack
+
+    def __getattr__(self, name: str):
+        if name in PER_LINE:
+            self.per_line = True
+        return getattr(self._ev, name)
+
+    def slept(self) -> float | None:
+        """The call's -T duration, read as a wait's sleep."""
+        d = self._ev.duration
+        if d is not None and d >= SAID_SLEEP:
+            self.per_line = True
+        else:
+            self.brief = True
+        return d
 
 
 def where(c: Ctx, cat: str, lookup: str = "") -> str:

@@ -121,7 +121,7 @@ def _timeout_words(ms: float | None, raw: str) -> str:
 
 def epoll_wait(c: Ctx) -> Verdict:
     ep = c.arg_fd(0)
-    c.m.saw_wait(c.ev.tid, ep.num if ep else None, c.ev.line)
+    c.m.saw_wait(c.ev.tid, ep.num if ep else None, lambda: c.ev.line)
     c.category = POLLABLE
     when, ms = _timeout_text(c)
     slept = slept_text(c)
