@@ -204,3 +204,48 @@ def test_a_live_run_under_load_has_a_record_for_every_raw_line(tools_present, tm
     assert len(recs) + starts == lines, f"{len(recs)} records + {starts} start lines, {lines} raw lines"
     assert covered(recs) == list(range(1, lines + 1))
     assert any(line.startswith(f"lines traced: {lines} ") for line in live.seen), live.seen[-10:]
+
+
+@pytest.mark.parametrize("wanted", [[], ["epoll"], ["pool", "wakeup"]])
+def test_the_screen_shows_copied_lines_as_it_shows_their_records(wanted):
+    """Lines copied from a kept call reach the screen through a form per call; what shows
+    (times, bursts counted, the filter) is what each line's own record would show."""
+    import io
+    from itertools import chain
+
+    from tracing.modes.live import Screen, Shown
+    from tracing.read.scan import BREAK
+    from tracing.render.renderer import Renderer, fan_out
+    from tracing.understand.annotate import Annotator
+    from tests.helpers import FIXTURES
+
+    class Records(Shown):  # the screen fed one record at a time
+        def __init__(self, screen) -> None:
+            super().__init__(screen)
+            self.add_copies = lambda rows: Renderer.add_copies(self, rows)
+
+    copied = [0]
+
+    class Copied(Shown):  # the screen fed runs of copies, counted
+        def __init__(self, screen) -> None:
+            super().__init__(screen)
+            self.add_copies = lambda rows: (copied.__setitem__(0, copied[0] + len(rows)), screen.copies(rows))
+
+    logs = [FIXTURES / "load" / "c-pool-keepalive.strace", *sorted((FIXTURES / "kinds").glob("*/*.strace"))[:12]]
+    seen = 0
+    for log in logs:
+        shown = []
+        for view in (Copied, Records):
+            out = io.StringIO()
+            screen = Screen(out, False, wanted)
+            with open(log, errors="replace") as f:
+                numbered = ((n, line.rstrip("\n")) for n, line in enumerate(f, 1))
+                # a BREAK every 50 lines, as live mode's reads make them
+                items = chain.from_iterable(((item, BREAK) if item[0] % 50 == 0 else (item,)) for item in numbered)
+                fan_out(Annotator().stream(items), [view(screen)])
+            screen.finish()
+            shown.append(out.getvalue())
+        assert shown[0] == shown[1], f"{log.name}: the screen differs for copied lines"
+        assert shown[0] or wanted, f"{log.name}: nothing shown"
+        seen += shown[0].count("\n")
+    assert seen > 100 and copied[0] > 300, f"{seen} lines shown; {copied[0]} rows came as copies"

@@ -11,6 +11,7 @@ Ctrl-C (or the server dying) stops everything by PID and prints the summary.
 from __future__ import annotations
 
 import codecs
+import fcntl
 import os
 import re
 import select
@@ -40,6 +41,12 @@ from ..render.text import COLORS, Text, use_color
 ROLES = ("loop", "pool", "other")
 BURST_SHOW = 0.5  # seconds a burst's count may wait before it is shown
 QUIET = 0.2  # seconds without output from strace after which a burst's count is shown
+# Reads come at most every TICK seconds, up to READ bytes each, from a pipe of PIPE bytes:
+# the work per read (flushes, a select, the annotator's set-up) is paid per pipe-full,
+# not per line, and strace's lines wait in the pipe meanwhile instead of strace waiting.
+TICK = 0.03
+READ = PIPE = 1 << 20
+F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ from Python 3.10 on Linux; not in every build
 CATEGORIES = ("pollable", "thread-pooled", "blocking", "wakeup", "other")
 
 
@@ -93,6 +100,29 @@ class Screen:
             self._flush_repeats()
             self.same = key if rec["kind"] == "syscall" else None
             self.pending.append(self._line(rec) + "\n")
+
+    def copies(self, rows) -> None:
+        """Copied lines (tracing.read.scan.copy_lines): as `record` each, with what a line
+        shows of its call (all but the time) worked out once per call."""
+        with self.lock:
+            for call, _, ts, _, _, _, _, forms in rows:
+                form = forms.get("screen")
+                if form is None:
+                    rec = call.rec
+                    form = forms["screen"] = (
+                        (rec["tid"], rec["syscall"], rec["ret"], rec["category"], _short_args(rec)),
+                        self._line(rec)[12:]) if matches(rec, self.wanted) else False
+                if form is False:
+                    continue
+                key, rest = form
+                if key == self.same:
+                    if not self.repeats:
+                        self.burst_since = time.monotonic()
+                    self.repeats += 1
+                    continue
+                self._flush_repeats()
+                self.same = key
+                self.pending.append(f"{clock(ts) if ts else '':>12}{rest}\n")
 
     def flush(self) -> None:
         """Show what came so far; a long burst's count too, so it never lags."""
@@ -164,21 +194,32 @@ def chunked_lines(fd: int, raw: IO[bytes], flush: Callable[[], None],
     """strace's lines from the pipe, numbered, read a pipe-full at a time; a BREAK after
     each pipe-full, so what came is annotated and shown before the next read waits.
 
-    Under load strace writes tens of thousands of lines a second; a read, a
-    raw write and four flushes per line would make strace wait on the pipe.
-    `flush` runs before each read, when every line read so far has been
+    Under load strace writes tens of thousands of lines a second; reading them
+    as they come (a few lines a read) would cost a read, a select and the
+    flushes per few lines, and that CPU is taken from the server. So the pipe is
+    made large and read at most every TICK seconds: a line waits up to TICK.
+    `flush` runs before each wait, when every line read so far has been
     annotated and shown (the consumer asks for more only when done with what
     it has); `quiet` when strace has written nothing for QUIET seconds.
     """
+    try:
+        fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE)
+    except OSError:  # over /proc/sys/fs/pipe-max-size for a user: the default pipe still works
+        pass
     decode = codecs.getincrementaldecoder("utf-8")(errors="replace").decode
     rest = ""
     n = 0
+    last = 0.0
     while True:
         flush()
         if not select.select([fd], [], [], QUIET)[0]:
             quiet()
             continue
-        chunk = os.read(fd, 1 << 16)
+        wait = last + TICK - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        last = time.monotonic()
+        chunk = os.read(fd, READ)
         if not chunk:
             break
         raw.write(chunk)
@@ -198,7 +239,25 @@ class Shown(Renderer):
     def __init__(self, screen: Screen) -> None:
         self.screen = screen
         self.add = screen.record
+        self.add_copies = screen.copies
         self.flush = screen.flush
+
+
+def idle_priority() -> str:
+    """This thread (and threads it starts) runs only on CPU the traced program leaves: on a
+    busy machine its lines come later (strace's pipe holds them), but the program's calls
+    never wait for a core it took. What it got: "idle", "nice 19", or "" (neither allowed)."""
+    me = threading.get_native_id()
+    try:
+        os.sched_setscheduler(me, os.SCHED_IDLE, os.sched_param(0))
+        return "idle"
+    except (OSError, AttributeError):  # not Linux, or a seccomp profile that refuses it
+        pass
+    try:
+        os.setpriority(os.PRIO_PROCESS, me, 19)
+        return "nice 19"
+    except OSError:
+        return ""
 
 
 def stream(fd: int, raw: IO[bytes], text: IO[str], jsonl: IO[str], ann: Annotator, shown: Renderer,
@@ -208,6 +267,7 @@ def stream(fd: int, raw: IO[bytes], text: IO[str], jsonl: IO[str], ann: Annotato
     `shown` (the screen, or the web page's tabs): the one pipeline, a pipe-full at a time.
     The files are flushed before `shown`, so what a reader sees is in them."""
     files = [Text(text), Jsonl(jsonl)]
+    idle_priority()
 
     def flush() -> None:
         for r in files:
