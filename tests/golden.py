@@ -26,7 +26,8 @@ FORMATS = ("text", "jsonl", "trace-event")
 
 
 def outputs(log: Path) -> dict[str, str]:
-    """sha256 of each output `annotate` writes for `log`, and of the timeline drawn from its JSON Lines."""
+    """sha256 of each output `annotate` writes for `log` (each format, and each file of --format all), and
+    of the timeline drawn from its JSON Lines."""
     rel = str(log.relative_to(ROOT))  # outputs name the log as given: from the checkout's root
     got = {}
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stderr(io.StringIO()), _in(ROOT):
@@ -34,6 +35,12 @@ def outputs(log: Path) -> dict[str, str]:
             out = Path(tmp) / f"out.{fmt}"
             code = cli.main(["annotate", rel, "--format", fmt, "-o", str(out)])
             got[fmt] = f"exit {code}" if code else hashlib.sha256(out.read_bytes()).hexdigest()
+        folder = Path(tmp) / "all"  # a trace run's files from one read: the index, the time tables, the summary
+        code = cli.main(["annotate", rel, "--format", "all", "-o", str(folder)])
+        for f in sorted(folder.glob("*")) if not code else ():
+            got[f"all/{f.name}"] = hashlib.sha256(f.read_bytes()).hexdigest()
+        if code:
+            got["all"] = f"exit {code}"
         page = Path(tmp) / "timeline.html"
         code = cli.main(["timeline", str(Path(tmp) / "out.jsonl"), "-o", str(page), "--title", rel])
         got["timeline"] = f"exit {code}" if code else hashlib.sha256(page.read_bytes()).hexdigest()
