@@ -77,5 +77,6 @@ class Lines:
 
     def flush(self) -> None:
         if self.batch:
-            self.out.write("\n".join(self.batch) + "\n")
+            self.batch.append("")  # the last line's newline, without copying the joined text again
+            self.out.write("\n".join(self.batch))
             self.batch.clear()

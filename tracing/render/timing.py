@@ -25,6 +25,16 @@ BUCKET = math.log(1.02)
 TOP = 5  # stalls kept per loop thread
 LEAST = 0.001  # a stall shorter than this is not listed: a loop's ordinary work between waits
 _WAITING = WAITS | POLL_WAITS | {"io_uring_enter"}
+_BUCKETS: dict[float, int] = {}  # -T prints microseconds: a log's durations repeat
+
+
+def bucket(d: float) -> int:
+    got = _BUCKETS.get(d)
+    if got is None:
+        if len(_BUCKETS) >= 1 << 16:
+            _BUCKETS.clear()
+        got = _BUCKETS[d] = math.floor(math.log(d * 1e6) / BUCKET)
+    return got
 
 
 class Latency:
@@ -44,7 +54,7 @@ class Latency:
         if d <= 0:
             self.zeros += 1
         else:
-            self.buckets[math.floor(math.log(d * 1e6) / BUCKET)] += 1
+            self.buckets[bucket(d)] += 1
 
     def quantile(self, q: float) -> float:
         want = max(1, math.ceil(q * self.count))
@@ -75,32 +85,55 @@ class Tally(Renderer):
         if kind == "syscall":
             if "asyncio's debug report:" in rec["note"]:
                 self.reports[rec["line"]] = rec["note"]
-            self._call(rec, rec["syscall"], rec["thread"], rec["tid"], rec["line"], rec["ts"], rec["duration"],
-                       rec.get("resumed_line"))
+            self._call(rec, rec["syscall"], rec["thread"], rec["tid"], rec["line"], rec["ts"], rec["duration"])
         elif kind == "exit":
             self.last_end.pop(rec["tid"], None)
 
     def add_copies(self, rows) -> None:
-        """Copied lines, each its call's record with the line's own number, time and duration."""
-        for call, line, ts, duration, text, source, request, _ in rows:
-            rec = call.rec
-            self._call(rec, rec["syscall"], rec["thread"], rec["tid"], line, ts, duration, None,
-                       lambda: {**rec, "line": line, "ts": ts, "duration": duration, "request": request,
-                                "resumed_line": None})
+        """Copied lines, each its call's record with the line's own number, time and duration:
+        `_call`, with what a call's lines share looked up once per call (its form)."""
+        waited, last_end, latencies = self.waited, self.last_end, self.latencies
+        for call, line, ts, d, _, _, request, forms in rows:
+            form = forms.get(self)
+            if form is None:
+                rec = call.rec
+                name = rec["syscall"]
+                # the table's row by its key: a call whose lines show no -T makes none
+                form = forms[self] = ((name, rec["thread"]), rec["tid"], name in _WAITING, rec["thread"] == LOOP)
+            key, tid, waiting, loop = form
+            if d is not None:
+                latencies[key].add(d)
+            if waiting:
+                waited.add(tid)
+            if not loop or ts is None or tid not in waited:
+                continue
+            before = last_end.get(tid)
+            if (before is not None and ts - before[0] >= LEAST) or (d is not None and not waiting and d >= LEAST):
+                rec = call.rec
+                self._stalls(tid, line, ts, d, waiting,
+                             {**rec, "line": line, "ts": ts, "duration": d, "request": request, "resumed_line": None})
+            elif d is not None:
+                last_end[tid] = (ts + d, line)
+            else:
+                last_end.pop(tid, None)
 
-    def _call(self, rec: dict, name: str, role: str, tid, line: int, ts: float | None, d: float | None,
-              resumed: int | None, whole=None) -> None:
+    def _call(self, rec: dict, name: str, role: str, tid, line: int, ts: float | None, d: float | None) -> None:
         if d is not None:
             self.latencies[(name, role)].add(d)
-        if name in _WAITING:
+        waiting = name in _WAITING
+        if waiting:
             self.waited.add(tid)
         if role != LOOP or ts is None or tid not in self.waited:
             return  # a loop's start-up (imports, set-up) comes before its first wait: no client waits yet
+        self._stalls(tid, line, ts, d, waiting, rec)
+
+    def _stalls(self, tid, line: int, ts: float, d: float | None, waiting: bool, whole: dict) -> None:
+        """A loop thread's call: the gap before it and its own time, kept if among its longest."""
         before = self.last_end.get(tid)
         if before is not None and ts - before[0] >= LEAST:
-            self._keep(tid, ts - before[0], "gap", whole() if whole else rec, before[1])
-        if d is not None and name not in _WAITING and d >= LEAST:
-            self._keep(tid, d, "call", whole() if whole else rec, None)
+            self._keep(tid, ts - before[0], "gap", whole, before[1])
+        if d is not None and not waiting and d >= LEAST:
+            self._keep(tid, d, "call", whole, None)
         if d is not None:
             self.last_end[tid] = (ts + d, line)
         else:  # no -T: where the call ended is not shown, so the next gap is not measured
