@@ -92,3 +92,24 @@ def test_a_run_says_where_to_look(tmp_path):
     lines = (tmp_path / "c" / "annotated.log").read_text().splitlines()
     assert lines[int(m.group(2)) - 1].startswith("==== request 1: GET /")
     assert "trace.json at https://ui.perfetto.dev" in p.stdout and "timeline.html" in p.stdout
+
+
+def test_the_body_is_the_same_where_the_kernel_cannot_copy_files(tmp_path, monkeypatch):
+    """annotated.log's body follows its index as bytes, by copy_file_range; where that is refused
+    (an old kernel, another file system), by hand, to the same bytes."""
+    import os
+
+    from tests.helpers import FIXTURES, ROOT
+    from tracing import cli
+
+    log = str((FIXTURES / "load" / "c-pool-keepalive.strace").relative_to(ROOT))
+    monkeypatch.chdir(ROOT)
+    assert cli.main(["annotate", log, "--format", "all", "-o", str(tmp_path / "kernel")]) == 0
+
+    def refused(*args):
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "copy_file_range", refused)
+    assert cli.main(["annotate", log, "--format", "all", "-o", str(tmp_path / "by-hand")]) == 0
+    kernel, by_hand = ((tmp_path / d / "annotated.log").read_bytes() for d in ("kernel", "by-hand"))
+    assert len(kernel) > 100_000 and kernel == by_hand
