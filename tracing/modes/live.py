@@ -1,10 +1,11 @@
 """Live mode: the server under strace, annotated lines on the terminal as the
 calls happen, while curl is typed by hand in another terminal.
 
-strace writes into a pipe (`-o /dev/fd/N`); this process reads it line by
-line, keeps the raw line, annotates it in one pass (a thread's role is known
-from its first epoll wait on) and prints it at once. The raw log, the
-annotated log and the JSON Lines go to traces/<run>-live/ as they come.
+strace writes into a pipe (`-o /dev/fd/N`); this process reads it a pipe-full
+at a time (at most every TICK seconds, at idle CPU priority), keeps the raw
+lines, annotates them in one pass (a thread's role is known from its first
+epoll wait on) and prints them. The raw log, the annotated log and the JSON
+Lines go to traces/<run>-live/ as they come.
 Ctrl-C (or the server dying) stops everything by PID and prints the summary.
 """
 
