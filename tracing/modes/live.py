@@ -93,12 +93,8 @@ class Screen:
             return
         key = (rec["tid"], rec["syscall"], rec["ret"], rec["category"], _short_args(rec))
         with self.lock:
-            if key == self.same:
-                if not self.repeats:
-                    self.burst_since = time.monotonic()
-                self.repeats += 1
+            if self._repeated(key):
                 return
-            self._flush_repeats()
             self.same = key if rec["kind"] == "syscall" else None
             self.pending.append(self._line(rec) + "\n")
 
@@ -116,14 +112,20 @@ class Screen:
                 if form is False:
                     continue
                 key, rest = form
-                if key == self.same:
-                    if not self.repeats:
-                        self.burst_since = time.monotonic()
-                    self.repeats += 1
+                if self._repeated(key):
                     continue
-                self._flush_repeats()
                 self.same = key
                 self.pending.append(f"{clock(ts) if ts else '':>12}{rest}\n")
+
+    def _repeated(self, key: tuple) -> bool:
+        """The same as the line shown last: counted in its burst, not shown."""
+        if key == self.same:
+            if not self.repeats:
+                self.burst_since = time.monotonic()
+            self.repeats += 1
+            return True
+        self._flush_repeats()
+        return False
 
     def flush(self) -> None:
         """Show what came so far; a long burst's count too, so it never lags."""
