@@ -249,3 +249,14 @@ def test_the_screen_shows_copied_lines_as_it_shows_their_records(wanted):
         assert shown[0] or wanted, f"{log.name}: nothing shown"
         seen += shown[0].count("\n")
     assert seen > 100 and copied[0] > 300, f"{seen} lines shown; {copied[0]} rows came as copies"
+
+
+def test_the_screen_clock_is_each_lines_local_time_across_second_boundaries():
+    import time
+
+    from tracing.modes.live import clock
+
+    times = [1796673694.908318, 1796673694.999, 1796673695.0004, 1796673695.5, 1796673694.2,
+             -0.5, 0.25, -0.5, 0.0, 59.9999, 60.0001]
+    want = [time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(ts % 1 * 1000):03d}" for ts in times]
+    assert [clock(ts) for ts in times] == want

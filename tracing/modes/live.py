@@ -173,16 +173,23 @@ class Screen:
         return f"{ts:>12} {who} {what:<26} {tag} {note}"
 
 
+_SECOND: list = [None, ""]  # the last whole second shown, and its text: lines come many a second
+
+
 def clock(ts: float) -> str:
     """A -ttt time as the screen shows it: local wall clock to the millisecond."""
-    return time.strftime("%H:%M:%S", time.localtime(ts)) + f".{int(ts % 1 * 1000):03d}"
+    second = ts // 1  # localtime rounds down, before 1970 too
+    if second != _SECOND[0]:
+        _SECOND[:] = [second, time.strftime("%H:%M:%S", time.localtime(ts))]
+    return _SECOND[1] + f".{int(ts % 1 * 1000):03d}"
 
 
 def _short_args(rec: dict) -> str:
     # Identical waits: the same note (epoll fd, timeout, ready fds) but for how
     # long they slept; other calls: the same arguments.
     if rec.get("syscall") in WAITS:
-        return re.sub(r", slept [\d.]+ ms", "", rec.get("note") or "")
+        note = rec.get("note") or ""
+        return re.sub(r", slept [\d.]+ ms", "", note) if ", slept " in note else note
     return (rec.get("args") or "")[:60]
 
 
