@@ -181,7 +181,13 @@ def test_live_keeps_every_line_of_a_big_real_log_through_its_pipe(tools_present,
     try:
         with open(raw, "wb") as r, open(text, "w") as t, open(jsonl, "w") as j:
             screen = Screen(io.StringIO(), False, [])
-            stream(read_end, r, t, j, Annotator(), Shown(screen), screen.quiet)
+            # its own thread, as live mode's: stream drops its thread to idle CPU priority for good
+            reader = threading.Thread(target=stream, args=(read_end, r, t, j, Annotator(), Shown(screen),
+                                                            screen.quiet))
+            reader.start()
+            reader.join(300)
+            assert not reader.is_alive(), "the stream did not end with its pipe"
+            assert os.sched_getscheduler(0) != os.SCHED_IDLE, "the tests' own thread kept its priority"
     finally:
         os.close(read_end)
     assert raw.read_bytes() == data, "the raw copy is the pipe's bytes"

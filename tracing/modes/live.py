@@ -275,7 +275,8 @@ def stream(fd: int, raw: IO[bytes], text: IO[str], jsonl: IO[str], ann: Annotato
     """strace's lines from the pipe `fd` until it closes: the raw bytes to `raw`, each
     annotated record to `text` and `jsonl` (every line in one record, as a file's) and to
     `shown` (the screen, or the web page's tabs): the one pipeline, a pipe-full at a time.
-    The files are flushed before `shown`, so what a reader sees is in them."""
+    The files are flushed before `shown`, so what a reader sees is in them. The calling
+    thread stays at idle CPU priority (`idle_priority`): give it a thread of its own."""
     files = [Text(text), Jsonl(jsonl)]
     idle_priority()
 
