@@ -34,6 +34,23 @@ def test_accept_and_read_stream_out_while_the_server_runs(tmp_path):
     assert not any("\x1b[" in line for line in live.seen), "no colour into a pipe"
 
 
+def test_live_reads_at_idle_priority_and_the_server_keeps_its_own(tmp_path):
+    """Under load every CPU second live mode spends is one the traced server may need: its
+    reader takes only what is left (SCHED_IDLE), while strace and the server run as they were."""
+    live = Live(tmp_path)
+    try:
+        strace, server = live.pids()
+        live.wait_for(r"Try, in another terminal", 30)
+        curl(live.port, "/")
+        live.wait_for(r"accept4\(", 15)  # the reader has read: it is in its loop
+        policies = {who: os.sched_getscheduler(pid) for who, pid in
+                    (("live's reader", live.proc.pid), ("strace", strace), ("server", server))}
+    finally:
+        rc = live.stop()
+    assert rc == 0, "".join(live.seen[-20:])
+    assert policies == {"live's reader": os.SCHED_IDLE, "strace": os.SCHED_OTHER, "server": os.SCHED_OTHER}, policies
+
+
 def test_filter_shows_only_the_epoll_calls(tmp_path):
     live = Live(tmp_path, "--filter", "epoll")
     try:
@@ -181,13 +198,8 @@ def test_live_keeps_every_line_of_a_big_real_log_through_its_pipe(tools_present,
     try:
         with open(raw, "wb") as r, open(text, "w") as t, open(jsonl, "w") as j:
             screen = Screen(io.StringIO(), False, [])
-            # its own thread, as live mode's: stream drops its thread to idle CPU priority for good
-            reader = threading.Thread(target=stream, args=(read_end, r, t, j, Annotator(), Shown(screen),
-                                                            screen.quiet))
-            reader.start()
-            reader.join(300)
-            assert not reader.is_alive(), "the stream did not end with its pipe"
-            assert os.sched_getscheduler(0) != os.SCHED_IDLE, "the tests' own thread kept its priority"
+            stream(read_end, r, t, j, Annotator(), Shown(screen), screen.quiet)
+            assert os.sched_getscheduler(0) != os.SCHED_IDLE, "only live mode's own reader yields its CPU"
     finally:
         os.close(read_end)
     assert raw.read_bytes() == data, "the raw copy is the pipe's bytes"

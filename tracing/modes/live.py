@@ -271,14 +271,17 @@ def idle_priority() -> str:
 
 
 def stream(fd: int, raw: IO[bytes], text: IO[str], jsonl: IO[str], ann: Annotator, shown: Renderer,
-           quiet: Callable[[], None] = lambda: None) -> None:
+           quiet: Callable[[], None] = lambda: None, idle: bool = False) -> None:
     """strace's lines from the pipe `fd` until it closes: the raw bytes to `raw`, each
     annotated record to `text` and `jsonl` (every line in one record, as a file's) and to
     `shown` (the screen, or the web page's tabs): the one pipeline, a pipe-full at a time.
-    The files are flushed before `shown`, so what a reader sees is in them. The calling
-    thread stays at idle CPU priority (`idle_priority`): give it a thread of its own."""
+    The files are flushed before `shown`, so what a reader sees is in them. With `idle`,
+    the calling thread drops to idle CPU priority for good (`idle_priority`): the terminal's
+    live mode, where a server under load must not pay for it. The web page does not: a
+    browser drawing on the same cores would leave it no CPU, and a class would wait."""
     files = [Text(text), Jsonl(jsonl)]
-    idle_priority()
+    if idle:
+        idle_priority()
 
     def flush() -> None:
         for r in files:
@@ -347,7 +350,7 @@ def run(target: Target, out: Path, screen: Screen, load_seconds: int = LOAD_SECO
         with open(out / raw_name(target), "wb") as raw, open(out / "annotated.log", "w") as text, \
                 open(out / "events.jsonl", "w") as jsonl:
             text.write(f"# epoll-lab live trace of {target.name}; raw lines, each followed by its note.\n")
-            stream(pipe, raw, text, jsonl, ann, Shown(screen), screen.quiet)
+            stream(pipe, raw, text, jsonl, ann, Shown(screen), screen.quiet, idle=True)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
