@@ -91,12 +91,12 @@ class Screen:
     def record(self, rec: dict) -> None:
         if rec["kind"] == "started" or not matches(rec, self.wanted):
             return
-        key = (rec["tid"], rec["syscall"], rec["ret"], rec["category"], _short_args(rec))
+        key = _burst_key(rec)
         with self.lock:
             if self._repeated(key):
                 return
             self.same = key if rec["kind"] == "syscall" else None
-            self.pending.append(self._line(rec) + "\n")
+            self.pending.append(_at(rec.get("ts")) + self._rest(rec))
 
     def copies(self, rows) -> None:
         """Copied lines (tracing.read.scan.copy_lines): as `record` each, with what a line
@@ -106,16 +106,14 @@ class Screen:
                 form = forms.get("screen")
                 if form is None:
                     rec = call.rec
-                    form = forms["screen"] = (
-                        (rec["tid"], rec["syscall"], rec["ret"], rec["category"], _short_args(rec)),
-                        self._line(rec)[12:]) if matches(rec, self.wanted) else False
+                    form = forms["screen"] = (_burst_key(rec), self._rest(rec)) if matches(rec, self.wanted) else False
                 if form is False:
                     continue
                 key, rest = form
                 if self._repeated(key):
                     continue
                 self.same = key
-                self.pending.append(f"{clock(ts) if ts else '':>12}{rest}\n")
+                self.pending.append(_at(ts) + rest)
 
     def _repeated(self, key: tuple) -> bool:
         """The same as the line shown last: counted in its burst, not shown."""
@@ -155,8 +153,8 @@ class Screen:
             self.same = None
             self._write()
 
-    def _line(self, rec: dict) -> str:
-        ts = clock(rec["ts"]) if rec.get("ts") else ""
+    def _rest(self, rec: dict) -> str:
+        """A record's screen line after its time: all that the lines of one call share."""
         who = f"{rec.get('thread', ''):<5} {rec['tid'] or '':<6}"
         what = rec["syscall"] or rec["kind"]
         cat = rec.get("category", "")
@@ -170,7 +168,17 @@ class Screen:
         elif rec["kind"] == "strace" and LOST_CALLS.search(rec.get("text") or ""):
             # The tracer lost calls here: the message itself is the news ("N calls lost here").
             note = (rec.get("text") or "").split("strace: ", 1)[-1]
-        return f"{ts:>12} {who} {what:<26} {tag} {note}"
+        return f" {who} {what:<26} {tag} {note}\n"
+
+
+def _at(ts: float | None) -> str:
+    """A line's time on the screen, in its fixed column."""
+    return f"{clock(ts) if ts else '':>12}"
+
+
+def _burst_key(rec: dict) -> tuple:
+    """What two records share when the second only repeats the first (a burst)."""
+    return rec["tid"], rec["syscall"], rec["ret"], rec["category"], _short_args(rec)
 
 
 _SECOND: list = [None, ""]  # the last whole second shown, and its text: lines come many a second
@@ -253,21 +261,20 @@ class Shown(Renderer):
         self.flush = screen.flush
 
 
-def idle_priority() -> str:
+def idle_priority() -> None:
     """This thread (and threads it starts) runs only on CPU the traced program leaves: on a
     busy machine its lines come later (strace's pipe holds them), but the program's calls
-    never wait for a core it took. What it got: "idle", "nice 19", or "" (neither allowed)."""
+    never wait for a core it took. Nice 19 where idle is refused; as it was where both are."""
     me = threading.get_native_id()
     try:
         os.sched_setscheduler(me, os.SCHED_IDLE, os.sched_param(0))
-        return "idle"
+        return
     except (OSError, AttributeError):  # not Linux, or a seccomp profile that refuses it
         pass
     try:
         os.setpriority(os.PRIO_PROCESS, me, 19)
-        return "nice 19"
     except OSError:
-        return ""
+        pass
 
 
 def stream(fd: int, raw: IO[bytes], text: IO[str], jsonl: IO[str], ann: Annotator, shown: Renderer,
