@@ -25,6 +25,7 @@ BUCKET = math.log(1.02)
 TOP = 5  # stalls kept per loop thread
 LEAST = 0.001  # a stall shorter than this is not listed: a loop's ordinary work between waits
 _WAITING = WAITS | POLL_WAITS | {"io_uring_enter"}
+_OWN = object()  # Tally._stalls: the record given is the line's own
 _BUCKETS: dict[float, int] = {}  # -T prints microseconds: a log's durations repeat
 
 
@@ -92,7 +93,7 @@ class Tally(Renderer):
     def add_copies(self, rows) -> None:
         """Copied lines, each its call's record with the line's own number, time and duration:
         `_call`, with what a call's lines share looked up once per call (its form)."""
-        waited, last_end, latencies = self.waited, self.last_end, self.latencies
+        waited, latencies = self.waited, self.latencies
         for call, line, ts, d, _, _, request, forms in rows:
             form = forms.get(self)
             if form is None:
@@ -105,17 +106,8 @@ class Tally(Renderer):
                 latencies[key].add(d)
             if waiting:
                 waited.add(tid)
-            if not loop or ts is None or tid not in waited:
-                continue
-            before = last_end.get(tid)
-            if (before is not None and ts - before[0] >= LEAST) or (d is not None and not waiting and d >= LEAST):
-                rec = call.rec
-                self._stalls(tid, line, ts, d, waiting,
-                             {**rec, "line": line, "ts": ts, "duration": d, "request": request, "resumed_line": None})
-            elif d is not None:
-                last_end[tid] = (ts + d, line)
-            else:
-                last_end.pop(tid, None)
+            if loop and ts is not None and tid in waited:
+                self._stalls(tid, line, ts, d, waiting, call.rec, request)
 
     def _call(self, rec: dict, name: str, role: str, tid, line: int, ts: float | None, d: float | None) -> None:
         if d is not None:
@@ -127,13 +119,20 @@ class Tally(Renderer):
             return  # a loop's start-up (imports, set-up) comes before its first wait: no client waits yet
         self._stalls(tid, line, ts, d, waiting, rec)
 
-    def _stalls(self, tid, line: int, ts: float, d: float | None, waiting: bool, whole: dict) -> None:
-        """A loop thread's call: the gap before it and its own time, kept if among its longest."""
+    def _stalls(self, tid, line: int, ts: float, d: float | None, waiting: bool, rec: dict,
+                request=_OWN) -> None:
+        """A loop thread's call: the gap before it and its own time, kept if among its longest.
+        `rec` is the line's record, or (with the line's `request`) its call's, for a copy."""
         before = self.last_end.get(tid)
-        if before is not None and ts - before[0] >= LEAST:
-            self._keep(tid, ts - before[0], "gap", whole, before[1])
-        if d is not None and not waiting and d >= LEAST:
-            self._keep(tid, d, "call", whole, None)
+        gap = before is not None and ts - before[0] >= LEAST
+        took = d is not None and not waiting and d >= LEAST
+        if gap or took:
+            whole = rec if request is _OWN else {**rec, "line": line, "ts": ts, "duration": d, "request": request,
+                                                  "resumed_line": None}
+            if gap:
+                self._keep(tid, ts - before[0], "gap", whole, before[1])
+            if took:
+                self._keep(tid, d, "call", whole, None)
         if d is not None:
             self.last_end[tid] = (ts + d, line)
         else:  # no -T: where the call ended is not shown, so the next gap is not measured
