@@ -203,19 +203,18 @@ class AnnotatedLog(Renderer):
             return
         text, batch, want = self.text, self.lines.batch, self.want
         marked = self.timing.marked if self.timing is not None else None  # a stall's line: its number is kept
-        i = 0
-        while i < len(rows):
+        i, n = 0, len(rows)
+        while i < n:
             end = i
-            n = len(rows)
             while end < n and rows[end][6] == text.current and not (
                     want and not want.keys().isdisjoint(_landmarks(rows[end][0]))) and not (
                     marked and rows[end][1] in marked):
                 end += 1
             if end > i:
                 before = len(batch)
-                text.add_copies(rows[i:end] if i or end < len(rows) else rows, batch)
+                text.add_copies(rows[i:end] if i or end < n else rows, batch)
                 self.n += sum(chunk.count("\n") + 1 for chunk in batch[before:])
-            if end < len(rows):
+            if end < n:
                 for rec in Copies(rows[end:end + 1]).records():
                     self.add(rec)
             i = end + 1

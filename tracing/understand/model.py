@@ -15,8 +15,8 @@ note names (see `claims`).
 from __future__ import annotations
 
 import math
-from typing import Callable
 from dataclasses import dataclass, field
+from typing import Callable
 
 from .changes import Dict, List, Set, Tracked
 from .fds import Fd, Processes
