@@ -315,16 +315,19 @@ static int put(Buf *b, const char *s, Py_ssize_t n) {
     return 0;
 }
 
-static int put_str(Buf *b, PyObject *s) {
-    Py_ssize_t n;
-    const char *u;
+/* The UTF-8 of a str (n its length), or NULL with an error. */
+static const char *utf8(PyObject *s, Py_ssize_t *n) {
     if (!PyUnicode_Check(s)) {
         PyErr_SetString(PyExc_TypeError, "a form's text and an as-is slot are str");
-        return -1;
+        return NULL;
     }
-    if ((u = PyUnicode_AsUTF8AndSize(s, &n)) == NULL)
-        return -1;
-    return put(b, u, n);
+    return PyUnicode_AsUTF8AndSize(s, n);
+}
+
+static int put_str(Buf *b, PyObject *s) {
+    Py_ssize_t n;
+    const char *u = utf8(s, &n);
+    return u == NULL ? -1 : put(b, u, n);
 }
 
 /* repr() of an int or a float, "null" for None. */
@@ -376,12 +379,8 @@ static int put_slot(Buf *b, PyObject *row, long code, PyObject *quote) {
         return got;
     case 2: {  /* a line's text: without its final newline */
         Py_ssize_t n;
-        const char *u;
-        if (!PyUnicode_Check(v)) {
-            PyErr_SetString(PyExc_TypeError, "an as-is slot is a str");
-            return -1;
-        }
-        if ((u = PyUnicode_AsUTF8AndSize(v, &n)) == NULL)
+        const char *u = utf8(v, &n);
+        if (u == NULL)
             return -1;
         return put(b, u, n > 0 && u[n - 1] == '\n' ? n - 1 : n);
     }
