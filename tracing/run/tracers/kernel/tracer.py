@@ -87,7 +87,7 @@ def ring_kb() -> int:
 
 def wake_args() -> list[str]:
     """EPOLL_LAB_KERNEL_WAKE_KB: how much unread data wakes the loader before its next
-    interval (default a quarter of the ring; 0: never, which is how a test fills a ring)."""
+    interval (default 256 KiB, or a quarter of a smaller ring; 0: never, which is how a test fills a ring)."""
     text = os.environ.get("EPOLL_LAB_KERNEL_WAKE_KB", "")
     if not text:
         return []
