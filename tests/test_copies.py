@@ -9,7 +9,9 @@ two identical calls."""
 from __future__ import annotations
 
 import io
+import math
 import os
+import random
 import re
 import subprocess
 import sys
@@ -192,12 +194,46 @@ def test_the_compiled_scanner_takes_what_its_twin_takes(lines, data):
     assert results[0] == results[1]
 
 
+def test_the_compiled_scanner_reads_a_logs_times_as_float_does():
+    # Times and durations of every length, dense where the compiled reader stops doing
+    # the sum itself (digits past 2**53, more than 22 places): each line's row holds
+    # the floats Python's float() reads from its text.
+    rng = random.Random(25)
+    texts = []
+    for digits in range(1, 26):
+        for _ in range(200):
+            d = "".join(rng.choice("0123456789") for _ in range(digits))
+            dot = rng.randrange(0, digits + 1)
+            texts.append(f"{d[:dot] or '0'}.{d[dot:] or '0'}")
+    for n in range(2 ** 53 - 300, 2 ** 53 + 300):
+        d = str(n)
+        texts += [f"{d[:10]}.{d[10:]}", f"{d[:1]}.{d[1:]}", f"0.{'0' * 6}{d}"]
+    texts += [f"0.{'0' * zeros}{rng.randrange(1, 10 ** 6)}" for zeros in range(26) for _ in range(20)]
+    line = next(m for m in MIXED if _DURATION.search(m) and _PREFIX.match(m).group(2))
+    lines = [retime(line, t, rng.choice(texts)) + "\n" for t in texts]
+    live = {scan.scan(x)[0]: (object(), 0, 0, {}) for x in lines}
+    results = []
+    for copy in (scan.copy_lines, scan._copy_lines):
+        rows: list = []
+        got = copy(iter(enumerate(lines, 1)), live, {}, {}, None, rows, len(lines) + 1, 0.5)
+        results.append((got, rows))
+    assert len(results[1][1]) > len(lines) // 2
+    wrong = [(a, b) for a, b in zip(*(r[1] for r in results)) if a != b]
+    assert not wrong and results[0] == results[1], wrong[:5]
+
+
 forms = st.lists(st.sampled_from([fill.slot(f, h) for f in range(1, 7) for h in range(4)]), max_size=6)
+# Decimals of up to six places, as a log's times and durations are: the compiled writer
+# spells these itself; the edges of that way (1e-4, 2**33, -0.0) beside them.
+decimals = st.one_of(st.integers(-10**16, 10**16).map(lambda n: n / 1e6),
+                     st.integers(-10**13, 10**13).map(lambda n: n / 1e3),
+                     st.sampled_from([1e-4, 9.99999e-5, 5e-05, 1.2e-05, 0.000123, 2.0**33, 2.0**33 - 1e-6, 8589934591.999999,
+                                      -0.0, 0.0, 5e-324, 1.7e9 + 0.5, 12.0, 100.000001]))
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 10**9), st.one_of(st.none(), st.floats(allow_nan=False)),
-                          st.one_of(st.none(), st.floats(0, 1e6)), st.text(), st.one_of(st.none(), st.text()),
+@given(st.lists(st.tuples(st.integers(0, 10**9), st.one_of(st.none(), st.floats(allow_nan=False), decimals),
+                          st.one_of(st.none(), st.floats(0, 1e6), decimals), st.text(), st.one_of(st.none(), st.text()),
                           st.one_of(st.none(), st.text()), forms, st.text()), max_size=20),
        st.integers(0, 3))
 def test_the_compiled_filler_writes_what_its_twin_writes(specs, start):
@@ -214,7 +250,28 @@ def test_the_compiled_filler_writes_what_its_twin_writes(specs, start):
     assert fill.fill(rows, start, "k", quote) == fill._fill(rows, start, "k", quote)
 
 
-slice_times = st.one_of(st.none(), st.floats(allow_nan=False), st.floats(1.7e9, 1.9e9),
+def test_the_compiled_filler_spells_a_logs_decimals_as_repr_does():
+    # Times and durations of six places and fewer, where the compiled writer spells the
+    # digits itself, dense around its edges (1e-4, where repr turns to an exponent, and
+    # 2**33, past which doubles are more than 10**-6 apart); each through one fill.
+    rng = random.Random(25)
+    edges = [2.0 ** 33, 1e-4, 1.0]
+    values = [n / 1e6 for n in range(-2000, 2000)] + [n / 1e3 for n in range(-2000, 2000)]
+    for edge in edges:
+        n = round(edge * 1e6)
+        values += [(n + k) / 1e6 for k in range(-20000, 20000)]
+        values += [math.nextafter(edge, d) for d in (0, math.inf)]
+    values += [rng.randrange(-10 ** 16, 10 ** 16) / 10 ** rng.randrange(0, 7) for _ in range(100000)]
+    values += [rng.uniform(-1e10, 1e10) for _ in range(20000)] + [0.0, -0.0, 5e-324, 1e300, -1e-300]
+    form = {"k": ("", fill.slot(fill.TS, fill.NUMBER), " ", fill.slot(fill.DURATION, fill.NUMBER), "")}
+    rows = [(None, 1, v, -v, "", None, None, form) for v in values]
+    got, _ = fill.fill(rows, 0, "k", repr)
+    want, _ = fill._fill(rows, 0, "k", repr)
+    wrong = [(g, w) for g, w in zip(got.split("\n"), want.split("\n")) if g != w]
+    assert not wrong and got == want, wrong[:10]
+
+
+slice_times = st.one_of(st.none(), st.floats(allow_nan=False), st.floats(1.7e9, 1.9e9), decimals,
                         st.sampled_from([0.0, -0.0, 1e300]))
 slice_durations = st.one_of(st.none(), st.floats(0, 10), st.floats(-1e-6, 1e-6),
                             st.sampled_from([0.0, -0.0, 2.5e-7, 1e-6, 1.0005e-6, 2.5e-9, 1.2345e-7, 3600.0]))

@@ -27,6 +27,9 @@
 
 #define NUMBER 64  /* a time or duration this long is read by Python's float() */
 
+static const double POW10[23] = {1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+                                 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
 typedef struct {
     Py_ssize_t pid_end;          /* the pid text is [0, pid_end); 0: none */
     Py_ssize_t ts_at, ts_end;    /* the seconds, or an empty range */
@@ -143,6 +146,24 @@ static void split(const Text *t, Split *p) {
 /* float(text[a:b]), for a run of ASCII digits and one dot. */
 static PyObject *number(PyObject *raw, const Text *t, Py_ssize_t a, Py_ssize_t b) {
     char buf[NUMBER + 1];
+    /* Clinger's fast path: digits below 2**53 divided by an exact power of ten are one
+     * correctly rounded division, the double strtod gives (a log's times and durations). */
+    double n = 0.0;
+    int places = -1, digits = 0, fast = 1;
+    for (Py_ssize_t i = a; i < b && fast; i++) {
+        Py_UCS4 c = at(t, i);
+        if (c == '.' && places < 0)
+            places = 0;
+        else if (c >= '0' && c <= '9') {
+            n = n * 10.0 + (double)(c - '0');
+            places += places >= 0;
+            digits++;
+            fast = n < 9007199254740992.0;
+        } else
+            fast = 0;
+    }
+    if (fast && digits && places <= 22)
+        return PyFloat_FromDouble(places > 0 ? n / POW10[places] : n);
     if (b - a <= NUMBER) {
         for (Py_ssize_t i = a; i < b; i++)
             buf[i - a] = (char)at(t, i);
@@ -330,18 +351,59 @@ static int put_str(Buf *b, PyObject *s) {
     return u == NULL ? -1 : put(b, u, n);
 }
 
+/* repr(x) where x is a decimal of at most six places (a log's times and durations, the
+ * microseconds of a trace): n / 10**6 for an integer n, and at this size doubles are
+ * closer than 10**-6 apart, so no decimal of six places or fewer but n's own reads back
+ * as x, and n's digits, trailing zeros dropped, are the shortest repr() finds. Below
+ * 1e-4 repr() writes an exponent: 0 there, and for anything else, means "not this way". */
+static Py_ssize_t decimal_repr(double x, char *out) {
+    double ax = fabs(x), n;
+    if (x == 0.0)
+        return (Py_ssize_t)(signbit(x) ? stpcpy(out, "-0.0") - out : stpcpy(out, "0.0") - out);
+    if (!(ax >= 1e-4 && ax < 8589934592.0))  /* 2**33: doubles 2**-20 apart, under 10**-6 */
+        return 0;
+    n = nearbyint(ax * 1e6);
+    if (n / 1e6 != ax)
+        return 0;
+    long long whole = (long long)n / 1000000, frac = (long long)n % 1000000;
+    char digits[24], *p = out;
+    int k = 0, last = 5;
+    if (x < 0)
+        *p++ = '-';
+    do
+        digits[k++] = (char)('0' + whole % 10);
+    while ((whole /= 10) > 0);
+    while (k > 0)
+        *p++ = digits[--k];
+    *p++ = '.';
+    for (int i = 5; i >= 0; i--, frac /= 10)
+        p[i] = (char)('0' + frac % 10);
+    while (last > 0 && p[last] == '0')
+        last--;
+    p += last + 1;
+    *p = '\0';
+    return p - out;
+}
+
+static int put_double(Buf *b, double x) {
+    char num[40];
+    Py_ssize_t len = decimal_repr(x, num);
+    if (len > 0)
+        return put(b, num, len);
+    char *r = PyOS_double_to_string(x, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+    if (r == NULL)
+        return -1;
+    int got = put(b, r, (Py_ssize_t)strlen(r));
+    PyMem_Free(r);
+    return got;
+}
+
 /* repr() of an int or a float, "null" for None. */
 static int put_number(Buf *b, PyObject *v) {
     if (v == Py_None)
         return put(b, "null", 4);
-    if (PyFloat_CheckExact(v)) {
-        char *r = PyOS_double_to_string(PyFloat_AS_DOUBLE(v), 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
-        if (r == NULL)
-            return -1;
-        int got = put(b, r, (Py_ssize_t)strlen(r));
-        PyMem_Free(r);
-        return got;
-    }
+    if (PyFloat_CheckExact(v))
+        return put_double(b, PyFloat_AS_DOUBLE(v));
     if (PyLong_CheckExact(v)) {
         char num[32];
         int overflow;
@@ -494,15 +556,6 @@ static int round3(double x, double *out) {
     *out = PyOS_string_to_double(s, NULL, NULL);
     PyMem_Free(s);
     return *out == -1.0 && PyErr_Occurred() ? -1 : 0;
-}
-
-static int put_double(Buf *b, double x) {
-    char *r = PyOS_double_to_string(x, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
-    if (r == NULL)
-        return -1;
-    int got = put(b, r, (Py_ssize_t)strlen(r));
-    PyMem_Free(r);
-    return got;
 }
 
 static double at_least_zero(double x) { return x > 0.0 ? x : 0.0; }  /* max(0.0, x), NaN too */
