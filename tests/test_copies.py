@@ -251,17 +251,19 @@ def test_the_compiled_filler_writes_what_its_twin_writes(specs, start):
 
 
 def test_the_compiled_filler_spells_a_logs_decimals_as_repr_does():
-    # Times and durations of six places and fewer, where the compiled writer spells the
-    # digits itself, dense around its edges (1e-4, where repr turns to an exponent, and
-    # 2**33, past which doubles are more than 10**-6 apart); each through one fill.
+    # Whole numbers, and times and durations of six places and fewer, where the compiled
+    # writer spells the digits itself, dense around its edges (1e-4, where repr turns to
+    # an exponent; 2**33, past which doubles are more than 10**-6 apart; 2**53, past which
+    # they are more than 1 apart); each through one fill.
     rng = random.Random(25)
-    edges = [2.0 ** 33, 1e-4, 1.0]
+    edges = [2.0 ** 33, 1e-4, 1.0, 2.0 ** 53, 1e16, 1796659720534247.0]
     values = [n / 1e6 for n in range(-2000, 2000)] + [n / 1e3 for n in range(-2000, 2000)]
     for edge in edges:
         n = round(edge * 1e6)
         values += [(n + k) / 1e6 for k in range(-20000, 20000)]
         values += [math.nextafter(edge, d) for d in (0, math.inf)]
     values += [rng.randrange(-10 ** 16, 10 ** 16) / 10 ** rng.randrange(0, 7) for _ in range(100000)]
+    values += [float(rng.randrange(-2 ** 54, 2 ** 54)) for _ in range(20000)]  # whole numbers
     values += [rng.uniform(-1e10, 1e10) for _ in range(20000)] + [0.0, -0.0, 5e-324, 1e300, -1e-300]
     form = {"k": ("", fill.slot(fill.TS, fill.NUMBER), " ", fill.slot(fill.DURATION, fill.NUMBER), "")}
     rows = [(None, 1, v, -v, "", None, None, form) for v in values]

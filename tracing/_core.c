@@ -351,23 +351,25 @@ static int put_str(Buf *b, PyObject *s) {
     return u == NULL ? -1 : put(b, u, n);
 }
 
-/* repr(x) where x is a decimal of at most six places (a log's times and durations, the
- * microseconds of a trace): n / 10**6 for an integer n, and at this size doubles are
- * closer than 10**-6 apart, so no decimal of six places or fewer but n's own reads back
- * as x, and n's digits, trailing zeros dropped, are the shortest repr() finds. Below
- * 1e-4 repr() writes an exponent: 0 there, and for anything else, means "not this way". */
+/* repr(x) where x is a whole number below 2**53 (its digits and ".0"), or a decimal of at
+ * most six places below 2**33 (a log's times and durations): x is n / 10**6 for an integer
+ * n, doubles there are closer than 10**-6 apart, so no decimal of six places or fewer but
+ * n's own reads back as x, and n's digits, trailing zeros dropped, are the shortest repr()
+ * finds. Below 1e-4 repr() writes an exponent. 0: not this way (dtoa's). */
 static Py_ssize_t decimal_repr(double x, char *out) {
     double ax = fabs(x), n;
-    if (x == 0.0)
-        return (Py_ssize_t)(signbit(x) ? stpcpy(out, "-0.0") - out : stpcpy(out, "0.0") - out);
-    if (!(ax >= 1e-4 && ax < 8589934592.0))  /* 2**33: doubles 2**-20 apart, under 10**-6 */
-        return 0;
-    n = nearbyint(ax * 1e6);
-    if (n / 1e6 != ax)
-        return 0;
-    long long whole = (long long)n / 1000000, frac = (long long)n % 1000000;
+    long long whole, frac;
     char digits[24], *p = out;
     int k = 0, last = 5;
+
+    if (x == 0.0)
+        return (Py_ssize_t)(signbit(x) ? stpcpy(out, "-0.0") - out : stpcpy(out, "0.0") - out);
+    if (ax < 9007199254740992.0 && ax == floor(ax))
+        whole = (long long)ax, frac = 0;
+    else if (ax >= 1e-4 && ax < 8589934592.0 && (n = nearbyint(ax * 1e6)) / 1e6 == ax)
+        whole = (long long)n / 1000000, frac = (long long)n % 1000000;
+    else
+        return 0;
     if (x < 0)
         *p++ = '-';
     do
