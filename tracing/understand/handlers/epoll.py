@@ -87,7 +87,11 @@ def epoll_ctl(c: Ctx) -> Verdict:
 
 
 # The timeout, read from the end of the arguments: the ready array before it
-# can be long, and splitting it all costs more than the rest of the line.
+# can be long, and splitting it all costs more than the rest of the line. Each
+# pattern matches at one place at most, so it is first looked for in the last
+# TAIL characters (a search from the start tries every comma of the array: 6% of
+# live mode's annotating under load), then in the whole.
+TAIL = 512
 _TIMEOUT_AT_END = {
     "epoll_wait": re.compile(r",\s*(-?\d+)\s*$"),
     "epoll_pwait": re.compile(r",\s*(-?\d+),\s*(?:NULL|\[[^\]]*\]|0x[0-9a-f]+),\s*\d+\s*$"),
@@ -96,7 +100,9 @@ _TIMEOUT_AT_END = {
 
 
 def _timeout_text(c: Ctx) -> tuple[str, float | None]:
-    m = _TIMEOUT_AT_END[c.ev.syscall].search(c.ev.args)
+    args, pattern = c.ev.args, _TIMEOUT_AT_END[c.ev.syscall]
+    m = pattern.search(args, len(args) - TAIL) if len(args) > TAIL else None
+    m = m or pattern.search(args)
     raw = m.group(1) if m else (c.args[3] if len(c.args) > 3 else "?")
     if c.ev.syscall == "epoll_pwait2":
         m = re.search(r"tv_sec=(\d{1,19}),\s*tv_nsec=(\d{1,10})", raw)
