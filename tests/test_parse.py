@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tracing.read import inputs
+from tracing.read import inputs, parse
 from tracing.understand.annotate import Annotator, annotate_file, annotate_items
 from tracing.read.parse import (Started, epoll_items, events, numbered_events, parse_line,
                            parse_line_carefully, split_args)
@@ -176,6 +176,26 @@ def test_the_three_epoll_event_formats_read_alike():
     forms = [read(f"formats/epoll-{v}.strace")[604] for v in ("5.10", "6.13")] + [
         read("tiny-f-ttt-T-yy.strace")[604]]
     assert {tuple(epoll_items(f)) for f in forms} == {(("EPOLLIN", 4),)}, forms
+
+
+def test_a_ready_array_cut_at_its_separators_reads_as_findall_reads_it():
+    # epoll_items cuts today's format at "}}, {" and looks each item up; every line of
+    # every recorded log, and the shapes that must go to findall instead, read alike.
+    lines = [line for log in LOGS + FF for line in log.read_text(errors="replace").splitlines() if "{" in line]
+    item = "{events=EPOLLIN, data={u32=5, u64=5}}"
+    lines += [
+        f"3, [{item}, {item.replace('5', '7')}], 64, -1",
+        f"3, [{item},  {item}], 64, -1",  # two spaces
+        f"3, [{item}, {{events=EPOLLIN, data=0x5}}], 64, -1",  # 6.13's item among today's
+        f"3, [{item.replace('u32=5', 'u32=12345678901')}], 64, -1",  # too long for a u32
+        f"3, [{item}], 64, {{tv_sec=0, tv_nsec=0}}, NULL, 8",
+        f"{{x}}, [{item}], 64, -1", f"3, [{item}]",
+        f"3, [{item.replace('EPOLLIN', '0x1')}, {item.replace('EPOLLIN', '0')}], 64, -1",
+        "3, [{events=EPOLLIN, data={u32=5, u64=5}}}, {events=EPOLLIN, data={u32=5, u64=5}}], 64, -1",
+    ]
+    wrong = [(line, epoll_items(line)) for line in lines if epoll_items(line) != parse._found_items(line)]
+    assert not wrong, wrong[:3]
+    assert sum(parse._modern_items(line) is not None for line in lines) > 500  # the cut is taken
 
 
 def test_arguments_split_at_top_level_commas_only():

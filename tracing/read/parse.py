@@ -547,6 +547,12 @@ def epoll_items(text: str) -> list[tuple[str, int]]:
     (to 5.10), `{events=EPOLLIN, data={u32=5, u64=5}}` (5.11 on) and
     `{events=EPOLLIN, data=0x5}` (6.13 on).
     """
+    fast = _modern_items(text)
+    return _found_items(text) if fast is None else fast
+
+
+def _found_items(text: str) -> list[tuple[str, int]]:
+    """epoll_items, every format, by findall."""
     out = []
     # findall hands back every item's groups at once (a wait can return 64).
     for events, _, u64, raw in _EPOLL_ITEM.findall(text):
@@ -555,6 +561,33 @@ def epoll_items(text: str) -> list[tuple[str, int]]:
         else:
             data = int(raw, 16) if raw.startswith("0x") else int(raw)
         out.append((events, data))
+    return out
+
+
+# One item of today's format between "{" and "}}", as _EPOLL_ITEM reads it there.
+_MODERN_ITEM = re.compile(r"events=([A-Z0-9_|]+|0x[0-9a-f]+|0), data=\{u32=\d{1,10}, u64=(\d{1,20})")
+_ITEMS: dict[str, tuple[str, int]] = {}  # an item's text -> (events, data): a loop's waits return the same fds
+_ITEMS_MOST = 4096
+
+
+def _modern_items(text: str) -> list[tuple[str, int]] | None:
+    """epoll_items of an array in today's format, `[{events=E, data={u32=N, u64=M}}, ...]`
+    with no other brace in the text, cut at its separators and each item looked up:
+    what findall returns there, at a tenth of its cost. None: another shape, for findall."""
+    i, j = text.find("[{"), text.rfind("}}]")
+    if i < 0 or j < i or "{" in text[:i] or "{" in text[j + 3:]:
+        return None
+    out = []
+    for piece in text[i + 2:j].split("}}, {"):
+        got = _ITEMS.get(piece)
+        if got is None:
+            m = _MODERN_ITEM.fullmatch(piece)
+            if m is None:
+                return None
+            if len(_ITEMS) >= _ITEMS_MOST:
+                _ITEMS.clear()
+            got = _ITEMS[piece] = (m.group(1), int(m.group(2)))
+        out.append(got)
     return out
 
 
