@@ -91,7 +91,7 @@ def epoll_ctl(c: Ctx) -> Verdict:
 # pattern matches at one place at most, so it is first looked for in the last
 # TAIL characters (a search from the start tries every comma of the array: 6% of
 # live mode's annotating under load), then in the whole.
-TAIL = 512
+TAIL = 64
 _TIMEOUT_AT_END = {
     "epoll_wait": re.compile(r",\s*(-?\d+)\s*$"),
     "epoll_pwait": re.compile(r",\s*(-?\d+),\s*(?:NULL|\[[^\]]*\]|0x[0-9a-f]+),\s*\d+\s*$"),
