@@ -45,9 +45,15 @@ _READY_TEXT: dict[tuple, str] = {}  # a ready fd's JSON: a server's waits return
 _READY_MOST = 4096
 
 
+_BY_ITEM: dict[int, tuple[dict, str]] = {}  # id of a ready item records share -> (the item, its JSON)
+
+
 def _flat(d: dict) -> str:
     """json's text of a dict of strings, ints and None (a ready fd, an fd, a cited line),
     written directly: a wait returning 16 fds is 16 of these."""
+    got = _BY_ITEM.get(id(d))
+    if got is not None and got[0] is d:  # the entry holds the item: its id is not another's
+        return got[1]
     if tuple(d) == _READY:
         key = tuple(d.values())
         fd, role, detail, events = key
@@ -60,6 +66,9 @@ def _flat(d: dict) -> str:
                 text = _READY_TEXT[key] = (
                     f'{{"fd": {fd!r}, "role": {_str(role)}, "detail": {"null" if detail is None else _str(detail)}, '
                     f'"events": {_str(events)}}}')
+            if len(_BY_ITEM) >= _READY_MOST:
+                _BY_ITEM.clear()
+            _BY_ITEM[id(d)] = (d, text)
             return text
     parts = []
     for k, v in d.items():

@@ -153,10 +153,10 @@ def epoll_wait(c: Ctx) -> Verdict:
         got = _KNOWN.get(key)
         now = made[0]  # an item before this one may have changed the model
         if got is not None and got[0] is table and got[1] == now:
-            # Nothing in the model has changed since this item was worked out: the same fd, the same words.
-            _, _, num, role, detail, text = got
-            ready.append({"fd": num, "role": role, "detail": detail, "events": events})
-            texts.append(text)
+            # Nothing in the model has changed since this item was worked out: the same fd, the same
+            # words, the same item (records share it; nothing changes an item once made).
+            ready.append(got[2])
+            texts.append(got[3])
             continue
         if by_data is None:
             by_data = _by_data(table, epnum, now)
@@ -178,7 +178,7 @@ def epoll_wait(c: Ctx) -> Verdict:
         if how in ("registered", "events") and made[0] == now and _plain_ready(c, fd, events):
             if len(_KNOWN) >= KNOWN_MOST:
                 _KNOWN.clear()
-            _KNOWN[key] = (table, now, fd.num, fd.role, fd.detail, text)
+            _KNOWN[key] = (table, now, item, text)
     t = c.m.thread(c.ev.tid)
     new = [f for f in (c.table.fds.get(r["fd"]) for r in ready
                        if r["fd"] not in t.ready or r["role"] == F.WAKEUP and r["fd"] not in t.notified)
@@ -193,7 +193,7 @@ def epoll_wait(c: Ctx) -> Verdict:
 # under load returns the same clients wait after wait, with nothing changed in between.
 # Each entry holds its fd table (the key's id is only valid while it lives) and the model's count.
 KNOWN_MOST = 4096
-_KNOWN: dict[tuple, tuple] = {}  # (table id, epoll fd, data, events) -> (table, count, fd, role, detail, text)
+_KNOWN: dict[tuple, tuple] = {}  # (table id, epoll fd, data, events) -> (table, count, ready item, text)
 _BY_DATA: dict[tuple, tuple] = {}  # (table id, epoll fd) -> (table, count, data -> fds)
 
 
