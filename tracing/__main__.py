@@ -13,7 +13,10 @@ def run() -> None:
         from .run import procs
 
         procs.hold_stop_signals()
+        from . import heap
         from .cli import main
+
+        heap.keep()
 
         code = main()
     except KeyboardInterrupt as e:  # only before hold_stop_signals: nothing was started
