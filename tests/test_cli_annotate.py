@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 from tests.helpers import LOAD, ROOT, count_lines, run_cli, trace_c_under_wrk
@@ -202,6 +203,28 @@ def test_format_all_writes_a_runs_files_from_one_read(tmp_path):
     assert "# Index (line numbers in this file):" in (folder / "annotated.log").read_text()
     assert json.loads((folder / "summary.json").read_text())["kinds"]["syscall"] > 1000
     assert run_cli("annotate", log, "--format", "all").returncode == 2  # a folder must be named
+
+
+def test_format_all_over_an_earlier_run_writes_new_files_and_leaves_what_they_linked_to(tmp_path):
+    # The earlier run's files are unlinked, not truncated (render.renderer.new_file): a file an
+    # old one was hard-linked to keeps its text, and a FIFO in the folder is written, not replaced.
+    log = str(LOAD.relative_to(ROOT))
+    folder = tmp_path / "views"
+    assert run_cli("annotate", log, "--format", "all", "-o", str(folder)).returncode == 0
+    kept = tmp_path / "kept.jsonl"
+    os.link(folder / "events.jsonl", kept)
+    before = kept.read_text()
+    os.unlink(folder / "trace.json")
+    os.mkfifo(folder / "trace.json")
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append((folder / "trace.json").read_bytes()), daemon=True)
+    reader.start()
+    p = run_cli("annotate", log, "--format", "all", "-o", str(folder))
+    reader.join(timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert kept.read_text() == before and (folder / "events.jsonl").read_text() == before
+    assert not os.path.samefile(kept, folder / "events.jsonl")
+    assert got and json.loads(got[0])["traceEvents"], "the FIFO was not written through"
 
 
 def test_a_batch_of_output_lines_reuses_the_heap_instead_of_faulting_in_new_pages():

@@ -21,7 +21,7 @@ from typing import IO
 
 from ..names import FILE, WAITS
 from .load_fold import LoadFold
-from .renderer import BATCH, Lines, Renderer
+from .renderer import BATCH, Lines, Renderer, new_file
 from .timing import latency_lines, stall_text, unnamed_reason
 from .text import TextLines
 from ..understand.records import Copies
@@ -154,7 +154,7 @@ class AnnotatedLog(Renderer):
         self.path = out if isinstance(out, Path) else None
         if self.path is not None:
             self.body_path = self.path.with_name(self.path.name + ".part")
-            self.body = open(self.body_path, "w")
+            self.body = new_file(self.body_path)
         else:
             self.body = out
         self.heading, self.roles = heading, roles
@@ -291,7 +291,7 @@ class AnnotatedLog(Renderer):
         offset = self.heading.count("\n") + len(entries) + len(threads) + len(timed) + 2
         timed = _time_lines(self.timing, self.at_raw, offset)
         entries = [(name, at + offset) for name, at in entries]
-        with open(self.path, "w") as out:
+        with new_file(self.path) as out:
             out.write(self.heading)
             out.write("# Index (line numbers in this file):\n")
             width = max(len(name) for name, _ in entries) if entries else 0

@@ -14,6 +14,9 @@ request headers, the start-up fold) it keeps itself.
 
 from __future__ import annotations
 
+import os
+import stat
+from pathlib import Path
 from typing import IO, Iterable
 
 from ..understand.records import Copies
@@ -80,3 +83,17 @@ class Lines:
             self.batch.append("")  # the last line's newline, without copying the joined text again
             self.out.write("\n".join(self.batch))
             self.batch.clear()
+
+
+def new_file(path: Path, mode: str = "w") -> IO:
+    """`open(path, mode)` as a new file: a regular file of an earlier run there is unlinked,
+    not truncated. ext4 flushes a file that was truncated and written again when it is
+    closed (its guard for programs that save in place), and the truncating frees the old
+    pages in the writer's time; `--format all` over its own earlier output took 8.5-8.8 s
+    that way, 7.5-7.8 s with the old files gone. A link, a FIFO or a device is opened as is."""
+    try:
+        if stat.S_ISREG(os.lstat(path).st_mode):
+            os.unlink(path)
+    except OSError:  # not there, or not ours to unlink: open says what is wrong, if anything
+        pass
+    return open(path, mode)

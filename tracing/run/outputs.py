@@ -14,7 +14,7 @@ from typing import Iterator
 from ..render import per_request, timing, trace_event
 from ..render.annotated_log import AnnotatedLog, first_request
 from ..render.jsonl import Jsonl
-from ..render.renderer import fan_out
+from ..render.renderer import fan_out, new_file
 from ..render.timeline import Timeline
 from ..errors import EXIT_OUTPUT, TraceError
 from .scenario import load_steps
@@ -157,7 +157,7 @@ def write_views(out: Path, records, summary, heading: str, name: str, headers: d
     its repeats in annotated.log and gives its figures per request."""
     tally, counted = timing.Tally(), per_request.Counted()
     loads = {per_request.LABEL: load_row["connections"]} if load_row else None
-    with open(out / "events.jsonl", "w") as jsonl, open(out / "trace.json", "w") as trace:
+    with new_file(out / "events.jsonl") as jsonl, new_file(out / "trace.json") as trace:
         _, _, _, index, _, _ = fan_out(records, [
             tally, counted,
             Jsonl(jsonl),
