@@ -1,4 +1,4 @@
-"""A run's memory settings: the C heap kept, not handed back to the kernel after each big write,
+"""A run's memory settings: the C heap kept, and the cycle collector run less often.
 
 Every renderer writes a batch of lines as one string (a few hundred KB, a run
 of copies several MB), then drops it. glibc maps an allocation that big
