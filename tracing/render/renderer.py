@@ -90,7 +90,8 @@ def new_file(path: Path, mode: str = "w") -> IO:
     not truncated. ext4 flushes a file that was truncated and written again when it is
     closed (its guard for programs that save in place), and the truncating frees the old
     pages in the writer's time; `--format all` over its own earlier output took 8.5-8.8 s
-    that way, 7.5-7.8 s with the old files gone. A link, a FIFO or a device is opened as is."""
+    that way, 7.5-7.8 s with the old files gone (a hard link to one keeps its text). A
+    symbolic link, a FIFO or a device is opened as it is."""
     try:
         if stat.S_ISREG(os.lstat(path).st_mode):
             os.unlink(path)
