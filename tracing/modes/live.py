@@ -47,7 +47,7 @@ QUIET = 0.2  # seconds without output from strace after which a burst's count is
 # not per line, and strace's lines wait in the pipe meanwhile instead of strace waiting.
 TICK = 0.03
 READ = PIPE = 1 << 20
-F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ from Python 3.10 on Linux; not in every build
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # Linux's number where this Python lacks the name
 CATEGORIES = ("pollable", "thread-pooled", "blocking", "wakeup", "other")
 
 
